@@ -1,0 +1,22 @@
+"""onnxtopo: persistent homology of the graph a neural network exported to ONNX induces on an input.
+
+Data flows one way: model (``model``) -> plan of layers and rules (``plan``, ``rules``) ->
+activations (``activations``) -> induced graph (``graph``) -> filtration (``filtration``) ->
+diagrams and persistent subgraph (``persistence``). ``api`` ties them together; ``cli`` is the
+command line.
+"""
+
+from .api import AnalysisResult, Analyzer, analyze, induced_graph, inspect, persistence
+from .errors import BadInputError, BadModelError, InvalidFiltrationError, OnnxtopoError, UnsupportedOpError
+from .filtration import Filtration, superlevel_filtration
+from .graph import InducedGraph
+from .persistence import Persistence, PersistentSubgraph
+from .plan import Plan
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalysisResult", "Analyzer", "analyze", "induced_graph", "inspect", "persistence",
+    "BadInputError", "BadModelError", "InvalidFiltrationError", "OnnxtopoError", "UnsupportedOpError",
+    "Filtration", "superlevel_filtration", "InducedGraph", "Persistence", "PersistentSubgraph", "Plan",
+]

@@ -1,0 +1,85 @@
+"""Stage 3: the activations, from onnxruntime with the needed intermediate tensors exposed.
+
+One session per model; inputs go through it in batches. Every tensor an edge step reads (its h)
+becomes a graph output, so onnxruntime's own kernels produce the values φ is computed from.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import onnx
+
+from .errors import BadInputError
+from .plan import Plan
+
+
+class ActivationRunner:
+    """Runs a planned model and returns, per batch, the tensors the edge steps read."""
+
+    def __init__(self, plan: Plan, extra_tensors: Iterable[str] = (), threads: int | None = None):
+        import onnxruntime as ort
+
+        self.plan = plan
+        wanted = [s.input_tensor for s in plan.steps] + list(extra_tensors)
+        self.tensors = list(dict.fromkeys(t for t in wanted if t != plan.input_name))
+        model = onnx.ModelProto()
+        model.CopyFrom(plan.model)
+        known = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
+        existing = {o.name for o in model.graph.output}
+        for name in self.tensors:
+            if name in existing:
+                continue
+            if name in known:
+                model.graph.output.append(known[name])
+            else:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Tensor name -> array with the batch axis first, for a validated batch ``x``."""
+        try:
+            values = self.session.run(self.tensors, {self.plan.input_name: x})
+        except Exception as exc:
+            raise BadInputError(f"onnxruntime failed on these inputs: {str(exc).splitlines()[0]}") from exc
+        out = dict(zip(self.tensors, values))
+        out[self.plan.input_name] = x
+        for name, value in out.items():
+            if not np.isfinite(value).all():
+                raise BadInputError(
+                    f"tensor {name!r} holds NaN or infinite values for some of these inputs; "
+                    "check the inputs' scale and the model's weights"
+                )
+        return out
+
+
+def validate_inputs(plan: Plan, x) -> np.ndarray:
+    """The inputs as an array the model accepts, or a BadInputError saying what is wrong."""
+    x = np.asarray(x)
+    expected = ", ".join(map(str, plan.input_shape))
+    if x.dtype.kind not in "fiu" or (x.dtype.kind in "iu" and plan.input_dtype.kind == "f"):
+        raise BadInputError(
+            f"inputs have dtype {x.dtype}; the model takes {plan.input_dtype}. Convert them first "
+            f"(and scale them as the model was trained, e.g. pixels / 255)"
+        )
+    if x.ndim != len(plan.input_shape) + 1 or tuple(x.shape[1:]) != plan.input_shape:
+        raise BadInputError(
+            f"inputs have shape {x.shape}; the model's input {plan.input_name!r} takes "
+            f"(n, {expected}), i.e. a batch of samples of shape ({expected})"
+        )
+    if x.shape[0] == 0:
+        raise BadInputError("the inputs are empty (0 samples)")
+    if x.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+        if bad.size:
+            raise BadInputError(
+                f"{bad.size} input(s) hold NaN or infinite values (first: sample {bad[0]}); "
+                "remove or repair them"
+            )
+    return x.astype(plan.input_dtype, copy=False)

@@ -1,0 +1,107 @@
+"""The public API: one call from a model and inputs to diagrams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .activations import ActivationRunner, validate_inputs
+from .filtration import superlevel_filtration
+from .graph import InducedGraph, induced_graphs
+from .model import load_model
+from .persistence import Persistence, dionysus_persistence
+from .plan import Plan, PlanOptions, build_plan
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What one input gives: its graph's size and its persistence."""
+
+    index: int
+    n_vertices: int  # vertices of the network (all layers)
+    n_edges: int  # edges of the induced graph (φ > 0, after thresholds)
+    persistence: Persistence
+
+    @property
+    def h0(self) -> np.ndarray:
+        return self.persistence.h0
+
+    @property
+    def h1(self) -> np.ndarray | None:
+        return self.persistence.h1
+
+    @property
+    def subgraph(self):
+        return self.persistence.subgraph
+
+    def summary(self) -> dict:
+        p = self.persistence
+        h0_finite = int(np.isfinite(p.h0[:, 1]).sum())
+        out = dict(
+            index=self.index, vertices=self.n_vertices, edges=self.n_edges,
+            vertices_in_complex=p.n_simplices - self.n_edges,
+            h0_points=len(p.h0), h0_finite_points=h0_finite, h0_essential_points=len(p.h0) - h0_finite,
+            h0_total_persistence=p.total_persistence, subgraph_edges=len(p.subgraph),
+        )
+        if p.h1 is not None:
+            out["h1_points"] = len(p.h1)
+        return out
+
+
+def inspect(model, *, maxpool_rule: str = "window") -> Plan:
+    """Load, check and plan a model (path, bytes or onnx.ModelProto) without running it."""
+    return build_plan(load_model(model), PlanOptions(maxpool_rule=maxpool_rule))
+
+
+def persistence(graph: InducedGraph, *, h1: bool = False, vertices="max") -> Persistence:
+    """H0 (and optionally H1) diagrams and persistent subgraph of an induced graph's filtration."""
+    return dionysus_persistence(superlevel_filtration(graph, vertices), h1=h1)
+
+
+class Analyzer:
+    """A planned model with its onnxruntime session, reused across batches of inputs."""
+
+    def __init__(self, model, *, maxpool_rule: str = "window", threads: int | None = None):
+        self.plan = model if isinstance(model, Plan) else inspect(model, maxpool_rule=maxpool_rule)
+        self.runner = ActivationRunner(self.plan, threads=threads)
+
+    def batches(self, inputs, batch_size: int):
+        x = validate_inputs(self.plan, inputs)
+        if self.plan.fixed_batch is not None:
+            batch_size = self.plan.fixed_batch
+        for start in range(0, len(x), batch_size):
+            yield start, x[start:start + batch_size]
+
+    def graphs(self, inputs, *, batch_size: int = 32, threshold=None, percentile=None) -> Iterator[InducedGraph]:
+        """The induced graph of each input, in order."""
+        for _, batch in self.batches(inputs, batch_size):
+            yield from induced_graphs(self.plan, self.runner.run(batch), threshold=threshold, percentile=percentile)
+
+    def analyze(self, inputs, *, h1: bool = False, threshold=None, percentile=None, vertices="max",
+                batch_size: int = 32) -> Iterator[AnalysisResult]:
+        """Analyze each input in turn, yielding results as they are computed."""
+        graphs = self.graphs(inputs, batch_size=batch_size, threshold=threshold, percentile=percentile)
+        for i, graph in enumerate(graphs):
+            yield AnalysisResult(i, graph.n_vertices, graph.n_edges, persistence(graph, h1=h1, vertices=vertices))
+
+
+def analyze(model, inputs, *, h1: bool = False, threshold: float | None = None,
+            percentile: float | None = None, vertices="max", maxpool_rule: str = "window",
+            batch_size: int = 32) -> list[AnalysisResult]:
+    """Persistence of the graph each input induces in ``model``.
+
+    ``model`` is a path, serialized bytes or an onnx.ModelProto; ``inputs`` an array of shape
+    (n, *sample shape). Returns one AnalysisResult per input, with ``h0`` (and ``h1`` if asked)
+    as (n, 2) arrays of (birth, death) and the persistent ``subgraph``.
+    """
+    analyzer = Analyzer(model, maxpool_rule=maxpool_rule)
+    return list(analyzer.analyze(inputs, h1=h1, threshold=threshold, percentile=percentile,
+                                 vertices=vertices, batch_size=batch_size))
+
+
+def induced_graph(model, x, *, maxpool_rule: str = "window", threshold=None, percentile=None) -> InducedGraph:
+    """The induced graph of one input ``x`` (per-sample shape, no batch axis)."""
+    analyzer = Analyzer(model, maxpool_rule=maxpool_rule)
+    return next(analyzer.graphs(np.asarray(x)[None], threshold=threshold, percentile=percentile))

@@ -1,0 +1,264 @@
+"""Stage 2: walk the normalized ONNX graph into a plan of layers and edge rules.
+
+Each tensor of the graph is tracked as an integer array giving, for each of its elements, the
+vertex position it stands for in its layer. Elementwise ops pass the array on, layout ops move it
+(applied to the array itself, so any Reshape/Transpose is followed exactly), and edge-making ops
+start a new layer. The walk runs with two samples in the batch axis, which reveals any layout op
+that would mix samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import BadModelError, UnsupportedOpError
+from .rules import EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, EdgeRule, refuse, supported_ops
+from .rules.op_pool import MAXPOOL_RULES
+
+WALK_BATCH = 2
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Choices that change the graph a model induces."""
+
+    maxpool_rule: str = "window"
+
+    def __post_init__(self):
+        if self.maxpool_rule not in MAXPOOL_RULES:
+            raise ValueError(f"maxpool_rule must be one of {MAXPOOL_RULES}, got {self.maxpool_rule!r}")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of vertices: the model input or the output of an edge-making op."""
+
+    index: int
+    tensor: str
+    shape: tuple[int, ...]
+    offset: int  # id of the layer's first vertex
+    node: str = ""
+    op_type: str = ""
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class EdgeStep:
+    """The edges one edge-making node draws from its source layer to its target layer."""
+
+    node: str
+    op_type: str
+    rule: EdgeRule
+    source: int
+    target: int
+    input_tensor: str  # the op's data input: its values are the h_u of the edges
+    input_vertices: np.ndarray  # per element of input_tensor (flat), its position in the source layer
+
+    @property
+    def candidate_edges(self) -> int:
+        return len(self.rule.pattern)
+
+
+@dataclass
+class Plan:
+    """What onnxtopo will compute for a model: its layers and the rule of each edge step."""
+
+    model: onnx.ModelProto
+    input_name: str
+    input_shape: tuple[int, ...]  # per sample
+    input_dtype: np.dtype
+    fixed_batch: int | None  # None when the batch axis is dynamic
+    layers: list[Layer]
+    steps: list[EdgeStep]
+    ignored: list[str] = field(default_factory=list)  # nodes after the last layer, e.g. Softmax
+    options: PlanOptions = PlanOptions()
+
+    @property
+    def n_vertices(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    def describe(self) -> list[dict]:
+        """One row per layer, for ``onnxtopo inspect``."""
+        rows = [dict(layer=0, node="(input)", op="", rule="", tensor=self.layers[0].tensor,
+                     input_shape="", output_shape=self.layers[0].shape, neurons=self.layers[0].size,
+                     edges=0)]
+        for step in self.steps:
+            target = self.layers[step.target]
+            rows.append(dict(layer=step.target, node=step.node, op=step.op_type,
+                             rule=step.rule.rule_name, tensor=target.tensor,
+                             input_shape=step.rule.in_shape,
+                             output_shape=target.shape, neurons=target.size,
+                             edges=step.candidate_edges))
+        return rows
+
+
+def _constant_value(node) -> np.ndarray:
+    for attr in node.attribute:
+        value = onnx.helper.get_attribute_value(attr)
+        if isinstance(value, onnx.TensorProto):
+            return numpy_helper.to_array(value)
+        if attr.name in ("value_float", "value_floats"):
+            return np.asarray(value, dtype=np.float32)
+        if attr.name in ("value_int", "value_ints"):
+            return np.asarray(value, dtype=np.int64)
+    raise refuse(node, "this form of Constant is not supported")
+
+
+def _fold(node, constants) -> list[np.ndarray]:
+    """Evaluate a node whose inputs are all constant, with onnx's reference evaluator."""
+    if node.op_type == "Constant":
+        return [_constant_value(node)]
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        return ReferenceEvaluator(node).run(None, {n: constants[n] for n in node.input if n})
+    except Exception as exc:
+        raise refuse(node, f"its constant inputs could not be evaluated ({exc})") from exc
+
+
+def _input_signature(graph) -> tuple[str, tuple[int, ...], np.dtype, int | None]:
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(repr(i.name) for i in inputs)
+        raise UnsupportedOpError(
+            f"the model has {len(inputs)} inputs ({names}); onnxtopo analyzes models with exactly one input"
+        )
+    value = inputs[0]
+    tensor_type = value.type.tensor_type
+    if not value.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
+        raise BadModelError(f"input {value.name!r} has no tensor shape; re-export with a declared input shape")
+    dims = tensor_type.shape.dim
+    if len(dims) < 2:
+        raise BadModelError(
+            f"input {value.name!r} has rank {len(dims)}; onnxtopo expects a batch axis then the sample's axes"
+        )
+    sample = []
+    for axis, d in enumerate(dims[1:], start=1):
+        if not d.HasField("dim_value") or d.dim_value <= 0:
+            raise BadModelError(
+                f"input {value.name!r} has a symbolic size {d.dim_param or '?'} at axis {axis}; "
+                "re-export the model with a fixed input size (only the batch axis may be dynamic)"
+            )
+        sample.append(d.dim_value)
+    batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+    if batch not in (None, 1):
+        raise BadModelError(
+            f"input {value.name!r} has a fixed batch size of {batch}; re-export with a dynamic batch axis or batch 1"
+        )
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+    return value.name, tuple(sample), np.dtype(dtype), batch
+
+
+def _check_broadcast(node, index: np.ndarray, constants):
+    for name in node.input:
+        if name in constants:
+            shape = np.shape(constants[name])
+            try:
+                grown = np.broadcast_shapes(index.shape, shape) != index.shape
+            except ValueError:
+                grown = True
+            if grown:
+                raise refuse(node, f"its constant operand {name!r} of shape {shape} changes the "
+                                   f"activation's shape (batch, {', '.join(map(str, index.shape[1:]))})")
+
+
+def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> Plan:
+    """Walk a checked, normalized model (see ``model.load_model``) into a Plan."""
+    graph = model.graph
+    input_name, sample_shape, dtype, batch = _input_signature(graph)
+    walk_batch = WALK_BATCH if batch is None else batch
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+    def fresh(layer_size, shape):
+        return np.arange(walk_batch * layer_size, dtype=np.int64).reshape(walk_batch, *shape)
+
+    layers = [Layer(0, input_name, sample_shape, 0)]
+    steps: list[EdgeStep] = []
+    placed = {input_name: (0, fresh(layers[0].size, sample_shape))}
+    blocked: dict[str, onnx.NodeProto] = {}  # tensors downstream of an op without a rule
+
+    for node in graph.node:
+        data = [n for n in node.input if n and n not in constants]
+        if not data:
+            for name, value in zip(node.output, _fold(node, constants)):
+                constants[name] = np.asarray(value)
+            continue
+        blocker = next((blocked[n] for n in data if n in blocked), None)
+        if blocker is None:
+            reason = _why_unhandled(node, data, placed)
+            if reason:
+                blocker = (node, reason)
+        if blocker is not None:
+            if node.op_type in EDGE_RULES:
+                raise _unsupported(*blocker)
+            blocked.update({n: blocker for n in node.output if n})
+            continue
+        layer_index, index = placed[data[0]]
+        if node.op_type in EDGE_RULES:
+            rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
+            offset = layers[-1].offset + layers[-1].size
+            layer = Layer(len(layers), node.output[0], tuple(rule.out_shape), offset, node.name, node.op_type)
+            layers.append(layer)
+            steps.append(EdgeStep(node.name, node.op_type, rule, layer_index, layer.index, data[0],
+                                  index[0].ravel().copy()))
+            placed[node.output[0]] = (layer.index, fresh(layer.size, layer.shape))
+        elif node.op_type in LAYOUT_OPS:
+            moved = LAYOUT_OPS[node.op_type](index, node, constants)
+            _check_samples_kept_apart(node, moved, layers[layer_index].size, walk_batch)
+            placed[node.output[0]] = (layer_index, moved)
+        else:
+            _check_broadcast(node, index, constants)
+            placed[node.output[0]] = (layer_index, index)
+
+    if not steps:
+        raise UnsupportedOpError(
+            "the model has no edge-making op (Gemm, MatMul, Conv, MaxPool) reachable from its input"
+        )
+    ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()})
+    return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options)
+
+
+def _why_unhandled(node, data, placed) -> str:
+    """Why the walker cannot follow a node with activation inputs, or '' when it can."""
+    untracked = [n for n in data if n not in placed]
+    if untracked:
+        return f"it reads {untracked[0]!r}, which is not a tensor onnxtopo follows"
+    if node.op_type in EDGE_RULES:
+        return ""  # the rule itself checks its operands, with a message of its own
+    if node.op_type not in LAYOUT_OPS and node.op_type not in ELEMENTWISE_OPS:
+        return "onnxtopo has no rule for this op type"
+    if len(data) != 1:
+        return f"it combines {len(data)} activation tensors, which onnxtopo does not support"
+    if node.op_type in LAYOUT_OPS and data[0] != node.input[0]:
+        return "its data operand is constant while another operand is computed at run time"
+    return ""
+
+
+def _unsupported(node, reason: str) -> UnsupportedOpError:
+    return UnsupportedOpError(
+        f"node {node.name or '(unnamed)'!r} (op type {node.op_type}) feeds the network's layers but "
+        f"{reason}. Supported op types: {', '.join(supported_ops())}"
+    )
+
+
+def _check_samples_kept_apart(node, moved: np.ndarray, layer_size: int, walk_batch: int):
+    if moved.ndim == 0 or moved.shape[0] != walk_batch:
+        raise refuse(node, "it moves the batch axis", "onnxtopo needs the batch axis first and untouched")
+    sample = moved.reshape(walk_batch, -1) // layer_size
+    if not (sample == np.arange(walk_batch)[:, None]).all():
+        raise refuse(node, "it mixes elements of different samples", "keep the batch axis first and untouched")
+
+
+def layer_of(plan: Plan, vertex_ids: Sequence[int]) -> np.ndarray:
+    """Layer index of each vertex id."""
+    offsets = np.array([layer.offset for layer in plan.layers])
+    return np.searchsorted(offsets, np.asarray(vertex_ids), side="right") - 1

@@ -1,0 +1,117 @@
+"""Op rules: how each ONNX op moves neurons or connects them.
+
+One module per op family (``op_*.py``), each registering its handlers by op type, in the spirit of
+``onnx/reference/ops``. There are three kinds of handler:
+
+* ``EdgeRule`` subclasses make a new layer of vertices and the edges into it (Gemm, Conv, ...);
+* layout handlers move the same vertices around (Flatten, Reshape, ...);
+* elementwise op types keep each vertex where it is (Relu, a bias Add, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+
+EDGE_RULES: dict[str, type["EdgeRule"]] = {}
+LAYOUT_OPS: dict[str, Callable] = {}
+ELEMENTWISE_OPS: set[str] = set()
+
+
+def edge_rule(*op_types: str):
+    """Class decorator registering an EdgeRule for the given op types."""
+
+    def register(cls):
+        for op in op_types:
+            EDGE_RULES[op] = cls
+        return cls
+
+    return register
+
+
+def layout_op(op_type: str):
+    """Function decorator registering how an op moves an index array of vertex positions."""
+
+    def register(fn):
+        LAYOUT_OPS[op_type] = fn
+        return fn
+
+    return register
+
+
+def supported_ops() -> list[str]:
+    return sorted(set(EDGE_RULES) | set(LAYOUT_OPS) | ELEMENTWISE_OPS)
+
+
+@dataclass(frozen=True)
+class EdgePattern:
+    """The candidate edges of one edge-making op, for one sample.
+
+    ``src`` indexes the op's data input flattened per sample, ``dst`` its output flattened per
+    sample, ``weight`` is w_{u->v}. The pattern depends on the model only, never on the input.
+    """
+
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+class EdgeRule:
+    """Base class of the rules of edge-making ops.
+
+    A rule is built once per node from its attributes, constant operands and the per-sample
+    shape of its data input; it knows its output shape and its edge pattern.
+    """
+
+    #: the name shown by ``onnxtopo inspect`` (e.g. ``dense``, ``conv``, ``window``)
+    rule_name: str = ""
+
+    def __init__(self, node, in_shape: tuple[int, ...], constants: dict[str, np.ndarray], options):
+        self.node = node
+        self.in_shape = tuple(in_shape)
+        self.out_shape: tuple[int, ...] = ()
+        self._pattern: EdgePattern | None = None
+
+    @property
+    def pattern(self) -> EdgePattern:
+        if self._pattern is None:
+            self._pattern = self.build_pattern()
+        return self._pattern
+
+    def build_pattern(self) -> EdgePattern:
+        raise NotImplementedError
+
+    def edge_values(self, h: np.ndarray) -> np.ndarray:
+        """Signed w·h_u for every edge of the pattern, given one sample's flat data input."""
+        p = self.pattern
+        return p.weight * h[p.src]
+
+
+def refuse(node, why: str, what_to_do: str = "") -> UnsupportedOpError:
+    name = node.name or "(unnamed)"
+    msg = f"node {name!r} ({node.op_type}): {why}"
+    if what_to_do:
+        msg += f"; {what_to_do}"
+    return UnsupportedOpError(msg)
+
+
+def attribute(node, name: str, default=None):
+    """The value of an ONNX node attribute as plain Python/numpy, or ``default``."""
+    import onnx.helper
+
+    for a in node.attribute:
+        if a.name == name:
+            v = onnx.helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+# Importing the op modules fills the registries.
+from . import op_conv, op_elementwise, op_gemm, op_layout, op_pool  # noqa: E402,F401

@@ -1,0 +1,69 @@
+"""Gemm and MatMul with a constant weight: a dense block of edges.
+
+w_{u->v} = alpha · B[u, v] after transB (MatMul: alpha = 1). The activation must be the left
+operand (Gemm's A with transA = 0). Gemm's C (the bias) makes no edge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import EdgePattern, EdgeRule, attribute, edge_rule, refuse
+
+
+class DenseRule(EdgeRule):
+    """Edges (lead…, k) -> (lead…, n) with weight matrix[k, n], for every leading index."""
+
+    rule_name = "dense"
+    matrix: np.ndarray
+
+    def _set_matrix(self, matrix):
+        k = self.in_shape[-1] if self.in_shape else None
+        if matrix.ndim != 2 or matrix.shape[0] != k:
+            raise refuse(
+                self.node,
+                f"its weight of shape {matrix.shape} does not fit an activation of per-sample "
+                f"shape {self.in_shape}",
+            )
+        self.matrix = matrix
+        self.out_shape = (*self.in_shape[:-1], matrix.shape[1])
+
+    def build_pattern(self) -> EdgePattern:
+        k, n = self.matrix.shape
+        lead = int(np.prod(self.in_shape[:-1]))
+        base = np.arange(lead)[:, None, None]
+        src = base * k + np.arange(k)[None, :, None]
+        dst = base * n + np.arange(n)[None, None, :]
+        shape = (lead, k, n)
+        return EdgePattern(
+            src=np.broadcast_to(src, shape).ravel().astype(np.int64),
+            dst=np.broadcast_to(dst, shape).ravel().astype(np.int64),
+            weight=np.broadcast_to(self.matrix[None], shape).ravel(),
+        )
+
+
+@edge_rule("Gemm")
+class GemmRule(DenseRule):
+    def __init__(self, node, in_shape, constants, options):
+        super().__init__(node, in_shape, constants, options)
+        if node.input[0] in constants or node.input[1] not in constants:
+            raise refuse(node, "onnxtopo supports Gemm with the activation as A and a constant B")
+        if attribute(node, "transA", 0):
+            raise refuse(node, "transA=1 is not supported", "export the layer with transA=0")
+        if len(in_shape) != 1:
+            raise refuse(node, f"its input A has per-sample shape {in_shape}, expected (K,)")
+        b = np.asarray(constants[node.input[1]], dtype=np.float64)
+        if attribute(node, "transB", 0):
+            b = b.T
+        self._set_matrix(float(attribute(node, "alpha", 1.0)) * b)
+
+
+@edge_rule("MatMul")
+class MatMulRule(DenseRule):
+    def __init__(self, node, in_shape, constants, options):
+        super().__init__(node, in_shape, constants, options)
+        if node.input[0] in constants or node.input[1] not in constants:
+            raise refuse(
+                node, "onnxtopo supports MatMul with the activation on the left and a constant 2-D right operand"
+            )
+        self._set_matrix(np.asarray(constants[node.input[1]], dtype=np.float64))
