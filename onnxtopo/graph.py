@@ -29,6 +29,30 @@ class InducedGraph:
     phi: np.ndarray
     step: np.ndarray
 
+    @classmethod
+    def from_edges(cls, layer_shapes, src, dst, phi) -> "InducedGraph":
+        """A graph built by hand: layers of the given shapes, edges between global vertex ids.
+
+        Edges with φ = 0 are dropped, as in induced graphs; ``phi`` must be finite and ≥ 0.
+        """
+        from .plan import Layer
+
+        shapes = [tuple(np.atleast_1d(s).tolist()) for s in layer_shapes]
+        sizes = [int(np.prod(s)) for s in shapes]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        layers = tuple(Layer(i, f"layer{i}", s, int(o)) for i, (s, o) in enumerate(zip(shapes, offsets)))
+        src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+        phi = np.asarray(phi, dtype=np.float64)
+        if not (src.shape == dst.shape == phi.shape) or src.ndim != 1:
+            raise ValueError("src, dst and phi must be 1-D arrays of the same length")
+        n = sum(sizes)
+        if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
+            raise ValueError(f"vertex ids must lie in [0, {n})")
+        if not np.isfinite(phi).all() or (phi < 0).any():
+            raise ValueError("phi must be finite and non-negative")
+        keep = phi > 0
+        return cls(layers, src[keep], dst[keep], phi[keep], np.zeros(int(keep.sum()), dtype=np.int32))
+
     @property
     def n_vertices(self) -> int:
         last = self.layers[-1]
