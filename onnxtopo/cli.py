@@ -1,0 +1,139 @@
+"""The ``onnxtopo`` command: a thin layer over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import OnnxtopoError
+from .filtration import VERTEX_MODES
+from .rules.op_pool import MAXPOOL_RULES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnxtopo",
+        description="Persistent homology of the graph a neural network exported to ONNX induces on an input.",
+    )
+    parser.add_argument("--version", action="version", version=f"onnxtopo {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p):
+        p.add_argument("model", help="an .onnx model file")
+        p.add_argument("--maxpool-rule", choices=MAXPOOL_RULES, default="window",
+                       help="MaxPool edges: every input of the window (default) or the argmax only")
+
+    inspect = sub.add_parser("inspect", help="print the plan of layers, rules, neurons and edges")
+    model_options(inspect)
+
+    analyze = sub.add_parser("analyze", help="compute diagrams and persistent subgraphs for inputs")
+    model_options(analyze)
+    analyze.add_argument("--inputs", required=True, help=".npy or .npz file of shape (n, *sample shape)")
+    analyze.add_argument("--key", help="which array of an .npz file holding several")
+    analyze.add_argument("--out", default="onnxtopo-results", help="output directory (default: %(default)s)")
+    analyze.add_argument("--h1", action="store_true", help="also compute the H1 diagram")
+    analyze.add_argument("--threshold", type=float, help="keep only edges with φ ≥ THRESHOLD")
+    analyze.add_argument("--percentile", type=float,
+                         help="per edge step, keep only edges with φ above this percentile (the reference's option)")
+    analyze.add_argument("--vertices", choices=VERTEX_MODES, default="max",
+                         help="vertex entry value: max incident φ (default) or +inf (all present from the start)")
+    analyze.add_argument("--batch-size", type=int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
+    analyze.add_argument("--quiet", action="store_true", help="no progress bar and no per-input lines")
+    return parser
+
+
+def _inspect(args) -> int:
+    from .api import inspect
+
+    plan = inspect(args.model, maxpool_rule=args.maxpool_rule)
+    rows = plan.describe()
+    header = ["layer", "node", "op", "rule", "input shape", "output shape", "neurons", "edges"]
+    table = [[str(r["layer"]), r["node"], r["op"], r["rule"], _shape(r["input_shape"]),
+              _shape(r["output_shape"]), f"{r['neurons']:,}", f"{r['edges']:,}"] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    print(f"model {args.model}: input {plan.input_name!r} (batch, {', '.join(map(str, plan.input_shape))}) "
+          f"{plan.input_dtype}, {'dynamic batch' if plan.fixed_batch is None else f'batch {plan.fixed_batch}'}")
+    for row in [header, *table]:
+        print("  ".join(cell.rjust(w) if i in (0, 6, 7) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    total = sum(r["edges"] for r in rows)
+    print(f"total: {len(plan.layers)} layers, {plan.n_vertices:,} vertices, at most {total:,} edges per input "
+          "(edges with φ = 0 are dropped)")
+    if plan.ignored:
+        print(f"after the last layer, not analyzed: {', '.join(plan.ignored)}")
+    return 0
+
+
+def _shape(shape) -> str:
+    return "" if shape == "" else "(" + ", ".join(map(str, shape)) + ")"
+
+
+def _point(p) -> str:
+    return f"({p[0]:.4g}, {p[1]:.4g})"
+
+
+def _analyze(args) -> int:
+    from tqdm import tqdm
+
+    from .api import Analyzer
+    from .io import load_inputs, write_json, write_result
+
+    if args.batch_size < 1:
+        raise SystemExit("onnxtopo: error: --batch-size must be at least 1")
+    analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
+    inputs = load_inputs(args.inputs, args.key)
+    results = analyzer.analyze(inputs, h1=args.h1, threshold=args.threshold, percentile=args.percentile,
+                               vertices=args.vertices, batch_size=args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    width = max(5, len(str(len(inputs) - 1)))
+    with tqdm(total=len(inputs), unit="input", disable=args.quiet, file=sys.stderr) as bar:
+        for result in results:
+            name = f"input-{result.index:0{width}d}"
+            write_result(out, result, name)
+            summary = result.summary()
+            summaries.append(dict(summary, file=f"{name}.npz"))
+            if not args.quiet:
+                h0 = result.h0
+                top = h0[np.argsort(h0[:, 1] - h0[:, 0], kind="stable")[:3]] if len(h0) else h0
+                bar.write(f"input {result.index}: {summary['vertices']:,} vertices, {summary['edges']:,} edges; "
+                          f"H0 {summary['h0_points']} points ({summary['h0_essential_points']} essential), "
+                          f"total persistence {summary['h0_total_persistence']:.4g}"
+                          + (f"; H1 {summary['h1_points']} points" if args.h1 else "")
+                          + f"; most persistent: {', '.join(_point(p) for p in top)}")
+            bar.update(1)
+    plan = analyzer.plan
+    write_json(out / "summary.json", dict(
+        onnxtopo_version=__version__, model=str(args.model), inputs=str(args.inputs), key=args.key,
+        options=dict(h1=args.h1, threshold=args.threshold, percentile=args.percentile, vertices=args.vertices,
+                     maxpool_rule=args.maxpool_rule),
+        layers=[dict(index=l.index, tensor=l.tensor, shape=l.shape, offset=l.offset, size=l.size,
+                     node=l.node, op_type=l.op_type) for l in plan.layers],
+        results=summaries,
+    ))
+    print(f"wrote {len(summaries)} result(s) to {out}/ (summary.json, input-*.npz, input-*.json)")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _inspect(args) if args.command == "inspect" else _analyze(args)
+    except OnnxtopoError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"onnxtopo: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("onnxtopo: interrupted; results already written are complete", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Reading input files and writing results.
+
+Inputs: a ``.npy`` array, or one array of a ``.npz`` (chosen with ``key`` when there are
+several), shaped (n, *sample shape). Results: see ``write_result`` and the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInputError
+
+
+def load_inputs(path, key: str | None = None) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"input file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".npy":
+            if key is not None:
+                raise BadInputError(f"--key applies to .npz files only, not {path.name!r}")
+            return np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = list(archive.keys())
+                if key is None and len(names) != 1:
+                    raise BadInputError(
+                        f"{path.name!r} holds {len(names)} arrays ({', '.join(names) or 'none'}); "
+                        "choose one with --key"
+                    )
+                key = names[0] if key is None else key
+                if key not in names:
+                    raise BadInputError(f"{path.name!r} has no array {key!r}; it holds: {', '.join(names)}")
+                return archive[key]
+    except BadInputError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise BadInputError(f"cannot read {str(path)!r} as a numpy file ({exc})") from exc
+    raise BadInputError(f"input file {path.name!r} must be a .npy or .npz file")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file renamed into place, so no half-written file remains."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data) -> None:
+    _atomic_write(Path(path), lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n").encode()))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, np.ndarray)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_result(out_dir: Path, result, name: str) -> None:
+    """``<name>.npz`` with the diagrams and persistent subgraph, ``<name>.json`` with the summary."""
+    p = result.persistence
+    arrays = dict(
+        h0=p.h0,
+        subgraph_src=p.subgraph.src,
+        subgraph_dst=p.subgraph.dst,
+        subgraph_phi=p.subgraph.phi,
+        subgraph_birth=p.subgraph.birth,
+    )
+    if p.h1 is not None:
+        arrays["h1"] = p.h1
+    _atomic_write(out_dir / f"{name}.npz", lambda f: np.savez_compressed(f, **arrays))
+    write_json(out_dir / f"{name}.json", result.summary())
