@@ -67,24 +67,30 @@ class Analyzer:
         self.plan = model if isinstance(model, Plan) else inspect(model, maxpool_rule=maxpool_rule)
         self.runner = ActivationRunner(self.plan, threads=threads)
 
-    def batches(self, inputs, batch_size: int):
+    def batches(self, inputs, batch_size: int) -> list[np.ndarray]:
+        """The validated inputs cut into batches (views); validation happens here, eagerly."""
         x = validate_inputs(self.plan, inputs)
-        if self.plan.fixed_batch is not None:
-            batch_size = self.plan.fixed_batch
-        for start in range(0, len(x), batch_size):
-            yield start, x[start:start + batch_size]
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        size = self.plan.fixed_batch or batch_size
+        return [x[start:start + size] for start in range(0, len(x), size)]
 
     def graphs(self, inputs, *, batch_size: int = 32, threshold=None, percentile=None) -> Iterator[InducedGraph]:
-        """The induced graph of each input, in order."""
-        for _, batch in self.batches(inputs, batch_size):
-            yield from induced_graphs(self.plan, self.runner.run(batch), threshold=threshold, percentile=percentile)
+        """The induced graph of each input, in order, computed lazily batch by batch."""
+        batches = self.batches(inputs, batch_size)
+        return (graph for batch in batches
+                for graph in induced_graphs(self.plan, self.runner.run(batch), threshold=threshold,
+                                            percentile=percentile))
 
     def analyze(self, inputs, *, h1: bool = False, threshold=None, percentile=None, vertices="max",
                 batch_size: int = 32) -> Iterator[AnalysisResult]:
-        """Analyze each input in turn, yielding results as they are computed."""
+        """Analyze each input in turn, yielding results as they are computed.
+
+        The inputs are validated before this returns; the work happens as results are consumed.
+        """
         graphs = self.graphs(inputs, batch_size=batch_size, threshold=threshold, percentile=percentile)
-        for i, graph in enumerate(graphs):
-            yield AnalysisResult(i, graph.n_vertices, graph.n_edges, persistence(graph, h1=h1, vertices=vertices))
+        return (AnalysisResult(i, graph.n_vertices, graph.n_edges, persistence(graph, h1=h1, vertices=vertices))
+                for i, graph in enumerate(graphs))
 
 
 def analyze(model, inputs, *, h1: bool = False, threshold: float | None = None,

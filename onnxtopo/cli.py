@@ -43,9 +43,16 @@ def _parser() -> argparse.ArgumentParser:
                          help="per edge step, keep only edges with φ above this percentile (the reference's option)")
     analyze.add_argument("--vertices", choices=VERTEX_MODES, default="max",
                          help="vertex entry value: max incident φ (default) or +inf (all present from the start)")
-    analyze.add_argument("--batch-size", type=int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
+    analyze.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar and no per-input lines")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _inspect(args) -> int:
@@ -83,8 +90,6 @@ def _analyze(args) -> int:
     from .api import Analyzer
     from .io import load_inputs, write_json, write_result
 
-    if args.batch_size < 1:
-        raise SystemExit("onnxtopo: error: --batch-size must be at least 1")
     analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
     inputs = load_inputs(args.inputs, args.key)
     results = analyzer.analyze(inputs, h1=args.h1, threshold=args.threshold, percentile=args.percentile,

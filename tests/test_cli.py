@@ -1,0 +1,129 @@
+"""The command line, end to end: the shipped model, output files, and clear errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "ccff-relu.onnx"
+SAMPLE = REPO / "models" / "mnist-sample.npy"
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "onnxtopo.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def assert_clean_error(proc, code, *fragments):
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("onnxtopo: error: ")
+    for fragment in fragments:
+        assert fragment in proc.stderr, (fragment, proc.stderr)
+
+
+def test_inspect_prints_the_plan():
+    proc = run("inspect", MODEL)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert [r[2] for r in rows[1:]] == ["Conv", "Conv", "MatMul", "MatMul"]
+    # Neuron and candidate edge counts of CCFF, worked out from its architecture.
+    assert rows[1][-2:] == ["1,728", f"{24 * 24 * 3 * 25:,}"]
+    assert rows[2][-2:] == ["1,452", f"{22 * 22 * 3 * 27:,}"]
+    assert rows[3][-2:] == ["256", f"{1452 * 256:,}"]
+    assert rows[4][-2:] == ["10", f"{256 * 10:,}"]
+    assert f"{784 + 1728 + 1452 + 256 + 10:,} vertices" in proc.stdout
+
+
+def test_analyze_writes_diagrams_and_subgraphs(tmp_path):
+    x = np.load(SAMPLE)[:2]
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, images=x)
+    out = tmp_path / "out"
+    proc = run("analyze", MODEL, "--inputs", inputs, "--out", out, "--h1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("input ") >= 2 and "H0" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [layer["size"] for layer in summary["layers"]] == [784, 1728, 1452, 256, 10]
+    assert len(summary["results"]) == 2
+    for i, row in enumerate(summary["results"]):
+        data = np.load(out / row["file"])
+        h0, h1 = data["h0"], data["h1"]
+        assert h0.shape[1] == 2 and h1.shape[1] == 2
+        finite = np.isfinite(h0[:, 1])
+        assert (h0[finite, 0] > h0[finite, 1]).all()
+        assert np.isinf(h0[~finite, 1]).sum() == row["h0_essential_points"] >= 1
+        assert np.isinf(h1[:, 1]).all()
+        # A graph's Euler characteristic: V - E = (#components) - (#independent cycles).
+        v, e = row["vertices_in_complex"], row["edges"]
+        assert v - e == row["h0_essential_points"] - len(h1)
+        assert len(data["subgraph_src"]) == v - row["h0_essential_points"] == row["subgraph_edges"]
+        assert json.loads((out / f"input-{i:05d}.json").read_text())["edges"] == e
+
+
+@pytest.fixture
+def unsupported_model(tmp_path):
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"], name="fc1"),
+             helper.make_node("Softmax", ["a"], ["s"], name="the_softmax"),
+             helper.make_node("MatMul", ["s", "w2"], ["y"], name="fc2")]
+    w2 = numpy_helper.from_array(np.ones((3, 2), np.float32), "w2")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [w, w2])
+    path = tmp_path / "softmax.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_unsupported_op_is_refused_by_name(unsupported_model, tmp_path):
+    proc = run("inspect", unsupported_model)
+    assert_clean_error(proc, 4, "'the_softmax'", "Softmax", "Supported op types", "Conv", "MaxPool")
+
+
+@pytest.mark.parametrize(
+    "array, fragments",
+    [
+        (np.zeros((2, 28, 28), np.float32), ["shape (2, 28, 28)", "(n, 1, 28, 28)"]),
+        (np.zeros((2, 1, 28, 28), np.uint8), ["dtype uint8", "float32"]),
+        (np.zeros((0, 1, 28, 28), np.float32), ["empty"]),
+        (np.where(np.arange(2 * 784).reshape(2, 1, 28, 28) == 900, np.nan, 0.5).astype(np.float32),
+         ["NaN", "sample 1"]),
+    ],
+    ids=["shape", "dtype", "empty", "nan"],
+)
+def test_bad_inputs_are_refused(tmp_path, array, fragments):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    proc = run("analyze", MODEL, "--inputs", path, "--out", tmp_path / "out")
+    assert_clean_error(proc, 5, *fragments)
+    assert not (tmp_path / "out").exists()  # inputs are checked before anything is written
+
+
+def test_npz_with_several_arrays_needs_a_key(tmp_path):
+    path = tmp_path / "two.npz"
+    np.savez(path, a=np.zeros((1, 1, 28, 28), np.float32), b=np.zeros(3))
+    assert_clean_error(run("analyze", MODEL, "--inputs", path), 5, "2 arrays", "--key")
+    assert_clean_error(run("analyze", MODEL, "--inputs", path, "--key", "c"), 5, "no array 'c'")
+
+
+def test_bad_model_files(tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not a protobuf at all \x00\xff")
+    assert_clean_error(run("inspect", garbage), 3, "garbage.onnx")
+    assert_clean_error(run("inspect", tmp_path / "missing.onnx"), 3, "does not exist")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(MODEL.read_bytes()[:5000])
+    assert_clean_error(run("inspect", truncated), 3)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run("--debug", "inspect", tmp_path / "missing.onnx")
+    assert proc.returncode == 3 and "Traceback" in proc.stderr
