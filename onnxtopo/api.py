@@ -11,7 +11,7 @@ from .activations import ActivationRunner, validate_inputs
 from .filtration import superlevel_filtration
 from .graph import InducedGraph, induced_graphs
 from .model import load_model
-from .persistence import Persistence, dionysus_persistence
+from .persistence import ENGINES, Persistence
 from .plan import Plan, PlanOptions, build_plan
 
 
@@ -55,9 +55,15 @@ def inspect(model, *, maxpool_rule: str = "window") -> Plan:
     return build_plan(load_model(model), PlanOptions(maxpool_rule=maxpool_rule))
 
 
-def persistence(graph: InducedGraph, *, h1: bool = False, vertices="max") -> Persistence:
-    """H0 (and optionally H1) diagrams and persistent subgraph of an induced graph's filtration."""
-    return dionysus_persistence(superlevel_filtration(graph, vertices), h1=h1)
+def persistence(graph: InducedGraph, *, h1: bool = False, vertices="max", engine: str = "forest") -> Persistence:
+    """H0 (and optionally H1) diagrams and persistent subgraph of an induced graph's filtration.
+
+    ``engine`` "forest" (default) is onnxtopo's exact maximum-spanning-forest engine, "dionysus"
+    runs dionysus's general reduction; both give the same diagrams and subgraph, ties included.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {tuple(ENGINES)}, got {engine!r}")
+    return ENGINES[engine](superlevel_filtration(graph, vertices), h1=h1)
 
 
 class Analyzer:
@@ -83,28 +89,30 @@ class Analyzer:
                                             percentile=percentile))
 
     def analyze(self, inputs, *, h1: bool = False, threshold=None, percentile=None, vertices="max",
-                batch_size: int = 32) -> Iterator[AnalysisResult]:
+                engine: str = "forest", batch_size: int = 32) -> Iterator[AnalysisResult]:
         """Analyze each input in turn, yielding results as they are computed.
 
         The inputs are validated before this returns; the work happens as results are consumed.
         """
         graphs = self.graphs(inputs, batch_size=batch_size, threshold=threshold, percentile=percentile)
-        return (AnalysisResult(i, graph.n_vertices, graph.n_edges, persistence(graph, h1=h1, vertices=vertices))
+        return (AnalysisResult(i, graph.n_vertices, graph.n_edges,
+                               persistence(graph, h1=h1, vertices=vertices, engine=engine))
                 for i, graph in enumerate(graphs))
 
 
 def analyze(model, inputs, *, h1: bool = False, threshold: float | None = None,
-            percentile: float | None = None, vertices="max", maxpool_rule: str = "window",
-            batch_size: int = 32) -> list[AnalysisResult]:
+            percentile: float | None = None, vertices="max", engine: str = "forest",
+            maxpool_rule: str = "window", batch_size: int = 32) -> list[AnalysisResult]:
     """Persistence of the graph each input induces in ``model``.
 
     ``model`` is a path, serialized bytes or an onnx.ModelProto; ``inputs`` an array of shape
-    (n, *sample shape). Returns one AnalysisResult per input, with ``h0`` (and ``h1`` if asked)
-    as (n, 2) arrays of (birth, death) and the persistent ``subgraph``.
+    (n, *sample shape); ``engine`` is "forest" (exact, fast, default) or "dionysus". Returns one
+    AnalysisResult per input, with ``h0`` (and ``h1`` if asked) as (n, 2) arrays of
+    (birth, death) and the persistent ``subgraph``.
     """
     analyzer = Analyzer(model, maxpool_rule=maxpool_rule)
     return list(analyzer.analyze(inputs, h1=h1, threshold=threshold, percentile=percentile,
-                                 vertices=vertices, batch_size=batch_size))
+                                 vertices=vertices, engine=engine, batch_size=batch_size))
 
 
 def induced_graph(model, x, *, maxpool_rule: str = "window", threshold=None, percentile=None) -> InducedGraph:

@@ -12,6 +12,7 @@ import numpy as np
 from . import __version__
 from .errors import OnnxtopoError
 from .filtration import VERTEX_MODES
+from .persistence import ENGINES
 from .rules.op_pool import MAXPOOL_RULES
 
 
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="per edge step, keep only edges with φ above this percentile (the reference's option)")
     analyze.add_argument("--vertices", choices=VERTEX_MODES, default="max",
                          help="vertex entry value: max incident φ (default) or +inf (all present from the start)")
+    analyze.add_argument("--engine", choices=tuple(ENGINES), default="forest",
+                         help="persistence engine: onnxtopo's exact spanning-forest engine (default) or dionysus")
     analyze.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar and no per-input lines")
     return parser
@@ -93,7 +96,7 @@ def _analyze(args) -> int:
     analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
     inputs = load_inputs(args.inputs, args.key)
     results = analyzer.analyze(inputs, h1=args.h1, threshold=args.threshold, percentile=args.percentile,
-                               vertices=args.vertices, batch_size=args.batch_size)
+                               vertices=args.vertices, engine=args.engine, batch_size=args.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
@@ -117,7 +120,7 @@ def _analyze(args) -> int:
     write_json(out / "summary.json", dict(
         onnxtopo_version=__version__, model=str(args.model), inputs=str(args.inputs), key=args.key,
         options=dict(h1=args.h1, threshold=args.threshold, percentile=args.percentile, vertices=args.vertices,
-                     maxpool_rule=args.maxpool_rule),
+                     engine=args.engine, maxpool_rule=args.maxpool_rule),
         layers=[dict(index=l.index, tensor=l.tensor, shape=l.shape, offset=l.offset, size=l.size,
                      node=l.node, op_type=l.op_type) for l in plan.layers],
         results=summaries,

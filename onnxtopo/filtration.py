@@ -10,6 +10,7 @@ decreasing value, then vertices before edges, then by vertex id or edge index.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -21,15 +22,35 @@ VERTEX_MODES = ("max", "inf")
 
 @dataclass(frozen=True)
 class Filtration:
-    """Simplices in entry order: ``dim`` 0 (``index`` is a vertex id) or 1 (an edge index)."""
+    """An induced graph with the entry value of each of its vertices."""
 
     graph: InducedGraph
-    dim: np.ndarray
-    index: np.ndarray
-    value: np.ndarray
+    vertex_value: np.ndarray  # per vertex id; meaningful where ``present``
+    present: np.ndarray  # vertices with at least one edge, the only ones in the complex
+
+    @cached_property
+    def vertex_order(self) -> np.ndarray:
+        """Ids of the vertices in the complex, in entry order."""
+        ids = np.flatnonzero(self.present)
+        return ids[np.lexsort((ids, -self.vertex_value[ids]))]
+
+    @cached_property
+    def edge_order(self) -> np.ndarray:
+        """Edge indices in entry order (a stable sort keeps ties in index order)."""
+        return np.argsort(-self.graph.phi, kind="stable")
+
+    def simplices(self):
+        """(dim, index, value) of every simplex in entry order: vertices before edges at ties."""
+        v, e = self.vertex_order, self.edge_order
+        dim = np.concatenate([np.zeros(v.size, np.int8), np.ones(e.size, np.int8)])
+        index = np.concatenate([v, e])
+        value = np.concatenate([self.vertex_value[v], self.graph.phi[e]])
+        # Both halves are already in order; a stable sort on value merges them, vertices first.
+        merge = np.argsort(-value, kind="stable")
+        return dim[merge], index[merge], value[merge]
 
     def __len__(self) -> int:
-        return len(self.dim)
+        return int(self.present.sum()) + self.graph.n_edges
 
 
 def superlevel_filtration(graph: InducedGraph, vertices="max") -> Filtration:
@@ -63,9 +84,4 @@ def superlevel_filtration(graph: InducedGraph, vertices="max") -> Filtration:
                 f"{values[graph.src[e]]:g} and {values[graph.dst[e]]:g}; in a superlevel filtration a "
                 "vertex's value must be at least the φ of each of its edges"
             )
-    vertex_ids = np.flatnonzero(present)
-    dim = np.concatenate([np.zeros(vertex_ids.size, np.int8), np.ones(graph.n_edges, np.int8)])
-    index = np.concatenate([vertex_ids, np.arange(graph.n_edges)])
-    value = np.concatenate([values[vertex_ids], graph.phi])
-    order = np.lexsort((index, dim, -value))
-    return Filtration(graph, dim[order], index[order], value[order])
+    return Filtration(graph, values, present)

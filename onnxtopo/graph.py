@@ -33,7 +33,8 @@ class InducedGraph:
     def from_edges(cls, layer_shapes, src, dst, phi) -> "InducedGraph":
         """A graph built by hand: layers of the given shapes, edges between global vertex ids.
 
-        Edges with φ = 0 are dropped, as in induced graphs; ``phi`` must be finite and ≥ 0.
+        Edges with φ = 0 are dropped, as in induced graphs; ``phi`` must be finite and ≥ 0, and
+        the graph simple: no loops, at most one edge between two vertices.
         """
         from .plan import Layer
 
@@ -50,6 +51,11 @@ class InducedGraph:
             raise ValueError(f"vertex ids must lie in [0, {n})")
         if not np.isfinite(phi).all() or (phi < 0).any():
             raise ValueError("phi must be finite and non-negative")
+        if (src == dst).any():
+            raise ValueError("the graph has a loop (an edge from a vertex to itself)")
+        pairs = np.unique(np.stack([np.minimum(src, dst), np.maximum(src, dst)], axis=1), axis=0)
+        if len(pairs) != len(src):
+            raise ValueError("the graph has parallel edges (two edges between the same vertices)")
         keep = phi > 0
         return cls(layers, src[keep], dst[keep], phi[keep], np.zeros(int(keep.sum()), dtype=np.int32))
 

@@ -53,37 +53,98 @@ def sort_diagram(points: np.ndarray) -> np.ndarray:
     return points[np.lexsort((-points[:, 1], -points[:, 0]))]
 
 
+def _persistence(filtration: Filtration, born: np.ndarray, killer: np.ndarray, essential: np.ndarray,
+                 h1: bool) -> Persistence:
+    """Diagrams and subgraph from an engine's pairing.
+
+    ``killer`` lists the edges that kill an H0 class, in entry order, ``born`` the vertex whose
+    class each kills, ``essential`` the vertices whose classes never die. Every other edge
+    starts an H1 class that never dies (a graph has no 2-simplices).
+    """
+    graph, value = filtration.graph, filtration.vertex_value
+    h0 = np.concatenate([np.stack([value[born], graph.phi[killer]], axis=1),
+                         np.stack([value[essential], np.full(essential.size, np.inf)], axis=1)])
+    h1_points = None
+    if h1:
+        outside = np.ones(graph.n_edges, dtype=bool)
+        outside[killer] = False
+        h1_points = np.stack([graph.phi[outside], np.full(int(outside.sum()), np.inf)], axis=1)
+        h1_points = sort_diagram(h1_points)
+    subgraph = PersistentSubgraph(src=graph.src[killer], dst=graph.dst[killer], phi=graph.phi[killer],
+                                  birth=value[born], edge=killer)
+    return Persistence(sort_diagram(h0[h0[:, 0] != h0[:, 1]]), h1_points, subgraph, len(filtration))
+
+
+def forest_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
+    """Exact persistence of a graph filtration from its maximum spanning forest.
+
+    For a 1-dimensional complex, the edges that kill H0 classes are exactly the spanning forest
+    Kruskal's algorithm builds in entry order; every other edge creates a never-dying H1 class.
+    Ranking the edges by entry order makes that forest unique, so scipy's compiled Kruskal
+    finds it; only the forest's edges (fewer than the vertices) then go through a union-find,
+    which applies the elder rule by entry position exactly as the boundary-matrix reduction does,
+    ties included.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    graph = filtration.graph
+    order = filtration.edge_order
+    rank = np.empty(graph.n_edges, dtype=np.float64)
+    rank[order] = np.arange(1, graph.n_edges + 1)  # exact in float64; 0 would mean "no edge"
+    n = graph.n_vertices
+    tree = minimum_spanning_tree(csr_matrix((rank, (graph.src, graph.dst)), shape=(n, n)))
+    forest = order[np.sort(tree.data).astype(np.int64) - 1]
+
+    entry = np.empty(n, dtype=np.int64)
+    entry[filtration.vertex_order] = np.arange(filtration.vertex_order.size)
+    # Plain lists: the loop below touches single elements, where lists beat numpy arrays.
+    parent = list(range(n))
+    oldest = list(range(n))  # per root: the component's earliest vertex, which carries its class
+    entry_l = entry.tolist()
+    born = np.empty(forest.size, dtype=np.int64)
+
+    def find(v):
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for k, (u, w) in enumerate(zip(graph.src[forest].tolist(), graph.dst[forest].tolist())):
+        ru, rw = find(u), find(w)
+        elder, younger = (ru, rw) if entry_l[oldest[ru]] < entry_l[oldest[rw]] else (rw, ru)
+        born[k] = oldest[younger]
+        parent[younger] = elder
+
+    in_complex = filtration.vertex_order
+    roots = in_complex[np.array(parent)[in_complex] == in_complex]
+    return _persistence(filtration, born, forest, np.array(oldest)[roots], h1)
+
+
 def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
-    """Persistence of the filtration by dionysus's homology_persistence and init_diagrams."""
+    """Persistence by dionysus's homology_persistence (a boundary-matrix reduction).
+
+    dionysus stores filtration values as float32, so only its pairing is read back; the values
+    of the points are the filtration's own (float64). On the same filtration, the points are
+    those of dionysus's ``init_diagrams`` up to that rounding.
+    """
     import dionysus
 
     graph = filtration.graph
+    dims, indices, values = filtration.simplices()
     simplices = []
-    for d, i, v in zip(filtration.dim.tolist(), filtration.index.tolist(), filtration.value.tolist()):
+    for d, i, v in zip(dims.tolist(), indices.tolist(), values.tolist()):
         vertices = [i] if d == 0 else [int(graph.src[i]), int(graph.dst[i])]
         simplices.append(dionysus.Simplex(vertices, v))
-    f = dionysus.Filtration(simplices)  # kept in our entry order: no f.sort()
-    m = dionysus.homology_persistence(f)
-    diagrams = dionysus.init_diagrams(m, f)
+    m = dionysus.homology_persistence(dionysus.Filtration(simplices))  # our entry order: no sort()
 
-    def as_array(k):
-        if len(diagrams) <= k:
-            return sort_diagram(np.empty((0, 2)))
-        return sort_diagram([(p.birth, p.death) for p in diagrams[k]])
+    vertex_positions = np.flatnonzero(dims == 0)
+    partner = np.array([m.pair(i) for i in vertex_positions.tolist()], dtype=np.int64)
+    paired = partner != m.unpaired
+    by_entry = np.argsort(partner[paired], kind="stable")
+    killer = indices[partner[paired][by_entry]]
+    born = indices[vertex_positions[paired][by_entry]]
+    return _persistence(filtration, born, killer, indices[vertex_positions[~paired]], h1)
 
-    # The class born at a vertex dies at the edge paired with it.
-    born, killer = [], []
-    for position in np.flatnonzero(filtration.dim == 0).tolist():
-        partner = m.pair(position)
-        if partner != m.unpaired:
-            born.append(position)
-            killer.append(partner)
-    born, killer = np.array(born, dtype=np.int64), np.array(killer, dtype=np.int64)
-    by_entry = np.argsort(killer, kind="stable")
-    born, killer = born[by_entry], killer[by_entry]
-    edges = filtration.index[killer]
-    subgraph = PersistentSubgraph(
-        src=graph.src[edges], dst=graph.dst[edges], phi=graph.phi[edges],
-        birth=filtration.value[born], edge=edges,
-    )
-    return Persistence(as_array(0), as_array(1) if h1 else None, subgraph, len(filtration))
+
+ENGINES = {"forest": forest_persistence, "dionysus": dionysus_persistence}
