@@ -62,7 +62,8 @@ def _persistence(filtration: Filtration, born: np.ndarray, killer: np.ndarray, e
     starts an H1 class that never dies (a graph has no 2-simplices).
     """
     graph, value = filtration.graph, filtration.vertex_value
-    h0 = np.concatenate([np.stack([value[born], graph.phi[killer]], axis=1),
+    finite = np.stack([value[born], graph.phi[killer]], axis=1)
+    h0 = np.concatenate([finite[finite[:, 0] != finite[:, 1]],  # zero-persistence points dropped
                          np.stack([value[essential], np.full(essential.size, np.inf)], axis=1)])
     h1_points = None
     if h1:
@@ -72,7 +73,7 @@ def _persistence(filtration: Filtration, born: np.ndarray, killer: np.ndarray, e
         h1_points = sort_diagram(h1_points)
     subgraph = PersistentSubgraph(src=graph.src[killer], dst=graph.dst[killer], phi=graph.phi[killer],
                                   birth=value[born], edge=killer)
-    return Persistence(sort_diagram(h0[h0[:, 0] != h0[:, 1]]), h1_points, subgraph, len(filtration))
+    return Persistence(sort_diagram(h0), h1_points, subgraph, len(filtration))
 
 
 def forest_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
