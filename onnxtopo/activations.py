@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 import onnx
 
-from .errors import BadInputError
+from .errors import BadInputError, UnsupportedOpError
 from .plan import Plan
 
 
@@ -50,6 +50,14 @@ class ActivationRunner:
             raise BadInputError(f"onnxruntime failed on these inputs: {str(exc).splitlines()[0]}") from exc
         out = dict(zip(self.tensors, values))
         out[self.plan.input_name] = x
+        for step in self.plan.steps:
+            got = tuple(out[step.input_tensor].shape[1:])
+            if got != step.rule.in_shape:
+                raise UnsupportedOpError(
+                    f"onnxruntime gives tensor {step.input_tensor!r} (the input of node {step.node!r}) "
+                    f"per-sample shape {got}, but onnxtopo's plan expects {step.rule.in_shape}: an op "
+                    "before it is configured in a way onnxtopo and onnxruntime compute differently"
+                )
         for name, value in out.items():
             if not np.isfinite(value).all():
                 raise BadInputError(

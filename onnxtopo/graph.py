@@ -113,8 +113,7 @@ def induced_graphs(plan: Plan, activations: dict[str, np.ndarray], *, threshold:
             if percentile is not None:
                 keep &= phi > np.percentile(phi, percentile)
             p = step.rule.pattern
-            source, target = plan.layers[step.source], plan.layers[step.target]
-            blocks.append((step.input_vertices[p.src[keep]] + source.offset, p.dst[keep] + target.offset,
+            blocks.append((step.input_vertices[p.src[keep]], p.dst[keep] + plan.layers[step.target].offset,
                            phi[keep], np.full(int(keep.sum()), i, dtype=np.int32)))
         src, dst, phi, step_ids = (np.concatenate(parts) for parts in zip(*blocks))
         yield InducedGraph(tuple(plan.layers), src, dst, phi, step_ids)

@@ -1,17 +1,15 @@
 """Stage 2: walk the normalized ONNX graph into a plan of layers and edge rules.
 
 Each tensor of the graph is tracked as an integer array giving, for each of its elements, the
-vertex position it stands for in its layer. Elementwise ops pass the array on, layout ops move it
+global id of the vertex it stands for. Elementwise ops pass the array on, layout ops move it
 (applied to the array itself, so any Reshape/Transpose is followed exactly), and edge-making ops
-start a new layer. The walk runs with two samples in the batch axis, which reveals any layout op
-that would mix samples.
+start a new layer. The walk runs with two samples in the batch axis, the second one's ids shifted
+by SAMPLE_STRIDE, which reveals any layout op that would mix samples.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -21,6 +19,7 @@ from .rules import EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, EdgeRule, refuse, su
 from .rules.op_pool import MAXPOOL_RULES
 
 WALK_BATCH = 2
+SAMPLE_STRIDE = 1 << 40  # id shift of the walk's second sample; more than any layer count of vertices
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,9 @@ class EdgeStep:
     node: str
     op_type: str
     rule: EdgeRule
-    source: int
-    target: int
+    target: int  # index of the layer the step creates
     input_tensor: str  # the op's data input: its values are the h_u of the edges
-    input_vertices: np.ndarray  # per element of input_tensor (flat), its position in the source layer
+    input_vertices: np.ndarray  # per element of input_tensor (flat), its global vertex id
 
     @property
     def candidate_edges(self) -> int:
@@ -178,12 +176,13 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
     walk_batch = WALK_BATCH if batch is None else batch
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
 
-    def fresh(layer_size, shape):
-        return np.arange(walk_batch * layer_size, dtype=np.int64).reshape(walk_batch, *shape)
+    def fresh(layer):
+        ids = np.arange(layer.size, dtype=np.int64).reshape(layer.shape) + layer.offset
+        return np.stack([ids + b * SAMPLE_STRIDE for b in range(walk_batch)])
 
     layers = [Layer(0, input_name, sample_shape, 0)]
     steps: list[EdgeStep] = []
-    placed = {input_name: (0, fresh(layers[0].size, sample_shape))}
+    placed = {input_name: fresh(layers[0])}
     blocked: dict[str, onnx.NodeProto] = {}  # tensors downstream of an op without a rule
 
     for node in graph.node:
@@ -202,22 +201,21 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                 raise _unsupported(*blocker)
             blocked.update({n: blocker for n in node.output if n})
             continue
-        layer_index, index = placed[data[0]]
+        index = placed[data[0]]
         if node.op_type in EDGE_RULES:
             rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
             offset = layers[-1].offset + layers[-1].size
             layer = Layer(len(layers), node.output[0], tuple(rule.out_shape), offset, node.name, node.op_type)
             layers.append(layer)
-            steps.append(EdgeStep(node.name, node.op_type, rule, layer_index, layer.index, data[0],
-                                  index[0].ravel().copy()))
-            placed[node.output[0]] = (layer.index, fresh(layer.size, layer.shape))
+            steps.append(EdgeStep(node.name, node.op_type, rule, layer.index, data[0], index[0].ravel().copy()))
+            placed[node.output[0]] = fresh(layer)
         elif node.op_type in LAYOUT_OPS:
             moved = LAYOUT_OPS[node.op_type](index, node, constants)
-            _check_samples_kept_apart(node, moved, layers[layer_index].size, walk_batch)
-            placed[node.output[0]] = (layer_index, moved)
+            _check_samples_kept_apart(node, moved, walk_batch)
+            placed[node.output[0]] = moved
         else:
             _check_broadcast(node, index, constants)
-            placed[node.output[0]] = (layer_index, index)
+            placed[node.output[0]] = index
 
     if not steps:
         raise UnsupportedOpError(
@@ -250,15 +248,9 @@ def _unsupported(node, reason: str) -> UnsupportedOpError:
     )
 
 
-def _check_samples_kept_apart(node, moved: np.ndarray, layer_size: int, walk_batch: int):
+def _check_samples_kept_apart(node, moved: np.ndarray, walk_batch: int):
     if moved.ndim == 0 or moved.shape[0] != walk_batch:
         raise refuse(node, "it moves the batch axis", "onnxtopo needs the batch axis first and untouched")
-    sample = moved.reshape(walk_batch, -1) // layer_size
+    sample = moved.reshape(walk_batch, -1) // SAMPLE_STRIDE
     if not (sample == np.arange(walk_batch)[:, None]).all():
         raise refuse(node, "it mixes elements of different samples", "keep the batch axis first and untouched")
-
-
-def layer_of(plan: Plan, vertex_ids: Sequence[int]) -> np.ndarray:
-    """Layer index of each vertex id."""
-    offsets = np.array([layer.offset for layer in plan.layers])
-    return np.searchsorted(offsets, np.asarray(vertex_ids), side="right") - 1

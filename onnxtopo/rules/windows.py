@@ -27,6 +27,10 @@ def window_attributes(node, spatial_in, kernel, *, ceil_mode: bool = False):
     if min(strides) < 1 or min(dilations) < 1 or min(kernel) < 1 or min(pads) < 0:
         raise refuse(node, "strides, dilations and kernel sizes must be positive, pads non-negative")
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and max(dilations) > 1:
+        # onnxruntime refuses this for Conv and computes MaxPool's output size against the spec.
+        raise refuse(node, f"auto_pad {auto_pad} with dilations {dilations} is not supported",
+                     "export the model with explicit pads")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out = [-(-i // s) for i, s in zip(spatial_in, strides)]
         total = [max(0, (o - 1) * s + sp - i) for o, s, sp, i in zip(out, strides, span, spatial_in)]
