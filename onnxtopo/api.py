@@ -9,9 +9,9 @@ import numpy as np
 
 from .activations import ActivationRunner, validate_inputs
 from .filtration import superlevel_filtration
-from .graph import InducedGraph, induced_graphs
+from .graph import InducedGraph, build_graph, edge_blocks
 from .model import load_model
-from .persistence import ENGINES, Persistence
+from .persistence import DEFAULT_CHUNK_EDGES, ENGINES, Persistence, dionysus_persistence, forest_persistence
 from .plan import Plan, PlanOptions, build_plan
 
 
@@ -61,9 +61,15 @@ def persistence(graph: InducedGraph, *, h1: bool = False, vertices="max", engine
     ``engine`` "forest" (default) is onnxtopo's exact maximum-spanning-forest engine, "dionysus"
     runs dionysus's general reduction; both give the same diagrams and subgraph, ties included.
     """
+    _check_engine(engine)
+    if engine == "dionysus":
+        return dionysus_persistence(superlevel_filtration(graph, vertices), h1=h1)
+    return forest_persistence([(graph.src, graph.dst, graph.phi)], graph.n_vertices, vertices=vertices, h1=h1)
+
+
+def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {tuple(ENGINES)}, got {engine!r}")
-    return ENGINES[engine](superlevel_filtration(graph, vertices), h1=h1)
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 
 
 class Analyzer:
@@ -84,20 +90,43 @@ class Analyzer:
     def graphs(self, inputs, *, batch_size: int = 32, threshold=None, percentile=None) -> Iterator[InducedGraph]:
         """The induced graph of each input, in order, computed lazily batch by batch."""
         batches = self.batches(inputs, batch_size)
-        return (graph for batch in batches
-                for graph in induced_graphs(self.plan, self.runner.run(batch), threshold=threshold,
-                                            percentile=percentile))
+        return (build_graph(self.plan, activations, sample, threshold=threshold, percentile=percentile)
+                for activations, sample in self._samples(batches))
 
     def analyze(self, inputs, *, h1: bool = False, threshold=None, percentile=None, vertices="max",
-                engine: str = "forest", batch_size: int = 32) -> Iterator[AnalysisResult]:
+                engine: str = "forest", batch_size: int = 32,
+                chunk_edges: int = DEFAULT_CHUNK_EDGES) -> Iterator[AnalysisResult]:
         """Analyze each input in turn, yielding results as they are computed.
 
         The inputs are validated before this returns; the work happens as results are consumed.
+        The forest engine never holds a whole induced graph: its edges stream through it in
+        chunks of about ``chunk_edges``.
         """
-        graphs = self.graphs(inputs, batch_size=batch_size, threshold=threshold, percentile=percentile)
-        return (AnalysisResult(i, graph.n_vertices, graph.n_edges,
-                               persistence(graph, h1=h1, vertices=vertices, engine=engine))
-                for i, graph in enumerate(graphs))
+        _check_engine(engine)
+        batches = self.batches(inputs, batch_size)
+        return (self._analyze_one(index, activations, sample, h1=h1, threshold=threshold,
+                                  percentile=percentile, vertices=vertices, engine=engine,
+                                  chunk_edges=chunk_edges)
+                for index, (activations, sample) in enumerate(self._samples(batches)))
+
+    def _samples(self, batches):
+        for batch in batches:
+            activations = self.runner.run(batch)
+            for sample in range(len(batch)):
+                yield activations, sample
+
+    def _analyze_one(self, index, activations, sample, *, h1, threshold, percentile, vertices, engine,
+                     chunk_edges) -> AnalysisResult:
+        if engine == "dionysus":
+            graph = build_graph(self.plan, activations, sample, threshold=threshold, percentile=percentile)
+            result = persistence(graph, h1=h1, vertices=vertices, engine=engine)
+        else:
+            blocks = ((src, dst, phi) for _, src, dst, phi in
+                      edge_blocks(self.plan, activations, sample, threshold=threshold, percentile=percentile,
+                                  max_edges=chunk_edges))
+            result = forest_persistence(blocks, self.plan.n_vertices, vertices=vertices, h1=h1,
+                                        chunk_edges=chunk_edges)
+        return AnalysisResult(index, self.plan.n_vertices, result.n_edges, result)
 
 
 def analyze(model, inputs, *, h1: bool = False, threshold: float | None = None,

@@ -53,35 +53,51 @@ class Filtration:
         return int(self.present.sum()) + self.graph.n_edges
 
 
+def strongest_edges(n_vertices: int, src: np.ndarray, dst: np.ndarray, phi: np.ndarray,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """Per vertex, the largest φ of its edges (0 without edges), accumulated into ``out``."""
+    out = np.zeros(n_vertices) if out is None else out
+    np.maximum.at(out, src, phi)
+    np.maximum.at(out, dst, phi)
+    return out
+
+
+def vertex_values(vertices, strongest: np.ndarray) -> np.ndarray:
+    """Entry value of each vertex: the "max" or "inf" mode, or an array given by the user.
+
+    ``strongest`` is each vertex's largest edge φ (0 where it has no edge). A user's array must
+    also pass ``check_vertex_values`` against every edge.
+    """
+    if isinstance(vertices, str):
+        if vertices not in VERTEX_MODES:
+            raise ValueError(f"vertices must be one of {VERTEX_MODES} or an array, got {vertices!r}")
+        return np.full(strongest.shape, np.inf) if vertices == "inf" else strongest
+    values = np.asarray(vertices, dtype=np.float64)
+    if values.shape != strongest.shape:
+        raise ValueError(f"vertex values must have shape {strongest.shape}, got {values.shape}")
+    return values
+
+
+def check_vertex_values(values: np.ndarray, src: np.ndarray, dst: np.ndarray, phi: np.ndarray) -> None:
+    """Refuse vertex values under which an edge would enter before one of its vertices."""
+    late = (values[src] < phi) | (values[dst] < phi)
+    if late.any():
+        e = int(np.flatnonzero(late)[0])
+        raise InvalidFiltrationError(
+            f"{int(late.sum())} edge(s) would enter before one of their vertices, e.g. edge "
+            f"{src[e]} -> {dst[e]} at φ = {phi[e]:g} with vertex values "
+            f"{values[src[e]]:g} and {values[dst[e]]:g}; in a superlevel filtration a "
+            "vertex's value must be at least the φ of each of its edges"
+        )
+
+
 def superlevel_filtration(graph: InducedGraph, vertices="max") -> Filtration:
     """The filtration of ``graph``; ``vertices`` is "max", "inf" or an array of vertex values.
 
     An array of values gives each vertex of the graph its own entry value; it is refused when an
     edge would enter before one of its vertices (value below the edge's φ).
     """
-    present = np.zeros(graph.n_vertices, dtype=bool)
-    present[graph.src] = True
-    present[graph.dst] = True
-    if isinstance(vertices, str):
-        if vertices not in VERTEX_MODES:
-            raise ValueError(f"vertices must be one of {VERTEX_MODES} or an array, got {vertices!r}")
-        if vertices == "inf":
-            values = np.full(graph.n_vertices, np.inf)
-        else:
-            values = np.zeros(graph.n_vertices)
-            np.maximum.at(values, graph.src, graph.phi)
-            np.maximum.at(values, graph.dst, graph.phi)
-    else:
-        values = np.asarray(vertices, dtype=np.float64)
-        if values.shape != (graph.n_vertices,):
-            raise ValueError(f"vertex values must have shape ({graph.n_vertices},), got {values.shape}")
-        late = (values[graph.src] < graph.phi) | (values[graph.dst] < graph.phi)
-        if late.any():
-            e = int(np.flatnonzero(late)[0])
-            raise InvalidFiltrationError(
-                f"{int(late.sum())} edge(s) would enter before one of their vertices, e.g. edge "
-                f"{graph.src[e]} -> {graph.dst[e]} at φ = {graph.phi[e]:g} with vertex values "
-                f"{values[graph.src[e]]:g} and {values[graph.dst[e]]:g}; in a superlevel filtration a "
-                "vertex's value must be at least the φ of each of its edges"
-            )
-    return Filtration(graph, values, present)
+    strongest = strongest_edges(graph.n_vertices, graph.src, graph.dst, graph.phi)
+    values = vertex_values(vertices, strongest)
+    check_vertex_values(values, graph.src, graph.dst, graph.phi)
+    return Filtration(graph, values, strongest > 0)

@@ -91,29 +91,41 @@ class InducedGraph:
         return located
 
 
-def induced_graphs(plan: Plan, activations: dict[str, np.ndarray], *, threshold: float | None = None,
-                   percentile: float | None = None):
-    """Yield the InducedGraph of each sample of a batch of activations.
+def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
+                threshold: float | None = None, percentile: float | None = None,
+                max_edges: int | None = None):
+    """Yield the edges of one sample's induced graph as (step index, src, dst, phi) blocks.
 
+    Blocks come in graph order (edge step by edge step, pattern order within a step), each from
+    at most ``max_edges`` candidate edges, so a large graph never has to be held at once.
     ``threshold`` keeps edges with φ ≥ threshold. ``percentile`` follows the reference: in each
     edge step, edges with φ strictly above that percentile of |w·h| over the step's candidate
     edges (zero products included) are kept.
     """
     if percentile is not None and not 0 <= percentile <= 100:
         raise ValueError(f"percentile must lie in [0, 100], got {percentile}")
-    batch = len(activations[plan.input_name])
-    for sample in range(batch):
-        blocks = []
-        for i, step in enumerate(plan.steps):
-            h = activations[step.input_tensor][sample].reshape(-1).astype(np.float64)
-            phi = np.abs(step.rule.edge_values(h))
+    for i, step in enumerate(plan.steps):
+        rule = step.rule
+        h = activations[step.input_tensor][sample].reshape(-1).astype(np.float64)
+        cut = None
+        if percentile is not None:
+            products = [np.abs(rule.edge_values(h, p)) for p in rule.chunks(max_edges)]
+            cut = np.percentile(np.concatenate(products), percentile)
+        offset = plan.layers[step.target].offset
+        for pattern in rule.chunks(max_edges):
+            phi = np.abs(rule.edge_values(h, pattern))
             keep = phi > 0
             if threshold is not None:
                 keep &= phi >= threshold
-            if percentile is not None:
-                keep &= phi > np.percentile(phi, percentile)
-            p = step.rule.pattern
-            blocks.append((step.input_vertices[p.src[keep]], p.dst[keep] + plan.layers[step.target].offset,
-                           phi[keep], np.full(int(keep.sum()), i, dtype=np.int32)))
-        src, dst, phi, step_ids = (np.concatenate(parts) for parts in zip(*blocks))
-        yield InducedGraph(tuple(plan.layers), src, dst, phi, step_ids)
+            if cut is not None:
+                keep &= phi > cut
+            yield i, step.input_vertices[pattern.src[keep]], pattern.dst[keep] + offset, phi[keep]
+
+
+def build_graph(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
+                threshold: float | None = None, percentile: float | None = None) -> InducedGraph:
+    """The whole InducedGraph of one sample of a batch of activations (see ``edge_blocks``)."""
+    blocks = list(edge_blocks(plan, activations, sample, threshold=threshold, percentile=percentile))
+    step, src, dst, phi = zip(*blocks)
+    steps = np.concatenate([np.full(len(s), i, dtype=np.int32) for i, s in zip(step, src)])
+    return InducedGraph(tuple(plan.layers), np.concatenate(src), np.concatenate(dst), np.concatenate(phi), steps)

@@ -1,4 +1,8 @@
-"""Stage 6: persistence diagrams and the persistent subgraph, computed with dionysus.
+"""Stage 6: persistence diagrams and the persistent subgraph.
+
+Two engines give the same results, point for point and ties included: ``forest``, exact and fast,
+streams the edges through a maximum spanning forest; ``dionysus`` runs dionysus's general
+boundary-matrix reduction and serves as the oracle.
 
 Diagrams are numpy arrays of shape (n, 2) holding (birth, death) with birth ≥ death (superlevel
 values, i.e. φ); essential classes die at +inf; points with birth == death are dropped, as
@@ -11,7 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .filtration import Filtration
+from .filtration import Filtration, check_vertex_values, strongest_edges, vertex_values
+
+#: Edges gathered before they are reduced to a spanning forest: bounds the forest engine's memory
+#: (about 40 bytes per edge) while keeping the number of reductions small.
+DEFAULT_CHUNK_EDGES = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,8 @@ class Persistence:
     h0: np.ndarray
     h1: np.ndarray | None
     subgraph: PersistentSubgraph
-    n_simplices: int
+    n_simplices: int  # vertices and edges in the complex
+    n_edges: int
 
     @property
     def total_persistence(self) -> float:
@@ -53,57 +62,85 @@ def sort_diagram(points: np.ndarray) -> np.ndarray:
     return points[np.lexsort((-points[:, 1], -points[:, 0]))]
 
 
-def _persistence(filtration: Filtration, born: np.ndarray, killer: np.ndarray, essential: np.ndarray,
-                 h1: bool) -> Persistence:
-    """Diagrams and subgraph from an engine's pairing.
+def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np.ndarray,
+              h1_phi: np.ndarray | None, n_simplices: int, n_edges: int) -> Persistence:
+    """A result from an engine's pairing.
 
-    ``killer`` lists the edges that kill an H0 class, in entry order, ``born`` the vertex whose
-    class each kills, ``essential`` the vertices whose classes never die. Every other edge
-    starts an H1 class that never dies (a graph has no 2-simplices).
+    ``killers`` = (src, dst, phi, edge index) of the edges that kill an H0 class, in entry order,
+    ``born`` the vertex whose class each kills, ``essential`` the vertices whose classes never
+    die, ``h1_phi`` the φ of every other edge (each starts a never-dying H1 class, a graph having
+    no 2-simplices), or None when H1 was not asked for.
     """
-    graph, value = filtration.graph, filtration.vertex_value
-    finite = np.stack([value[born], graph.phi[killer]], axis=1)
+    src, dst, phi, edge = killers
+    finite = np.stack([value[born], phi], axis=1)
     h0 = np.concatenate([finite[finite[:, 0] != finite[:, 1]],  # zero-persistence points dropped
                          np.stack([value[essential], np.full(essential.size, np.inf)], axis=1)])
-    h1_points = None
-    if h1:
-        outside = np.ones(graph.n_edges, dtype=bool)
-        outside[killer] = False
-        h1_points = np.stack([graph.phi[outside], np.full(int(outside.sum()), np.inf)], axis=1)
-        h1_points = sort_diagram(h1_points)
-    subgraph = PersistentSubgraph(src=graph.src[killer], dst=graph.dst[killer], phi=graph.phi[killer],
-                                  birth=value[born], edge=killer)
-    return Persistence(sort_diagram(h0), h1_points, subgraph, len(filtration))
+    h1 = None if h1_phi is None else sort_diagram(np.stack([h1_phi, np.full(h1_phi.size, np.inf)], axis=1))
+    subgraph = PersistentSubgraph(src=src, dst=dst, phi=phi, birth=value[born], edge=edge)
+    return Persistence(sort_diagram(h0), h1, subgraph, n_simplices, n_edges)
 
 
-def forest_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
-    """Exact persistence of a graph filtration from its maximum spanning forest.
+def _spanning_forest(src, dst, phi, edge):
+    """The maximum spanning forest of some edges, in entry order (φ decreasing, then edge index).
 
-    For a 1-dimensional complex, the edges that kill H0 classes are exactly the spanning forest
-    Kruskal's algorithm builds in entry order; every other edge creates a never-dying H1 class.
-    Ranking the edges by entry order makes that forest unique, so scipy's compiled Kruskal
-    finds it; only the forest's edges (fewer than the vertices) then go through a union-find,
-    which applies the elder rule by entry position exactly as the boundary-matrix reduction does,
-    ties included.
+    Ranking the edges by entry order makes the forest unique, so scipy's compiled Kruskal finds
+    exactly the one a reduction in entry order finds, ties included.
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
 
-    graph = filtration.graph
-    order = filtration.edge_order
-    rank = np.empty(graph.n_edges, dtype=np.float64)
-    rank[order] = np.arange(1, graph.n_edges + 1)  # exact in float64; 0 would mean "no edge"
-    n = graph.n_vertices
-    tree = minimum_spanning_tree(csr_matrix((rank, (graph.src, graph.dst)), shape=(n, n)))
-    forest = order[np.sort(tree.data).astype(np.int64) - 1]
+    order = np.lexsort((edge, -phi))
+    rank = np.empty(order.size, dtype=np.float64)
+    rank[order] = np.arange(1, order.size + 1)  # exact in float64; 0 would mean "no edge"
+    n = int(max(src.max(), dst.max())) + 1 if src.size else 0
+    tree = minimum_spanning_tree(csr_matrix((rank, (np.minimum(src, dst), np.maximum(src, dst))), shape=(n, n)))
+    keep = order[np.sort(tree.data).astype(np.int64) - 1]
+    return src[keep], dst[keep], phi[keep], edge[keep]
 
-    entry = np.empty(n, dtype=np.int64)
-    entry[filtration.vertex_order] = np.arange(filtration.vertex_order.size)
-    # Plain lists: the loop below touches single elements, where lists beat numpy arrays.
-    parent = list(range(n))
-    oldest = list(range(n))  # per root: the component's earliest vertex, which carries its class
+
+def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = False,
+                       chunk_edges: int = DEFAULT_CHUNK_EDGES) -> Persistence:
+    """Exact persistence of a graph filtration, streaming its edges through a spanning forest.
+
+    ``blocks`` yields (src, dst, phi) arrays of edges (φ > 0) in graph order; an edge's index is
+    its position in that stream. For a 1-dimensional complex, the edges that kill H0 classes are
+    the maximum spanning forest Kruskal builds in entry order, and the forest of a union of edge
+    sets is the forest of the union of their forests: edges are gathered into chunks of about
+    ``chunk_edges``, each reduced with the forest so far, so memory stays bounded. Only the
+    forest's edges (fewer than the vertices) then go through a union-find, which applies the
+    elder rule by entry position exactly as the boundary-matrix reduction does. With ``h1``,
+    the φ of every edge is kept (8 bytes per edge).
+    """
+    given = None if isinstance(vertices, str) else vertex_values(vertices, np.zeros(n_vertices))
+    strongest = np.zeros(n_vertices)
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    forest, pending, pending_edges, n_edges, all_phi = empty, [], 0, 0, []
+    for src, dst, phi in blocks:
+        if given is not None:
+            check_vertex_values(given, src, dst, phi)
+        strongest_edges(n_vertices, src, dst, phi, out=strongest)
+        pending.append((src, dst, phi, np.arange(n_edges, n_edges + src.size)))
+        n_edges += src.size
+        pending_edges += src.size
+        if h1:
+            all_phi.append(phi)
+        if pending_edges >= chunk_edges:
+            forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)))
+            pending, pending_edges = [], 0
+    forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)))
+
+    present = strongest > 0
+    value = vertex_values(vertices, strongest) if given is None else given
+    in_complex = np.flatnonzero(present)
+    in_complex = in_complex[np.lexsort((in_complex, -value[in_complex]))]  # vertex entry order
+    entry = np.empty(n_vertices, dtype=np.int64)
+    entry[in_complex] = np.arange(in_complex.size)
+    # Plain lists: the loop touches single elements, where lists beat numpy arrays. It runs once
+    # per forest edge, i.e. fewer times than there are vertices.
+    parent = list(range(n_vertices))
+    oldest = list(range(n_vertices))  # per root: the component's earliest vertex, carrying its class
     entry_l = entry.tolist()
-    born = np.empty(forest.size, dtype=np.int64)
+    born = np.empty(forest[0].size, dtype=np.int64)
 
     def find(v):
         while parent[v] != v:
@@ -111,15 +148,20 @@ def forest_persistence(filtration: Filtration, *, h1: bool = False) -> Persisten
             v = parent[v]
         return v
 
-    for k, (u, w) in enumerate(zip(graph.src[forest].tolist(), graph.dst[forest].tolist())):
+    for k, (u, w) in enumerate(zip(forest[0].tolist(), forest[1].tolist())):
         ru, rw = find(u), find(w)
         elder, younger = (ru, rw) if entry_l[oldest[ru]] < entry_l[oldest[rw]] else (rw, ru)
         born[k] = oldest[younger]
         parent[younger] = elder
 
-    in_complex = filtration.vertex_order
-    roots = in_complex[np.array(parent)[in_complex] == in_complex]
-    return _persistence(filtration, born, forest, np.array(oldest)[roots], h1)
+    roots = in_complex[np.array(parent, dtype=np.int64)[in_complex] == in_complex]
+    h1_phi = None
+    if h1:
+        outside = np.ones(n_edges, dtype=bool)
+        outside[forest[3]] = False
+        h1_phi = np.concatenate(all_phi)[outside] if all_phi else np.empty(0)
+    return _assemble(value, born, forest, np.array(oldest, dtype=np.int64)[roots], h1_phi,
+                     in_complex.size + n_edges, n_edges)
 
 
 def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
@@ -145,7 +187,14 @@ def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persist
     by_entry = np.argsort(partner[paired], kind="stable")
     killer = indices[partner[paired][by_entry]]
     born = indices[vertex_positions[paired][by_entry]]
-    return _persistence(filtration, born, killer, indices[vertex_positions[~paired]], h1)
+    h1_phi = None
+    if h1:
+        outside = np.ones(graph.n_edges, dtype=bool)
+        outside[killer] = False
+        h1_phi = graph.phi[outside]
+    killers = (graph.src[killer], graph.dst[killer], graph.phi[killer], killer)
+    return _assemble(filtration.vertex_value, born, killers, indices[vertex_positions[~paired]], h1_phi,
+                     len(filtration), graph.n_edges)
 
 
-ENGINES = {"forest": forest_persistence, "dionysus": dionysus_persistence}
+ENGINES = ("forest", "dionysus")

@@ -62,7 +62,7 @@ class EdgeStep:
 
     @property
     def candidate_edges(self) -> int:
-        return len(self.rule.pattern)
+        return self.rule.candidate_count
 
 
 @dataclass

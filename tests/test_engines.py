@@ -79,3 +79,74 @@ def test_empty_graph():
     graph = InducedGraph.from_edges([2, 2], [], [], [])
     result = assert_same(graph)
     assert result.h0.shape == (0, 2) and result.h1.shape == (0, 2) and len(result.subgraph) == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(layered_graphs(), st.integers(1, 6), st.integers(1, 8), st.sampled_from(["max", "inf"]))
+def test_streaming_in_small_chunks(graph, block_size, chunk_edges, vertices):
+    """Edges fed in blocks and reduced every few edges give the same results as dionysus."""
+    from onnxtopo.persistence import forest_persistence
+
+    blocks = [(graph.src[i:i + block_size], graph.dst[i:i + block_size], graph.phi[i:i + block_size])
+              for i in range(0, graph.n_edges, block_size)]
+    streamed = forest_persistence(blocks, graph.n_vertices, vertices=vertices, h1=True, chunk_edges=chunk_edges)
+    whole = assert_same(graph, vertices=vertices)
+    np.testing.assert_array_equal(streamed.h0, whole.h0)
+    np.testing.assert_array_equal(streamed.h1, whole.h1)
+    for field in FIELDS:
+        np.testing.assert_array_equal(getattr(streamed.subgraph, field), getattr(whole.subgraph, field))
+
+
+@pytest.mark.parametrize("chunk_edges", [5_000, 60_000])
+def test_analyzer_streaming_matches_whole_graph(chunk_edges):
+    """The shipped model analyzed in small chunks (rules built part by part) matches dionysus."""
+    x = np.load(REPO / "models" / "mnist-sample.npy")[:2]
+    analyzer = onnxtopo.Analyzer(REPO / "models" / "ccff-relu.onnx")
+    assert max(step.candidate_edges for step in analyzer.plan.steps) > chunk_edges
+    streamed = list(analyzer.analyze(x, h1=True, chunk_edges=chunk_edges))
+    oracle = list(analyzer.analyze(x, h1=True, engine="dionysus"))
+    for a, b in zip(streamed, oracle):
+        assert a.n_edges == b.n_edges
+        np.testing.assert_array_equal(a.h0, b.h0)
+        np.testing.assert_array_equal(a.h1, b.h1)
+        for field in FIELDS:
+            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))
+
+
+def test_rule_chunks_cover_the_pattern():
+    """Building a rule's pattern part by part gives the whole pattern, in order."""
+    plan = onnxtopo.inspect(REPO / "models" / "ccff-relu.onnx")
+    for step in plan.steps:
+        rule = step.rule
+        assert len(rule.pattern) == rule.candidate_count == step.candidate_edges
+        for max_edges in (1, 1000, rule.candidate_count // 3 + 1):
+            parts = list(rule.chunks(max_edges))
+            assert all(len(p) <= max(max_edges, rule.edges_per_outer) for p in parts)
+            for field in ("src", "dst", "weight"):
+                np.testing.assert_array_equal(np.concatenate([getattr(p, field) for p in parts]),
+                                              getattr(rule.pattern, field))
+
+
+@pytest.mark.parametrize("maxpool_rule", ["window", "argmax"])
+def test_streaming_with_maxpool(maxpool_rule):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 2, 3, 3)).astype(np.float32), "k"),
+             numpy_helper.from_array(rng.normal(size=(5, 4 * 4 * 4)).astype(np.float32), "w")]
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.round(rng.normal(size=(3, 2, 8, 8)), 1).astype(np.float32)  # rounding makes ties
+    analyzer = onnxtopo.Analyzer(model, maxpool_rule=maxpool_rule)
+    for a, b in zip(analyzer.analyze(x, h1=True, chunk_edges=40), analyzer.analyze(x, h1=True, engine="dionysus")):
+        assert a.n_edges == b.n_edges > 0
+        np.testing.assert_array_equal(a.h0, b.h0)
+        np.testing.assert_array_equal(a.h1, b.h1)
+        for field in FIELDS:
+            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))

@@ -11,6 +11,7 @@ One module per op family (``op_*.py``), each registering its handlers by op type
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -67,30 +68,49 @@ class EdgeRule:
     """Base class of the rules of edge-making ops.
 
     A rule is built once per node from its attributes, constant operands and the per-sample
-    shape of its data input; it knows its output shape and its edge pattern.
+    shape of its data input; it knows its output shape and its edge pattern. The pattern is
+    made of ``outer_size`` parts (output channels, input rows, ...) of ``edges_per_outer``
+    candidate edges each, so that it can be counted without being built, and built part by part
+    when it is too large to hold at once.
     """
 
     #: the name shown by ``onnxtopo inspect`` (e.g. ``dense``, ``conv``, ``window``)
     rule_name: str = ""
+    outer_size: int = 0
+    edges_per_outer: int = 0
 
     def __init__(self, node, in_shape: tuple[int, ...], constants: dict[str, np.ndarray], options):
         self.node = node
         self.in_shape = tuple(in_shape)
         self.out_shape: tuple[int, ...] = ()
-        self._pattern: EdgePattern | None = None
 
     @property
-    def pattern(self) -> EdgePattern:
-        if self._pattern is None:
-            self._pattern = self.build_pattern()
-        return self._pattern
+    def candidate_count(self) -> int:
+        """Number of candidate edges (before the ones with φ = 0 are dropped)."""
+        return self.outer_size * self.edges_per_outer
 
-    def build_pattern(self) -> EdgePattern:
+    @cached_property
+    def pattern(self) -> EdgePattern:
+        """The whole pattern, built once and kept."""
+        return self.build_pattern(slice(0, self.outer_size))
+
+    def chunks(self, max_edges: int | None = None):
+        """The pattern in pieces of at most ``max_edges`` candidate edges (at least one part)."""
+        if max_edges is None or self.candidate_count <= max_edges:
+            yield self.pattern
+            return
+        step = max(1, max_edges // max(1, self.edges_per_outer))
+        for start in range(0, self.outer_size, step):
+            yield self.build_pattern(slice(start, min(start + step, self.outer_size)))
+
+    def build_pattern(self, part: slice) -> EdgePattern:
+        """The candidate edges of the parts in ``part``, in pattern order."""
         raise NotImplementedError
 
-    def edge_values(self, h: np.ndarray) -> np.ndarray:
-        """Signed w·h_u for every edge of the pattern, given one sample's flat data input."""
-        p = self.pattern
+    def edge_values(self, h: np.ndarray, pattern: EdgePattern | None = None) -> np.ndarray:
+        """Signed w·h_u for every edge of ``pattern`` (default: the whole pattern), given one
+        sample's flat data input."""
+        p = self.pattern if pattern is None else pattern
         return p.weight * h[p.src]
 
 

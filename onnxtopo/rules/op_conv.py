@@ -41,22 +41,23 @@ class ConvRule(EdgeRule):
             raise refuse(node, f"kernel_shape {tuple(declared)} differs from the kernel {kernel_shape}")
         self.strides, self.dilations, self.begin, out_spatial = window_attributes(node, spatial, kernel_shape)
         self.out_shape = (out_channels, *out_spatial)
+        self.windows, self.valid = window_inputs(spatial, out_spatial, kernel_shape, self.strides,
+                                                 self.dilations, self.begin)
+        self.outer_size = out_channels
+        self.edges_per_outer = group_channels * int(self.valid.sum())
 
-    def build_pattern(self) -> EdgePattern:
+    def build_pattern(self, part: slice) -> EdgePattern:
         out_channels, group_channels = self.kernel.shape[:2]
-        spatial, out_spatial = self.in_shape[1:], self.out_shape[1:]
-        sp_in, valid = window_inputs(spatial, out_spatial, self.kernel.shape[2:], self.strides,
-                                     self.dilations, self.begin)
-        n_out, n_k = sp_in.shape
-        m = np.arange(out_channels)
+        n_out, n_k = self.windows.shape
+        m = np.arange(out_channels)[part]
         first_channel = (m // (out_channels // self.group)) * group_channels
-        channel = first_channel[:, None] + np.arange(group_channels)[None, :]  # (M, Cg)
+        channel = first_channel[:, None] + np.arange(group_channels)[None, :]  # (m, Cg)
         # Axes: (output channel, output position, input channel in group, kernel offset).
-        src = channel[:, None, :, None] * int(np.prod(spatial)) + sp_in[None, :, None, :]
+        src = channel[:, None, :, None] * int(np.prod(self.in_shape[1:])) + self.windows[None, :, None, :]
         dst = m[:, None, None, None] * n_out + np.arange(n_out)[None, :, None, None]
-        weight = self.kernel.reshape(out_channels, 1, group_channels, n_k)
-        shape = (out_channels, n_out, group_channels, n_k)
-        keep = np.broadcast_to(valid[None, :, None, :], shape)
+        weight = self.kernel[part].reshape(len(m), 1, group_channels, n_k)
+        shape = (len(m), n_out, group_channels, n_k)
+        keep = np.broadcast_to(self.valid[None, :, None, :], shape)
         return EdgePattern(
             src=src[keep].astype(np.int64),
             dst=np.broadcast_to(dst, shape)[keep].astype(np.int64),

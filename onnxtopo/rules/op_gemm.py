@@ -27,18 +27,21 @@ class DenseRule(EdgeRule):
             )
         self.matrix = matrix
         self.out_shape = (*self.in_shape[:-1], matrix.shape[1])
+        self.outer_size = matrix.shape[0]  # parts are input rows k, for every leading index
+        self.edges_per_outer = int(np.prod(self.in_shape[:-1])) * matrix.shape[1]
 
-    def build_pattern(self) -> EdgePattern:
-        k, n = self.matrix.shape
+    def build_pattern(self, part: slice) -> EdgePattern:
+        k_all, n = self.matrix.shape
+        k = np.arange(k_all)[part]
         lead = int(np.prod(self.in_shape[:-1]))
         base = np.arange(lead)[:, None, None]
-        src = base * k + np.arange(k)[None, :, None]
+        shape = (lead, len(k), n)
+        src = base * k_all + k[None, :, None]
         dst = base * n + np.arange(n)[None, None, :]
-        shape = (lead, k, n)
         return EdgePattern(
             src=np.broadcast_to(src, shape).ravel().astype(np.int64),
             dst=np.broadcast_to(dst, shape).ravel().astype(np.int64),
-            weight=np.broadcast_to(self.matrix[None], shape).ravel(),
+            weight=np.broadcast_to(self.matrix[k][None], shape).ravel(),
         )
 
 

@@ -7,8 +7,6 @@ flat index. Padding makes no vertex and no edge. Channels are pooled independent
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from . import EdgePattern, EdgeRule, attribute, edge_rule, refuse
@@ -35,33 +33,36 @@ class MaxPoolRule(EdgeRule):
             node, in_shape[1:], self.kernel, ceil_mode=ceil_mode
         )
         self.out_shape = (in_shape[0], *out_spatial)
+        self.windows, self.valid = window_inputs(in_shape[1:], out_spatial, self.kernel, self.strides,
+                                                 self.dilations, self.begin)
+        self.outer_size = in_shape[0]  # parts are channels, pooled independently
+        self.edges_per_outer = int(self.valid.sum())
 
-    @cached_property
-    def windows(self) -> np.ndarray:
-        """Candidate inputs of every output, shape (n_outputs, kernel size); -1 marks padding."""
-        channels, spatial = self.in_shape[0], self.in_shape[1:]
-        sp_in, valid = window_inputs(spatial, self.out_shape[1:], self.kernel, self.strides,
-                                     self.dilations, self.begin)
-        cand = np.arange(channels)[:, None, None] * int(np.prod(spatial)) + sp_in[None]
-        cand = np.where(valid[None], cand, -1)
-        return cand.reshape(-1, sp_in.shape[1])
+    def build_pattern(self, part: slice) -> EdgePattern:
+        n_in = int(np.prod(self.in_shape[1:]))
+        n_out = self.windows.shape[0]
+        c = np.arange(self.outer_size)[part][:, None, None]
+        shape = (c.shape[0], *self.windows.shape)
+        keep = np.broadcast_to(self.valid, shape)
+        src = c * n_in + self.windows[None]
+        dst = c * n_out + np.arange(n_out)[None, :, None]
+        return EdgePattern(src=src[keep].astype(np.int64), dst=np.broadcast_to(dst, shape)[keep].astype(np.int64),
+                           weight=np.ones(int(keep.sum())))
 
-    def build_pattern(self) -> EdgePattern:
-        windows = self.windows
-        valid = windows >= 0
-        dst = np.broadcast_to(np.arange(windows.shape[0])[:, None], windows.shape)
-        return EdgePattern(src=windows[valid], dst=dst[valid].astype(np.int64),
-                           weight=np.ones(int(valid.sum())))
-
-    def edge_values(self, h: np.ndarray) -> np.ndarray:
-        values = super().edge_values(h)
+    def edge_values(self, h: np.ndarray, pattern: EdgePattern | None = None) -> np.ndarray:
+        p = self.pattern if pattern is None else pattern
+        values = super().edge_values(h, p)
         if self.rule_name == "argmax":
-            windows = self.windows
-            valid = windows >= 0
-            candidates = np.where(valid, h[np.where(valid, windows, 0)], -np.inf)
-            # np.argmax takes the first maximum; window positions increase along a row, so ties
-            # go to the lowest flat index as the definition asks.
-            chosen = np.zeros(windows.shape, dtype=bool)
-            chosen[np.arange(windows.shape[0]), np.argmax(candidates, axis=1)] = True
-            values = np.where(chosen[valid], values, 0.0)
+            values = np.where(p.src == self._argmax_inputs(h)[p.dst], values, 0.0)
         return values
+
+    def _argmax_inputs(self, h: np.ndarray) -> np.ndarray:
+        """Per output (flat), the flat input attaining its window's maximum."""
+        n_in = int(np.prod(self.in_shape[1:]))
+        per_channel = h.reshape(self.outer_size, n_in)
+        candidates = np.where(self.valid[None], per_channel[:, np.where(self.valid, self.windows, 0)], -np.inf)
+        # np.argmax takes the first maximum; window positions increase along a row, so ties go to
+        # the lowest flat index as the definition asks.
+        best = np.argmax(candidates, axis=2)  # (channel, output position)
+        chosen = np.take_along_axis(self.windows[None], best[..., None], axis=2)[..., 0]
+        return (np.arange(self.outer_size)[:, None] * n_in + chosen).ravel()
