@@ -2,7 +2,7 @@
 
 Data flows one way: model (``model``) -> plan of layers and rules (``plan``, ``rules``) ->
 activations (``activations``) -> induced graph (``graph``) -> filtration (``filtration``) ->
-diagrams and persistent subgraph (``persistence``). ``api`` ties them together; ``cli`` is the
+diagrams and persistent subgraph (``homology``). ``api`` ties them together; ``cli`` is the
 command line.
 """
 
@@ -10,7 +10,7 @@ from .api import AnalysisResult, Analyzer, analyze, induced_graph, inspect, pers
 from .errors import BadInputError, BadModelError, InvalidFiltrationError, OnnxtopoError, UnsupportedOpError
 from .filtration import Filtration, superlevel_filtration
 from .graph import InducedGraph
-from .persistence import Persistence, PersistentSubgraph
+from .homology import Persistence, PersistentSubgraph
 from .plan import Plan
 
 __version__ = "0.1.0"

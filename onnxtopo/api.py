@@ -11,7 +11,7 @@ from .activations import ActivationRunner, validate_inputs
 from .filtration import superlevel_filtration
 from .graph import InducedGraph, build_graph, edge_blocks
 from .model import load_model
-from .persistence import DEFAULT_CHUNK_EDGES, ENGINES, Persistence, dionysus_persistence, forest_persistence
+from .homology import DEFAULT_CHUNK_EDGES, ENGINES, Persistence, dionysus_persistence, forest_persistence
 from .plan import Plan, PlanOptions, build_plan
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from . import __version__
 from .errors import OnnxtopoError
 from .filtration import VERTEX_MODES
-from .persistence import ENGINES
+from .homology import ENGINES
 from .rules.op_pool import MAXPOOL_RULES
 
 

@@ -85,7 +85,7 @@ def test_empty_graph():
 @given(layered_graphs(), st.integers(1, 6), st.integers(1, 8), st.sampled_from(["max", "inf"]))
 def test_streaming_in_small_chunks(graph, block_size, chunk_edges, vertices):
     """Edges fed in blocks and reduced every few edges give the same results as dionysus."""
-    from onnxtopo.persistence import forest_persistence
+    from onnxtopo.homology import forest_persistence
 
     blocks = [(graph.src[i:i + block_size], graph.dst[i:i + block_size], graph.phi[i:i + block_size])
               for i in range(0, graph.n_edges, block_size)]
@@ -150,3 +150,22 @@ def test_streaming_with_maxpool(maxpool_rule):
         np.testing.assert_array_equal(a.h1, b.h1)
         for field in FIELDS:
             np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))
+
+
+@settings(max_examples=150, deadline=None)
+@given(layered_graphs(), st.integers(1, 4), st.sampled_from(["max", "inf"]))
+def test_filter_rounds_on_tiny_batches(graph, batch_min, vertices):
+    """Filter-Kruskal rounds of a handful of edges (ties straddling pivots) stay exact."""
+    from unittest import mock
+
+    from onnxtopo import homology as engine
+
+    with mock.patch.object(engine, "FILTER_BATCH_MIN", batch_min), \
+            mock.patch.object(engine, "FILTER_EDGES_PER_VERTEX", 0):
+        small = engine.forest_persistence([(graph.src, graph.dst, graph.phi)], graph.n_vertices,
+                                          vertices=vertices, h1=True)
+    whole = assert_same(graph, vertices=vertices)
+    np.testing.assert_array_equal(small.h0, whole.h0)
+    np.testing.assert_array_equal(small.h1, whole.h1)
+    for field in FIELDS:
+        np.testing.assert_array_equal(getattr(small.subgraph, field), getattr(whole.subgraph, field))

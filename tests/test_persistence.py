@@ -30,8 +30,7 @@ INF = np.inf
 
 # Every persistence engine onnxtopo offers (persistence.ENGINES, when it has several) must give
 # these results; the public default is what `persistence(graph)` runs.
-_persistence_module = importlib.import_module("onnxtopo.persistence")
-ENGINE_NAMES = sorted(getattr(_persistence_module, "ENGINES", {})) or [None]
+ENGINE_NAMES = sorted(importlib.import_module("onnxtopo.homology").ENGINES)
 
 
 def run(graph, engine=None, **kwargs):

@@ -31,7 +31,7 @@ RTOL = 1e-6
 
 # onnxtopo's persistence engines, when it offers several (persistence.ENGINES); analyze() runs
 # the default one, the others are run on the same induced graph.
-_persistence_module = importlib.import_module("onnxtopo.persistence")
+_persistence_module = importlib.import_module("onnxtopo.homology")
 ENGINE_NAMES = sorted(getattr(_persistence_module, "ENGINES", {}))
 
 

@@ -20,6 +20,10 @@ from .filtration import Filtration, check_vertex_values, strongest_edges, vertex
 #: Edges gathered before they are reduced to a spanning forest: bounds the forest engine's memory
 #: (about 40 bytes per edge) while keeping the number of reductions small.
 DEFAULT_CHUNK_EDGES = 1 << 24
+#: A Filter-Kruskal round reduces the heaviest max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX ×
+#: vertices) edges at once: enough to connect most vertices, few enough to sort quickly.
+FILTER_BATCH_MIN = 1024
+FILTER_EDGES_PER_VERTEX = 4
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,8 @@ def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np
     return Persistence(sort_diagram(h0), h1, subgraph, n_simplices, n_edges)
 
 
-def _spanning_forest(src, dst, phi, edge):
-    """The maximum spanning forest of some edges, in entry order (φ decreasing, then edge index).
+def _ranked_forest(src, dst, phi, edge, n_vertices):
+    """Maximum spanning forest of a few edges, in entry order (φ decreasing, then edge index).
 
     Ranking the edges by entry order makes the forest unique, so scipy's compiled Kruskal finds
     exactly the one a reduction in entry order finds, ties included.
@@ -92,10 +96,42 @@ def _spanning_forest(src, dst, phi, edge):
     order = np.lexsort((edge, -phi))
     rank = np.empty(order.size, dtype=np.float64)
     rank[order] = np.arange(1, order.size + 1)  # exact in float64; 0 would mean "no edge"
-    n = int(max(src.max(), dst.max())) + 1 if src.size else 0
-    tree = minimum_spanning_tree(csr_matrix((rank, (np.minimum(src, dst), np.maximum(src, dst))), shape=(n, n)))
+    shape = (n_vertices, n_vertices)
+    tree = minimum_spanning_tree(csr_matrix((rank, (np.minimum(src, dst), np.maximum(src, dst))), shape=shape))
     keep = order[np.sort(tree.data).astype(np.int64) - 1]
     return src[keep], dst[keep], phi[keep], edge[keep]
+
+
+def _spanning_forest(src, dst, phi, edge, n_vertices):
+    """Maximum spanning forest of many edges, in entry order, by filtering (Filter-Kruskal).
+
+    Sorting every edge would dominate the cost, while few edges make it into the forest. So the
+    heaviest edges (a few per vertex) are reduced first; a lighter edge whose endpoints that
+    forest already connects closes a cycle of heavier edges and can never join, so only the
+    lighter edges between its components go on to the next round. Ties never straddle a round
+    (heavy means φ ≥ the pivot, light φ < it), which keeps the result exact.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    forest = (src[:0], dst[:0], phi[:0], edge[:0])
+    rest = (src, dst, phi, edge)
+    batch = max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX * n_vertices)
+    while rest[0].size:
+        if rest[0].size <= 2 * batch:
+            heavy = np.ones(rest[0].size, dtype=bool)
+        else:
+            pivot = np.partition(rest[2], rest[2].size - batch)[rest[2].size - batch]
+            heavy = rest[2] >= pivot
+        forest = _ranked_forest(*(np.concatenate([f, r[heavy]]) for f, r in zip(forest, rest)), n_vertices)
+        light = tuple(r[~heavy] for r in rest)
+        if not light[0].size:
+            break
+        links = csr_matrix((np.ones(forest[0].size), (forest[0], forest[1])), shape=(n_vertices, n_vertices))
+        _, label = connected_components(links, directed=False)
+        bridging = label[light[0]] != label[light[1]]
+        rest = tuple(r[bridging] for r in light)
+    return forest
 
 
 def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = False,
@@ -125,9 +161,9 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
         if h1:
             all_phi.append(phi)
         if pending_edges >= chunk_edges:
-            forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)))
+            forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)), n_vertices)
             pending, pending_edges = [], 0
-    forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)))
+    forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)), n_vertices)
 
     present = strongest > 0
     value = vertex_values(vertices, strongest) if given is None else given
