@@ -72,6 +72,25 @@ def _check_engine(engine: str) -> None:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 
 
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How each input's graph is filtered and its persistence computed (see ``analyze``)."""
+
+    h1: bool = False
+    threshold: float | None = None
+    percentile: float | None = None
+    vertices: object = "max"
+    engine: str = "forest"
+    chunk_edges: int = DEFAULT_CHUNK_EDGES
+
+    def __post_init__(self):
+        _check_engine(self.engine)
+        if self.percentile is not None and not 0 <= self.percentile <= 100:
+            raise ValueError(f"percentile must lie in [0, 100], got {self.percentile}")
+        if self.chunk_edges < 1:
+            raise ValueError(f"chunk_edges must be at least 1, got {self.chunk_edges}")
+
+
 class Analyzer:
     """A planned model with its onnxruntime session, reused across batches of inputs."""
 
@@ -91,57 +110,83 @@ class Analyzer:
         """The induced graph of each input, in order, computed lazily batch by batch."""
         batches = self.batches(inputs, batch_size)
         return (build_graph(self.plan, activations, sample, threshold=threshold, percentile=percentile)
-                for activations, sample in self._samples(batches))
+                for batch in batches for activations in [self.runner.run(batch)] for sample in range(len(batch)))
 
-    def analyze(self, inputs, *, h1: bool = False, threshold=None, percentile=None, vertices="max",
-                engine: str = "forest", batch_size: int = 32,
-                chunk_edges: int = DEFAULT_CHUNK_EDGES) -> Iterator[AnalysisResult]:
-        """Analyze each input in turn, yielding results as they are computed.
+    def analyze(self, inputs, *, batch_size: int = 32, workers: int = 1, **options) -> Iterator[AnalysisResult]:
+        """Analyze each input, yielding results in input order as they are computed.
 
-        The inputs are validated before this returns; the work happens as results are consumed.
+        ``options`` are those of ``AnalysisOptions``. The inputs are validated before this
+        returns; the work happens as results are consumed. With ``workers`` > 1, batches are
+        spread over that many processes, each with its own single-threaded onnxruntime session.
         The forest engine never holds a whole induced graph: its edges stream through it in
         chunks of about ``chunk_edges``.
         """
-        _check_engine(engine)
+        opts = AnalysisOptions(**options)
         batches = self.batches(inputs, batch_size)
-        return (self._analyze_one(index, activations, sample, h1=h1, threshold=threshold,
-                                  percentile=percentile, vertices=vertices, engine=engine,
-                                  chunk_edges=chunk_edges)
-                for index, (activations, sample) in enumerate(self._samples(batches)))
+        starts = np.cumsum([0] + [len(b) for b in batches[:-1]]).tolist()
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if workers == 1 or len(batches) == 1:
+            return (r for start, batch in zip(starts, batches) for r in self.analyze_batch(batch, start, opts))
+        return self._parallel(batches, starts, opts, workers)
 
-    def _samples(self, batches):
-        for batch in batches:
-            activations = self.runner.run(batch)
-            for sample in range(len(batch)):
-                yield activations, sample
+    def analyze_batch(self, batch: np.ndarray, start: int, opts: AnalysisOptions) -> list[AnalysisResult]:
+        """Results for one validated batch whose first input has index ``start``."""
+        activations = self.runner.run(batch)
+        return [self._analyze_one(start + sample, activations, sample, opts) for sample in range(len(batch))]
 
-    def _analyze_one(self, index, activations, sample, *, h1, threshold, percentile, vertices, engine,
-                     chunk_edges) -> AnalysisResult:
-        if engine == "dionysus":
-            graph = build_graph(self.plan, activations, sample, threshold=threshold, percentile=percentile)
-            result = persistence(graph, h1=h1, vertices=vertices, engine=engine)
+    def _analyze_one(self, index, activations, sample, opts: AnalysisOptions) -> AnalysisResult:
+        if opts.engine == "dionysus":
+            graph = build_graph(self.plan, activations, sample, threshold=opts.threshold, percentile=opts.percentile)
+            result = persistence(graph, h1=opts.h1, vertices=opts.vertices, engine=opts.engine)
         else:
             blocks = ((src, dst, phi) for _, src, dst, phi in
-                      edge_blocks(self.plan, activations, sample, threshold=threshold, percentile=percentile,
-                                  max_edges=chunk_edges))
-            result = forest_persistence(blocks, self.plan.n_vertices, vertices=vertices, h1=h1,
-                                        chunk_edges=chunk_edges)
+                      edge_blocks(self.plan, activations, sample, threshold=opts.threshold,
+                                  percentile=opts.percentile, max_edges=opts.chunk_edges))
+            result = forest_persistence(blocks, self.plan.n_vertices, vertices=opts.vertices, h1=opts.h1,
+                                        chunk_edges=opts.chunk_edges)
         return AnalysisResult(index, self.plan.n_vertices, result.n_edges, result)
 
+    def _parallel(self, batches, starts, opts, workers):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-def analyze(model, inputs, *, h1: bool = False, threshold: float | None = None,
-            percentile: float | None = None, vertices="max", engine: str = "forest",
-            maxpool_rule: str = "window", batch_size: int = 32) -> list[AnalysisResult]:
+        # "spawn": onnxruntime's thread pools do not survive a fork. Workers get the normalized
+        # model, so they only re-plan it.
+        context = multiprocessing.get_context("spawn")
+        init = (self.plan.model.SerializeToString(), self.plan.options)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=init) as pool:
+            for results in pool.map(_worker_batch, batches, starts, [opts] * len(batches)):
+                yield from results
+
+
+_WORKER: Analyzer | None = None
+
+
+def _start_worker(model_bytes: bytes, options: PlanOptions) -> None:
+    global _WORKER
+    import onnx
+
+    _WORKER = Analyzer(build_plan(onnx.load_from_string(model_bytes), options), threads=1)
+
+
+def _worker_batch(batch, start, opts):
+    return _WORKER.analyze_batch(batch, start, opts)
+
+
+def analyze(model, inputs, *, maxpool_rule: str = "window", batch_size: int = 32, workers: int = 1,
+            **options) -> list[AnalysisResult]:
     """Persistence of the graph each input induces in ``model``.
 
     ``model`` is a path, serialized bytes or an onnx.ModelProto; ``inputs`` an array of shape
-    (n, *sample shape); ``engine`` is "forest" (exact, fast, default) or "dionysus". Returns one
-    AnalysisResult per input, with ``h0`` (and ``h1`` if asked) as (n, 2) arrays of
+    (n, *sample shape). Options: ``h1`` (also compute H1), ``threshold`` (keep φ ≥ threshold),
+    ``percentile`` (the reference's per-step percentile filter), ``vertices`` ("max", "inf" or
+    an array), ``engine`` ("forest", exact and fast, default; or "dionysus"), ``chunk_edges``.
+    Returns one AnalysisResult per input, with ``h0`` (and ``h1`` if asked) as (n, 2) arrays of
     (birth, death) and the persistent ``subgraph``.
     """
     analyzer = Analyzer(model, maxpool_rule=maxpool_rule)
-    return list(analyzer.analyze(inputs, h1=h1, threshold=threshold, percentile=percentile,
-                                 vertices=vertices, engine=engine, batch_size=batch_size))
+    return list(analyzer.analyze(inputs, batch_size=batch_size, workers=workers, **options))
 
 
 def induced_graph(model, x, *, maxpool_rule: str = "window", threshold=None, percentile=None) -> InducedGraph:

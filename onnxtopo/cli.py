@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--engine", choices=tuple(ENGINES), default="forest",
                          help="persistence engine: onnxtopo's exact spanning-forest engine (default) or dionysus")
     analyze.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
+    analyze.add_argument("--workers", type=_positive_int, default=1,
+                         help="processes analyzing batches in parallel (default: %(default)s; try the number of cores)")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar and no per-input lines")
     return parser
 
@@ -96,7 +98,8 @@ def _analyze(args) -> int:
     analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
     inputs = load_inputs(args.inputs, args.key)
     results = analyzer.analyze(inputs, h1=args.h1, threshold=args.threshold, percentile=args.percentile,
-                               vertices=args.vertices, engine=args.engine, batch_size=args.batch_size)
+                               vertices=args.vertices, engine=args.engine, batch_size=args.batch_size,
+                               workers=args.workers)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = []

@@ -102,8 +102,6 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
     edge step, edges with φ strictly above that percentile of |w·h| over the step's candidate
     edges (zero products included) are kept.
     """
-    if percentile is not None and not 0 <= percentile <= 100:
-        raise ValueError(f"percentile must lie in [0, 100], got {percentile}")
     for i, step in enumerate(plan.steps):
         rule = step.rule
         h = activations[step.input_tensor][sample].reshape(-1).astype(np.float64)

@@ -169,3 +169,16 @@ def test_filter_rounds_on_tiny_batches(graph, batch_min, vertices):
     np.testing.assert_array_equal(small.h1, whole.h1)
     for field in FIELDS:
         np.testing.assert_array_equal(getattr(small.subgraph, field), getattr(whole.subgraph, field))
+
+
+def test_parallel_workers_give_the_same_results():
+    x = np.load(REPO / "models" / "mnist-heldout.npz")["x"][:12]
+    analyzer = onnxtopo.Analyzer(REPO / "models" / "ccff-sigmoid.onnx")
+    serial = list(analyzer.analyze(x, batch_size=5))
+    parallel = list(analyzer.analyze(x, batch_size=5, workers=2))
+    assert [r.index for r in parallel] == list(range(12))
+    for a, b in zip(serial, parallel):
+        assert a.n_edges == b.n_edges
+        np.testing.assert_array_equal(a.h0, b.h0)
+        for field in FIELDS:
+            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))
