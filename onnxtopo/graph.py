@@ -102,22 +102,41 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
     edge step, edges with φ strictly above that percentile of |w·h| over the step's candidate
     edges (zero products included) are kept.
     """
+    n_vertices = plan.n_vertices
     for i, step in enumerate(plan.steps):
-        rule = step.rule
         h = activations[step.input_tensor][sample].reshape(-1).astype(np.float64)
         cut = None
         if percentile is not None:
-            products = [np.abs(rule.edge_values(h, p)) for p in rule.chunks(max_edges)]
+            products = [np.abs(v) for _, _, v in _step_edges(plan, step, h, max_edges, n_vertices)]
             cut = np.percentile(np.concatenate(products), percentile)
-        offset = plan.layers[step.target].offset
-        for pattern in rule.chunks(max_edges):
-            phi = np.abs(rule.edge_values(h, pattern))
+        for src, dst, values in _step_edges(plan, step, h, max_edges, n_vertices):
+            phi = np.abs(values)
             keep = phi > 0
             if threshold is not None:
                 keep &= phi >= threshold
             if cut is not None:
                 keep &= phi > cut
-            yield i, step.input_vertices[pattern.src[keep]], pattern.dst[keep] + offset, phi[keep]
+            yield i, src[keep], dst[keep], phi[keep]
+
+
+def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertices: int):
+    """(src, dst, signed w·h) of a step's candidate edges, in global vertex ids, chunk by chunk.
+
+    Elements of the step's input that are constants (padding) make no edge. Where a neuron
+    reaches the same output through several elements (reflect padding, say), the contributions
+    add up into one edge; those steps are built whole so that no such pair straddles chunks.
+    """
+    offset = plan.layers[step.target].offset
+    for pattern in step.rule.chunks(None if step.repeats else max_edges):
+        values = step.rule.edge_values(h, pattern)
+        src, dst = step.input_vertices[pattern.src], pattern.dst + offset
+        if step.reads_constants:
+            neuron = src >= 0
+            src, dst, values = src[neuron], dst[neuron], values[neuron]
+        if step.repeats:
+            pairs, where = np.unique(src * n_vertices + dst, return_inverse=True)
+            src, dst, values = pairs // n_vertices, pairs % n_vertices, np.bincount(where, weights=values)
+        yield src, dst, values
 
 
 def build_graph(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,

@@ -10,13 +10,15 @@ by SAMPLE_STRIDE, which reveals any layout op that would mix samples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from .errors import BadModelError, UnsupportedOpError
-from .rules import EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, EdgeRule, refuse, supported_ops
+from .rules import EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, EdgeRule, attribute, refuse, supported_ops
 from .rules.op_pool import MAXPOOL_RULES
+from .rules.op_sum import COMBINE_OPS, operand_rules
 
 WALK_BATCH = 2
 SAMPLE_STRIDE = 1 << 40  # id shift of the walk's second sample; more than any layer count of vertices
@@ -49,7 +51,7 @@ class Layer:
         return int(np.prod(self.shape))
 
 
-@dataclass(frozen=True)
+@dataclass
 class EdgeStep:
     """The edges one edge-making node draws from its source layer to its target layer."""
 
@@ -58,7 +60,17 @@ class EdgeStep:
     rule: EdgeRule
     target: int  # index of the layer the step creates
     input_tensor: str  # the op's data input: its values are the h_u of the edges
-    input_vertices: np.ndarray  # per element of input_tensor (flat), its global vertex id
+    input_vertices: np.ndarray  # per element of input_tensor (flat), its global vertex id (-1: a constant)
+
+    @cached_property
+    def reads_constants(self) -> bool:
+        return bool((self.input_vertices < 0).any())
+
+    @cached_property
+    def repeats(self) -> bool:
+        """Whether a neuron stands for several elements of the input (after reflect padding, say)."""
+        neurons = self.input_vertices[self.input_vertices >= 0]
+        return np.unique(neurons).size < neurons.size
 
     @property
     def candidate_edges(self) -> int:
@@ -183,7 +195,18 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
     layers = [Layer(0, input_name, sample_shape, 0)]
     steps: list[EdgeStep] = []
     placed = {input_name: fresh(layers[0])}
-    blocked: dict[str, onnx.NodeProto] = {}  # tensors downstream of an op without a rule
+    blocked: dict[str, tuple] = {}  # tensors downstream of an op without a rule: (node, reason)
+
+    def new_layer(node, shape):
+        last = layers[-1]
+        layer = Layer(len(layers), node.output[0], tuple(shape), last.offset + last.size, node.name, node.op_type)
+        layers.append(layer)
+        placed[node.output[0]] = fresh(layer)
+        return layer
+
+    def add_step(node, rule, layer, tensor):
+        vertices = placed[tensor][0].ravel().copy()
+        steps.append(EdgeStep(node.name, node.op_type, rule, layer.index, tensor, vertices))
 
     for node in graph.node:
         data = [n for n in node.input if n and n not in constants]
@@ -191,26 +214,33 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
             for name, value in zip(node.output, _fold(node, constants)):
                 constants[name] = np.asarray(value)
             continue
+        kind = _kind(node, data)
         blocker = next((blocked[n] for n in data if n in blocked), None)
         if blocker is None:
-            reason = _why_unhandled(node, data, placed)
+            reason = _why_unhandled(node, kind, data, placed)
             if reason:
                 blocker = (node, reason)
         if blocker is not None:
-            if node.op_type in EDGE_RULES:
+            if kind in ("edges", "sum"):
                 raise _unsupported(*blocker)
             blocked.update({n: blocker for n in node.output if n})
             continue
         index = placed[data[0]]
-        if node.op_type in EDGE_RULES:
+        if kind == "edges":
             rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
-            offset = layers[-1].offset + layers[-1].size
-            layer = Layer(len(layers), node.output[0], tuple(rule.out_shape), offset, node.name, node.op_type)
-            layers.append(layer)
-            steps.append(EdgeStep(node.name, node.op_type, rule, layer.index, data[0], index[0].ravel().copy()))
-            placed[node.output[0]] = fresh(layer)
-        elif node.op_type in LAYOUT_OPS:
-            moved = LAYOUT_OPS[node.op_type](index, node, constants)
+            add_step(node, rule, new_layer(node, rule.out_shape), data[0])
+        elif kind == "sum":
+            _check_distinct_operands(node, [placed[n] for n in data])
+            rules = operand_rules(node, [placed[n].shape[1:] for n in data])
+            layer = new_layer(node, rules[0].out_shape)
+            for tensor, rule in zip(data, rules):
+                add_step(node, rule, layer, tensor)
+        elif kind == "shape":
+            start, end = attribute(node, "start", 0), attribute(node, "end", None)
+            constants[node.output[0]] = np.array(index.shape, dtype=np.int64)[start:end]
+        elif kind == "layout":
+            operands = [placed.get(n) if n and n not in constants else None for n in node.input]
+            moved = LAYOUT_OPS[node.op_type](node, operands, constants)
             _check_samples_kept_apart(node, moved, walk_batch)
             placed[node.output[0]] = moved
         else:
@@ -219,26 +249,48 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
 
     if not steps:
         raise UnsupportedOpError(
-            "the model has no edge-making op (Gemm, MatMul, Conv, MaxPool) reachable from its input"
+            "the model has no edge-making op (Gemm, MatMul, Conv, pooling, ...) reachable from its input"
         )
     ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()})
     return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options)
 
 
-def _why_unhandled(node, data, placed) -> str:
+def _kind(node, data) -> str | None:
+    """How the walker treats a node with activation inputs ``data``."""
+    if node.op_type in EDGE_RULES:
+        return "edges"
+    if node.op_type in COMBINE_OPS and len(data) > 1:
+        return "sum"
+    if node.op_type == "Shape":
+        return "shape"
+    if node.op_type in LAYOUT_OPS:
+        return "layout"
+    if node.op_type in ELEMENTWISE_OPS:
+        return "elementwise"
+    return None
+
+
+def _why_unhandled(node, kind, data, placed) -> str:
     """Why the walker cannot follow a node with activation inputs, or '' when it can."""
     untracked = [n for n in data if n not in placed]
     if untracked:
         return f"it reads {untracked[0]!r}, which is not a tensor onnxtopo follows"
-    if node.op_type in EDGE_RULES:
-        return ""  # the rule itself checks its operands, with a message of its own
-    if node.op_type not in LAYOUT_OPS and node.op_type not in ELEMENTWISE_OPS:
+    if kind is None:
         return "onnxtopo has no rule for this op type"
-    if len(data) != 1:
+    if kind == "elementwise" and len(data) != 1:
         return f"it combines {len(data)} activation tensors, which onnxtopo does not support"
-    if node.op_type in LAYOUT_OPS and data[0] != node.input[0]:
+    if kind == "layout" and node.op_type != "Concat" and data != [node.input[0]]:
         return "its data operand is constant while another operand is computed at run time"
-    return ""
+    return ""  # edge rules check their operands themselves, with messages of their own
+
+
+def _check_distinct_operands(node, operands):
+    """Refuse a sum in which one neuron would reach the same output twice (parallel edges)."""
+    ids = np.stack(np.broadcast_arrays(*operands)).reshape(len(operands), -1)
+    ids = np.sort(ids, axis=0)
+    if ((ids[1:] == ids[:-1]) & (ids[1:] >= 0)).any():
+        raise refuse(node, "it adds a neuron to itself (the same vertex in two operands)",
+                     "onnxtopo's graphs have at most one edge between two neurons")
 
 
 def _unsupported(node, reason: str) -> UnsupportedOpError:
@@ -252,5 +304,5 @@ def _check_samples_kept_apart(node, moved: np.ndarray, walk_batch: int):
     if moved.ndim == 0 or moved.shape[0] != walk_batch:
         raise refuse(node, "it moves the batch axis", "onnxtopo needs the batch axis first and untouched")
     sample = moved.reshape(walk_batch, -1) // SAMPLE_STRIDE
-    if not (sample == np.arange(walk_batch)[:, None]).all():
+    if not ((sample == np.arange(walk_batch)[:, None]) | (moved.reshape(walk_batch, -1) < 0)).all():
         raise refuse(node, "it mixes elements of different samples", "keep the batch axis first and untouched")

@@ -35,7 +35,13 @@ def edge_rule(*op_types: str):
 
 
 def layout_op(op_type: str):
-    """Function decorator registering how an op moves an index array of vertex positions."""
+    """Function decorator registering how an op moves vertex ids.
+
+    The handler gets the node, its operands (for each input, the array of vertex ids of an
+    activation, with the batch axis first, or None for a constant or absent input) and the
+    constants, and returns the array of vertex ids of the output; -1 marks an element that is
+    a constant (padding), not a neuron.
+    """
 
     def register(fn):
         LAYOUT_OPS[op_type] = fn
@@ -45,7 +51,9 @@ def layout_op(op_type: str):
 
 
 def supported_ops() -> list[str]:
-    return sorted(set(EDGE_RULES) | set(LAYOUT_OPS) | ELEMENTWISE_OPS)
+    from .op_sum import COMBINE_OPS
+
+    return sorted(set(EDGE_RULES) | set(LAYOUT_OPS) | ELEMENTWISE_OPS | set(COMBINE_OPS) | {"Shape"})
 
 
 @dataclass(frozen=True)
@@ -134,4 +142,4 @@ def attribute(node, name: str, default=None):
 
 
 # Importing the op modules fills the registries.
-from . import op_conv, op_elementwise, op_gemm, op_layout, op_pool  # noqa: E402,F401
+from . import op_conv, op_elementwise, op_gemm, op_layout, op_norm, op_pool  # noqa: E402,F401

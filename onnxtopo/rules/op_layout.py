@@ -1,8 +1,8 @@
 """Layout ops: the same scalars in another arrangement, so every vertex keeps its id.
 
-Each handler applies the op to an integer array holding, for every element of the op's input,
-the vertex position it stands for (with the batch axis in front), and returns the array for the
-op's output.
+Each handler applies the op to integer arrays holding, for every element of the op's inputs,
+the vertex id it stands for (with the batch axis in front), and returns the array for the op's
+output. Concat joins vertices of several tensors; Pad adds constants (id -1), not vertices.
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ def _axes(node, constants):
 
 
 @layout_op("Flatten")
-def flatten(index, node, constants):
+def flatten(node, operands, constants):
+    index = operands[0]
     axis = attribute(node, "axis", 1) % (index.ndim + 1)
     return index.reshape(int(np.prod(index.shape[:axis])), -1)
 
 
 @layout_op("Reshape")
-def reshape(index, node, constants):
+def reshape(node, operands, constants):
+    index = operands[0]
     shape = _constant_operand(node, constants, 1, "target shape")
     if shape is None:
         raise refuse(node, "it has no target shape")
@@ -50,13 +52,15 @@ def reshape(index, node, constants):
 
 
 @layout_op("Transpose")
-def transpose(index, node, constants):
+def transpose(node, operands, constants):
+    index = operands[0]
     perm = attribute(node, "perm")
     return np.transpose(index, perm)
 
 
 @layout_op("Squeeze")
-def squeeze(index, node, constants):
+def squeeze(node, operands, constants):
+    index = operands[0]
     axes = _axes(node, constants)
     if axes is None:
         axes = [i for i, n in enumerate(index.shape) if n == 1]
@@ -64,9 +68,39 @@ def squeeze(index, node, constants):
 
 
 @layout_op("Unsqueeze")
-def unsqueeze(index, node, constants):
+def unsqueeze(node, operands, constants):
+    index = operands[0]
     axes = _axes(node, constants)
     if not axes:
         raise refuse(node, "it has no axes")
     rank = index.ndim + len(axes)
     return np.expand_dims(index, axis=tuple(a % rank for a in axes))
+
+
+@layout_op("Concat")
+def concat(node, operands, constants):
+    if any(op is None for op in operands):
+        raise refuse(node, "it concatenates constants with activations")
+    return np.concatenate(operands, axis=attribute(node, "axis"))
+
+
+@layout_op("Pad")
+def pad(node, operands, constants):
+    index = operands[0]
+    mode = attribute(node, "mode", "constant")
+    pads = attribute(node, "pads")
+    if pads is None:
+        pads = _constant_operand(node, constants, 1, "pads input")
+    axes = _constant_operand(node, constants, 3, "axes input")
+    axes = list(range(index.ndim)) if axes is None else [a % index.ndim for a in axes]
+    widths = [(0, 0)] * index.ndim
+    for i, axis in enumerate(axes):
+        widths[axis] = (pads[i], pads[i + len(axes)])
+    if min(min(w) for w in widths) < 0:
+        raise refuse(node, "negative pads (cropping) are not supported")
+    if mode == "constant":
+        # Padding holds a constant, not a neuron: it makes no vertex and no edge.
+        return np.pad(index, widths, mode="constant", constant_values=-1)
+    if mode in ("reflect", "edge"):
+        return np.pad(index, widths, mode=mode)
+    raise refuse(node, f"Pad mode {mode!r} is not supported")
