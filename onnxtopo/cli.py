@@ -12,7 +12,8 @@ import numpy as np
 from . import __version__
 from .errors import OnnxtopoError
 from .filtration import VERTEX_MODES
-from .homology import ENGINES
+from .homology import DEFAULT_CHUNK_EDGES, ENGINES
+from .resources import H1_BYTES_PER_EDGE, check, default_limit, estimate, format_bytes
 from .rules.op_pool import MAXPOOL_RULES
 
 
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--engine", choices=tuple(ENGINES), default="forest",
                          help="persistence engine: onnxtopo's exact spanning-forest engine (default) or dionysus")
     analyze.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
+    analyze.add_argument("--chunk-edges", type=_positive_int, default=DEFAULT_CHUNK_EDGES,
+                         help="forest engine: edges gathered before each reduction (default: %(default)s)")
+    analyze.add_argument("--memory-limit", type=_size, default="auto",
+                         help="refuse runs estimated to need more memory, e.g. 4G or 500M; 'auto' (default): "
+                              "80%% of the memory available now; 'none': no limit")
     analyze.add_argument("--workers", type=_positive_int, default=1,
                          help="processes analyzing batches in parallel (default: %(default)s; try the number of cores)")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar and no per-input lines")
@@ -58,6 +64,20 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _size(text: str):
+    """A memory size such as 4G, 500M or 123456 (bytes); 'auto' or 'none'."""
+    text = text.strip().lower()
+    if text in ("auto", "none"):
+        return text
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    try:
+        if text[-1:] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4G, 500M, auto or none)") from None
 
 
 def _inspect(args) -> int:
@@ -76,6 +96,9 @@ def _inspect(args) -> int:
     total = sum(r["edges"] for r in rows)
     print(f"total: {len(plan.layers)} layers, {plan.n_vertices:,} vertices, at most {total:,} edges per input "
           "(edges with φ = 0 are dropped)")
+    forest, oracle = estimate(plan), estimate(plan, engine="dionysus")
+    print(f"memory per input: about {format_bytes(forest.bytes)} with the forest engine (default), "
+          f"{format_bytes(oracle.bytes)} with dionysus; H1 adds about {format_bytes(total * H1_BYTES_PER_EDGE)}")
     if plan.ignored:
         print(f"after the last layer, not analyzed: {', '.join(plan.ignored)}")
     return 0
@@ -96,10 +119,14 @@ def _analyze(args) -> int:
     from .io import load_inputs, write_json, write_result
 
     analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
+    need = estimate(analyzer.plan, engine=args.engine, h1=args.h1, chunk_edges=args.chunk_edges,
+                    batch_size=args.batch_size)
+    limit = {"auto": default_limit(), "none": None}.get(args.memory_limit, args.memory_limit)
+    check(need, limit, workers=args.workers)
     inputs = load_inputs(args.inputs, args.key)
     results = analyzer.analyze(inputs, h1=args.h1, threshold=args.threshold, percentile=args.percentile,
                                vertices=args.vertices, engine=args.engine, batch_size=args.batch_size,
-                               workers=args.workers)
+                               workers=args.workers, chunk_edges=args.chunk_edges)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summaries = []

@@ -34,3 +34,9 @@ class InvalidFiltrationError(OnnxtopoError):
     """A filtration in which an edge enters before one of its vertices."""
 
     exit_code = 6
+
+
+class ResourceLimitError(OnnxtopoError):
+    """The analysis would need more memory than the limit allows."""
+
+    exit_code = 7
