@@ -17,6 +17,9 @@ from .resources import H1_BYTES_PER_EDGE, check, default_limit, estimate, format
 from .rules.op_pool import MAXPOOL_RULES
 
 
+INTERNAL_ERROR = 70
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onnxtopo",
@@ -171,6 +174,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("onnxtopo: interrupted; results already written are complete", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: say so in one line, keep the traceback for --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"onnxtopo: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
+              "and please report it)", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

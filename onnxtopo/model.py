@@ -12,38 +12,116 @@ import tempfile
 from pathlib import Path
 
 import onnx
+import onnx.external_data_helper
+import onnx.numpy_helper
 import onnx.shape_inference
 
-from .errors import BadModelError
-
-ModelLike = "str | os.PathLike | bytes | onnx.ModelProto"
-
+from .errors import BadModelError, UnsupportedOpError
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
 def read_model(model) -> onnx.ModelProto:
-    """The ModelProto behind a path, serialized bytes or a ModelProto."""
+    """The ModelProto behind a path, serialized bytes or a ModelProto.
+
+    External data is read only from files inside the model's own directory: a location that is
+    absolute, climbs out with '..' or leaves through a link is refused before anything is read.
+    """
     if isinstance(model, onnx.ModelProto):
-        return model
-    try:
-        if isinstance(model, (bytes, bytearray)):
-            return onnx.load_from_string(bytes(model))
-        path = Path(model)
-        if not path.is_file():
-            raise BadModelError(f"model file {str(path)!r} does not exist or is not a file")
-        return onnx.load(str(path))
-    except BadModelError:
-        raise
-    except Exception as exc:  # protobuf raises DecodeError and others
-        raise BadModelError(f"{model!r} is not a readable ONNX model ({_first_line(exc)})") from exc
+        proto, base = model, None
+    else:
+        try:
+            if isinstance(model, (bytes, bytearray)):
+                proto, base = onnx.load_from_string(bytes(model)), None
+            else:
+                path = Path(model)
+                if not path.is_file():
+                    raise BadModelError(f"model file {str(path)!r} does not exist or is not a file")
+                proto, base = onnx.load(str(path), load_external_data=False), path.resolve().parent
+        except BadModelError:
+            raise
+        except Exception as exc:  # protobuf raises DecodeError and others
+            raise BadModelError(f"{model!r} is not a readable ONNX model ({_first_line(exc)})") from exc
+    external = [t for t in _tensors(proto.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        if base is None:
+            raise BadModelError("the model keeps tensors in external data files; pass the model's path instead")
+        for tensor in external:
+            _check_location(tensor, base)
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(base))
+        except Exception as exc:
+            raise BadModelError(f"cannot read the model's external data ({_first_line(exc)})") from exc
+    return proto
+
+
+def _tensors(graph):
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for g in attr.graphs:
+                yield from _tensors(g)
+
+
+def _check_location(tensor, base: Path) -> None:
+    entries = {e.key: e.value for e in tensor.external_data}
+    location = entries.get("location", "")
+    target = (base / location).resolve()
+    if (not location or os.path.isabs(location) or ".." in Path(location).parts
+            or not target.is_relative_to(base)):
+        raise BadModelError(
+            f"tensor {tensor.name!r} points to external data at {location!r}, outside the model's directory; "
+            "onnxtopo reads external data only from files beside the model"
+        )
+    if not target.is_file():
+        raise BadModelError(f"tensor {tensor.name!r} needs the external data file {location!r}, which is missing")
+
+
+def check_trusted_ops(proto: onnx.ModelProto) -> None:
+    """Refuse custom-domain ops, control flow and training-mode graphs before running anything."""
+    for node in proto.graph.node:
+        name = node.name or "(unnamed)"
+        if node.domain not in STANDARD_DOMAINS:
+            raise UnsupportedOpError(
+                f"node {name!r} ({node.op_type}) is from the custom domain {node.domain!r}; onnxtopo runs "
+                "only standard ONNX ops"
+            )
+        if node.op_type in CONTROL_FLOW:
+            raise UnsupportedOpError(
+                f"node {name!r} is control flow ({node.op_type}); onnxtopo needs a straight-line network"
+            )
+        training = any(a.name == "training_mode" and a.i for a in node.attribute)
+        if training:
+            raise UnsupportedOpError(
+                f"node {name!r} ({node.op_type}) is in training mode; export the model for inference (model.eval())"
+            )
+    training_inputs = {n.input[2] for n in proto.graph.node if n.op_type == "Dropout" and len(n.input) > 2}
+    graph_inputs = {i.name for i in proto.graph.input}
+    constants = {t.name: t for t in proto.graph.initializer}
+    for name in training_inputs - {""}:
+        if name in graph_inputs - constants.keys() or (
+                name in constants and onnx.numpy_helper.to_array(constants[name]).any()):
+            raise UnsupportedOpError(
+                f"a Dropout runs in training mode (input {name!r}); export the model for inference (model.eval())"
+            )
 
 
 def load_model(model) -> onnx.ModelProto:
     """Read, check and normalize a model; the result is what the walker plans from."""
     proto = read_model(model)
+    check_trusted_ops(proto)
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
