@@ -8,6 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from .activations import ActivationRunner, validate_inputs
+from .errors import OnnxtopoError
 from .filtration import superlevel_filtration
 from .graph import InducedGraph, build_graph, edge_blocks
 from .model import load_model
@@ -48,6 +49,15 @@ class AnalysisResult:
         if p.h1 is not None:
             out["h1_points"] = len(p.h1)
         return out
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be analyzed (with ``errors="skip"``), and why."""
+
+    index: int
+    error: str
+    exit_code: int
 
 
 def inspect(model, *, maxpool_rule: str = "window") -> Plan:
@@ -112,28 +122,51 @@ class Analyzer:
         return (build_graph(self.plan, activations, sample, threshold=threshold, percentile=percentile)
                 for batch in batches for activations in [self.runner.run(batch)] for sample in range(len(batch)))
 
-    def analyze(self, inputs, *, batch_size: int = 32, workers: int = 1, **options) -> Iterator[AnalysisResult]:
+    def analyze(self, inputs, *, batch_size: int = 32, workers: int = 1, errors: str = "raise",
+                **options) -> Iterator[AnalysisResult]:
         """Analyze each input, yielding results in input order as they are computed.
 
-        ``options`` are those of ``AnalysisOptions``. The inputs are validated before this
+        ``options`` are those of ``AnalysisOptions``. With ``errors="skip"``, an input whose
+        analysis fails (NaN in an activation, say) yields a ``Failure`` instead of stopping the
+        run. The inputs are validated before this
         returns; the work happens as results are consumed. With ``workers`` > 1, batches are
         spread over that many processes, each with its own single-threaded onnxruntime session.
         The forest engine never holds a whole induced graph: its edges stream through it in
         chunks of about ``chunk_edges``.
         """
         opts = AnalysisOptions(**options)
+        if errors not in ("raise", "skip"):
+            raise ValueError(f'errors must be "raise" or "skip", got {errors!r}')
+        skip = errors == "skip"
         batches = self.batches(inputs, batch_size)
         starts = np.cumsum([0] + [len(b) for b in batches[:-1]]).tolist()
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if workers == 1 or len(batches) == 1:
-            return (r for start, batch in zip(starts, batches) for r in self.analyze_batch(batch, start, opts))
-        return self._parallel(batches, starts, opts, workers)
+            return (r for start, batch in zip(starts, batches) for r in self.analyze_batch(batch, start, opts, skip))
+        return self._parallel(batches, starts, opts, skip, workers)
 
-    def analyze_batch(self, batch: np.ndarray, start: int, opts: AnalysisOptions) -> list[AnalysisResult]:
+    def analyze_batch(self, batch: np.ndarray, start: int, opts: AnalysisOptions,
+                      skip: bool = False) -> list[AnalysisResult | Failure]:
         """Results for one validated batch whose first input has index ``start``."""
-        activations = self.runner.run(batch)
-        return [self._analyze_one(start + sample, activations, sample, opts) for sample in range(len(batch))]
+        try:
+            activations = self.runner.run(batch)
+        except OnnxtopoError as exc:
+            if not skip:
+                raise
+            if len(batch) == 1:
+                return [Failure(start, str(exc), exc.exit_code)]
+            # Find the culprit: run the inputs of the batch one by one.
+            return [r for i in range(len(batch)) for r in self.analyze_batch(batch[i:i + 1], start + i, opts, skip)]
+        results = []
+        for sample in range(len(batch)):
+            try:
+                results.append(self._analyze_one(start + sample, activations, sample, opts))
+            except OnnxtopoError as exc:
+                if not skip:
+                    raise
+                results.append(Failure(start + sample, str(exc), exc.exit_code))
+        return results
 
     def _analyze_one(self, index, activations, sample, opts: AnalysisOptions) -> AnalysisResult:
         if opts.engine == "dionysus":
@@ -147,7 +180,7 @@ class Analyzer:
                                         chunk_edges=opts.chunk_edges)
         return AnalysisResult(index, self.plan.n_vertices, result.n_edges, result)
 
-    def _parallel(self, batches, starts, opts, workers):
+    def _parallel(self, batches, starts, opts, skip, workers):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -156,7 +189,7 @@ class Analyzer:
         context = multiprocessing.get_context("spawn")
         init = (self.plan.model.SerializeToString(), self.plan.options)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=init) as pool:
-            for results in pool.map(_worker_batch, batches, starts, [opts] * len(batches)):
+            for results in pool.map(_worker_batch, batches, starts, [opts] * len(batches), [skip] * len(batches)):
                 yield from results
 
 
@@ -170,8 +203,8 @@ def _start_worker(model_bytes: bytes, options: PlanOptions) -> None:
     _WORKER = Analyzer(build_plan(onnx.load_from_string(model_bytes), options), threads=1)
 
 
-def _worker_batch(batch, start, opts):
-    return _WORKER.analyze_batch(batch, start, opts)
+def _worker_batch(batch, start, opts, skip):
+    return _WORKER.analyze_batch(batch, start, opts, skip)
 
 
 def analyze(model, inputs, *, maxpool_rule: str = "window", batch_size: int = 32, workers: int = 1,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .errors import OnnxtopoError
+from .activations import validate_inputs
+from .errors import BadInputError, OnnxtopoError
 from .filtration import VERTEX_MODES
 from .homology import DEFAULT_CHUNK_EDGES, ENGINES
 from .resources import H1_BYTES_PER_EDGE, check, default_limit, estimate, format_bytes
@@ -58,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                               "80%% of the memory available now; 'none': no limit")
     analyze.add_argument("--workers", type=_positive_int, default=1,
                          help="processes analyzing batches in parallel (default: %(default)s; try the number of cores)")
+    analyze.add_argument("--resume", action="store_true",
+                         help="keep the results already in --out from the same model, inputs and options; do the rest")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar and no per-input lines")
     return parser
 
@@ -118,48 +122,64 @@ def _point(p) -> str:
 def _analyze(args) -> int:
     from tqdm import tqdm
 
-    from .api import Analyzer
-    from .io import load_inputs, write_json, write_result
+    from .api import Analyzer, Failure
+    from .io import load_inputs, prepare_output, read_json, write_json, write_result
 
     analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
-    need = estimate(analyzer.plan, engine=args.engine, h1=args.h1, chunk_edges=args.chunk_edges,
-                    batch_size=args.batch_size)
+    plan = analyzer.plan
+    need = estimate(plan, engine=args.engine, h1=args.h1, chunk_edges=args.chunk_edges, batch_size=args.batch_size)
     limit = {"auto": default_limit(), "none": None}.get(args.memory_limit, args.memory_limit)
     check(need, limit, workers=args.workers)
-    inputs = load_inputs(args.inputs, args.key)
-    results = analyzer.analyze(inputs, h1=args.h1, threshold=args.threshold, percentile=args.percentile,
-                               vertices=args.vertices, engine=args.engine, batch_size=args.batch_size,
-                               workers=args.workers, chunk_edges=args.chunk_edges)
+    inputs = validate_inputs(plan, load_inputs(args.inputs, args.key))
+    options = dict(h1=args.h1, threshold=args.threshold, percentile=args.percentile, vertices=args.vertices,
+                   engine=args.engine, maxpool_rule=args.maxpool_rule)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summaries = []
     width = max(5, len(str(len(inputs) - 1)))
-    with tqdm(total=len(inputs), unit="input", disable=args.quiet, file=sys.stderr) as bar:
+    names = [f"input-{i:0{width}d}" for i in range(len(inputs))]
+    done = prepare_output(out, model=Path(args.model), inputs=inputs, options=options, names=names,
+                          resume=args.resume)
+    todo = np.array([i for i in range(len(inputs)) if i not in done], dtype=np.int64)
+    summaries = {i: dict(read_json(out / f"{names[i]}.json"), file=f"{names[i]}.npz") for i in done}
+    failures = []
+    if done:
+        print(f"resuming: {len(done)} of {len(inputs)} inputs already done in {out}/", file=sys.stderr)
+    results = analyzer.analyze(inputs[todo], batch_size=args.batch_size, workers=args.workers, errors="skip",
+                               chunk_edges=args.chunk_edges, **{k: v for k, v in options.items() if k != "maxpool_rule"}) \
+        if todo.size else iter(())
+    with tqdm(total=len(inputs), initial=len(done), unit="input", disable=args.quiet, file=sys.stderr) as bar:
         for result in results:
-            name = f"input-{result.index:0{width}d}"
-            write_result(out, result, name)
-            summary = result.summary()
-            summaries.append(dict(summary, file=f"{name}.npz"))
+            index = int(todo[result.index])
+            if isinstance(result, Failure):
+                failures.append(dict(index=index, error=result.error))
+                bar.write(f"input {index}: skipped: {result.error}", file=sys.stderr)
+                bar.update(1)
+                continue
+            result = replace(result, index=index)
+            write_result(out, result, names[index])
+            summaries[index] = dict(result.summary(), file=f"{names[index]}.npz")
             if not args.quiet:
-                h0 = result.h0
-                top = h0[np.argsort(h0[:, 1] - h0[:, 0], kind="stable")[:3]] if len(h0) else h0
-                bar.write(f"input {result.index}: {summary['vertices']:,} vertices, {summary['edges']:,} edges; "
-                          f"H0 {summary['h0_points']} points ({summary['h0_essential_points']} essential), "
-                          f"total persistence {summary['h0_total_persistence']:.4g}"
-                          + (f"; H1 {summary['h1_points']} points" if args.h1 else "")
-                          + f"; most persistent: {', '.join(_point(p) for p in top)}")
+                bar.write(_describe(result, args.h1))
             bar.update(1)
-    plan = analyzer.plan
     write_json(out / "summary.json", dict(
-        onnxtopo_version=__version__, model=str(args.model), inputs=str(args.inputs), key=args.key,
-        options=dict(h1=args.h1, threshold=args.threshold, percentile=args.percentile, vertices=args.vertices,
-                     engine=args.engine, maxpool_rule=args.maxpool_rule),
+        onnxtopo_version=__version__, model=str(args.model), inputs=str(args.inputs), key=args.key, options=options,
         layers=[dict(index=l.index, tensor=l.tensor, shape=l.shape, offset=l.offset, size=l.size,
                      node=l.node, op_type=l.op_type) for l in plan.layers],
-        results=summaries,
+        results=[summaries[i] for i in sorted(summaries)], failed=failures,
     ))
-    print(f"wrote {len(summaries)} result(s) to {out}/ (summary.json, input-*.npz, input-*.json)")
-    return 0
+    print(f"wrote {len(summaries)} result(s) to {out}/ (summary.json, input-*.npz, input-*.json)"
+          + (f"; {len(failures)} input(s) failed, listed in summary.json" if failures else ""))
+    return BadInputError.exit_code if failures else 0
+
+
+def _describe(result, h1: bool) -> str:
+    """One line per input: sizes, H0 summary and its most persistent finite points."""
+    summary, h0 = result.summary(), result.h0
+    top = h0[np.argsort(h0[:, 1] - h0[:, 0], kind="stable")[:3]] if len(h0) else h0
+    return (f"input {result.index}: {summary['vertices']:,} vertices, {summary['edges']:,} edges; "
+            f"H0 {summary['h0_points']} points ({summary['h0_essential_points']} essential), "
+            f"total persistence {summary['h0_total_persistence']:.4g}"
+            + (f"; H1 {summary['h1_points']} points" if h1 else "")
+            + f"; most persistent: {', '.join(_point(p) for p in top)}")
 
 
 def main(argv=None) -> int:

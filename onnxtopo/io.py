@@ -6,6 +6,7 @@ several), shaped (n, *sample shape). Results: see ``write_result`` and the READM
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -97,3 +98,42 @@ def write_result(out_dir: Path, result, name: str) -> None:
         arrays["h1"] = p.h1
     _atomic_write(out_dir / f"{name}.npz", lambda f: write_npz(f, arrays))
     write_json(out_dir / f"{name}.json", result.summary())
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def _fingerprint(model: Path, inputs: np.ndarray, options: dict) -> str:
+    digest = hashlib.sha256()
+    digest.update(model.read_bytes())
+    digest.update(repr((inputs.shape, str(inputs.dtype))).encode())
+    digest.update(np.ascontiguousarray(inputs).tobytes())
+    digest.update(json.dumps(options, sort_keys=True, default=_plain).encode())
+    return digest.hexdigest()
+
+
+def prepare_output(out: Path, *, model: Path, inputs: np.ndarray, options: dict, names: list[str],
+                   resume: bool) -> set[int]:
+    """Create the output folder and say which inputs are already done there.
+
+    ``run.json`` records a fingerprint of the model, inputs and options. Results of another run
+    are never mixed in: a folder holding them is refused. Without ``resume`` everything is
+    recomputed; with it, inputs whose two result files exist are kept.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(model, inputs, options)
+    manifest = out / "run.json"
+    if manifest.exists():
+        previous = read_json(manifest).get("fingerprint")
+        if previous != fingerprint:
+            raise BadInputError(
+                f"{str(out)!r} holds results of another run (different model, inputs or options); "
+                "choose another --out or empty it"
+            )
+    elif resume and any(out.glob("input-*.npz")):
+        raise BadInputError(f"{str(out)!r} has results but no run.json; it cannot be resumed safely")
+    write_json(manifest, dict(fingerprint=fingerprint, inputs=len(names), options=options))
+    if not resume:
+        return set()
+    return {i for i, name in enumerate(names) if (out / f"{name}.npz").exists() and (out / f"{name}.json").exists()}

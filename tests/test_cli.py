@@ -127,3 +127,41 @@ def test_bad_model_files(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     proc = run("--debug", "inspect", tmp_path / "missing.onnx")
     assert proc.returncode == 3 and "Traceback" in proc.stderr
+
+
+def test_resume_keeps_finished_inputs_and_refuses_other_runs(tmp_path):
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.load(SAMPLE)[:4])
+    out = tmp_path / "out"
+    assert run("analyze", MODEL, "--inputs", inputs, "--out", out, "--quiet").returncode == 0
+    first = {p.name: p.read_bytes() for p in out.glob("input-*")}
+    (out / "input-00002.npz").unlink()
+    kept = (out / "input-00001.npz").stat().st_mtime_ns
+    proc = run("analyze", MODEL, "--inputs", inputs, "--out", out, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 of 4 inputs already done" in proc.stderr
+    assert proc.stdout.count("input 2:") == 1 and "input 1:" not in proc.stdout
+    assert (out / "input-00001.npz").stat().st_mtime_ns == kept
+    assert {p.name: p.read_bytes() for p in out.glob("input-*")} == first  # byte-identical
+    assert len(json.loads((out / "summary.json").read_text())["results"]) == 4
+    # Other options into the same folder: refused, nothing overwritten.
+    assert_clean_error(run("analyze", MODEL, "--inputs", inputs, "--out", out, "--h1"), 5, "another run")
+
+
+def test_a_failing_input_is_reported_and_skipped(tmp_path):
+    w = numpy_helper.from_array(np.eye(3, dtype=np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Exp", ["a"], ["e"]),
+             helper.make_node("MatMul", ["e", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [w])
+    model = tmp_path / "exp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    x = np.array([[0.1, 0.2, 0.3], [1000.0, 0.0, 0.0], [0.5, 0.5, 0.5]], dtype=np.float32)  # exp overflows
+    np.save(tmp_path / "x.npy", x)
+    proc = run("analyze", model, "--inputs", tmp_path / "x.npy", "--out", tmp_path / "out")
+    assert proc.returncode == 5 and "Traceback" not in proc.stderr
+    assert "input 1: skipped" in proc.stderr and "infinite" in proc.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["index"] for r in summary["results"]] == [0, 2]
+    assert [f["index"] for f in summary["failed"]] == [1]
+    assert not (tmp_path / "out" / "input-00001.npz").exists()
