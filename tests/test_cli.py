@@ -165,3 +165,11 @@ def test_a_failing_input_is_reported_and_skipped(tmp_path):
     assert [r["index"] for r in summary["results"]] == [0, 2]
     assert [f["index"] for f in summary["failed"]] == [1]
     assert not (tmp_path / "out" / "input-00001.npz").exists()
+
+
+def test_readme_shows_the_real_inspect_output():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("$ onnxtopo inspect models/ccff-relu.onnx\n", 1)[1].split("```", 1)[0]
+    proc = run("inspect", "models/ccff-relu.onnx", cwd=REPO)
+    assert proc.returncode == 0
+    assert proc.stdout == block
