@@ -173,3 +173,21 @@ def test_readme_shows_the_real_inspect_output():
     proc = run("inspect", "models/ccff-relu.onnx", cwd=REPO)
     assert proc.returncode == 0
     assert proc.stdout == block
+
+
+def test_results_are_byte_identical_across_engines_workers_and_batch_sizes(tmp_path):
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.load(SAMPLE)[:3])
+    runs = {
+        "default": [],
+        "dionysus-batch1": ["--engine", "dionysus", "--batch-size", "1"],
+        "workers-batch2": ["--workers", "2", "--batch-size", "2", "--chunk-edges", "50000"],
+    }
+    files = {}
+    for name, extra in runs.items():
+        proc = run("analyze", MODEL, "--inputs", inputs, "--out", tmp_path / name, "--h1", "--quiet", *extra)
+        assert proc.returncode == 0, proc.stderr
+        files[name] = {p.name: p.read_bytes() for p in (tmp_path / name).glob("input-*")}
+    assert len(files["default"]) == 6
+    assert files["dionysus-batch1"] == files["default"]
+    assert files["workers-batch2"] == files["default"]

@@ -761,3 +761,28 @@ def test_layout_ops_connect_the_right_neurons(layout):
                         expected[(int(ids[l, k]), dense_offset + l * N + j)] = phi
         assert_same_edges(edges_as_dict(g.src, g.dst, g.phi), expected, rtol=1e-4, atol=1e-6,
                           what=f"{layout}, sample {n}")
+
+
+@pytest.mark.parametrize("lead, k, m, n", [((), 3, 4, 5), ((2,), 3, 4, 5), ((2, 3), 1, 2, 1)])
+def test_matmul_with_constant_left_operand(lead, k, m, n):
+    """MatMul(W, X): edges (…, k, n) -> (…, j, n) of weight W[j, k], enumerated by hand."""
+    rng = np.random.default_rng(len(lead) * 10 + k)
+    w = rng.normal(size=(m, k)).astype(np.float32)
+    model = make_model([helper.make_node("MatMul", ["w", "x"], ["y"])], (*lead, k, n), {"w": w})
+    plan = onnxtopo.inspect(model)
+    rule = plan.steps[0].rule
+    lead_size = int(np.prod(lead))
+    expected = {}
+    for lead_index in range(lead_size):
+        for kk in range(k):
+            for j in range(m):
+                for nn in range(n):
+                    expected[((lead_index * k + kk) * n + nn, (lead_index * m + j) * n + nn)] = float(w[j, kk])
+    p = rule.pattern
+    assert_same_edges(edges_as_dict(p.src, p.dst, p.weight), expected, what="left MatMul pattern")
+    x = rng.normal(size=(3, *lead, k, n)).astype(np.float32)
+    y = ort_outputs(model, x)["y"]
+    for sample in range(3):
+        out = np.zeros(int(np.prod(rule.out_shape)))
+        np.add.at(out, p.dst, rule.edge_values(x[sample].reshape(-1).astype(np.float64)))
+        np.testing.assert_allclose(out, y[sample].reshape(-1), rtol=1e-4, atol=1e-5)

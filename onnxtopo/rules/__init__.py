@@ -18,13 +18,13 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 
-EDGE_RULES: dict[str, type["EdgeRule"]] = {}
+EDGE_RULES: dict[str, Callable[..., "EdgeRule"]] = {}  # rule classes, or factories choosing one
 LAYOUT_OPS: dict[str, Callable] = {}
 ELEMENTWISE_OPS: set[str] = set()
 
 
 def edge_rule(*op_types: str):
-    """Class decorator registering an EdgeRule for the given op types."""
+    """Decorator registering an EdgeRule class (or a factory returning one) for op types."""
 
     def register(cls):
         for op in op_types:

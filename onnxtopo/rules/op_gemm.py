@@ -1,7 +1,8 @@
 """Gemm and MatMul with a constant weight: a dense block of edges.
 
-w_{u->v} = alpha · B[u, v] after transB (MatMul: alpha = 1). The activation must be the left
-operand (Gemm's A with transA = 0). Gemm's C (the bias) makes no edge.
+w_{u->v} = alpha · B[u, v] after transB (MatMul: alpha = 1), for Gemm's A or MatMul's left
+operand as the activation (Gemm's transA = 0). MatMul(W, X) with a constant W multiplies each
+column of the activation: w = W[m, k] from (…, k, n) to (…, m, n). Gemm's C adds no edge.
 """
 
 from __future__ import annotations
@@ -61,12 +62,49 @@ class GemmRule(DenseRule):
         self._set_matrix(float(attribute(node, "alpha", 1.0)) * b)
 
 
-@edge_rule("MatMul")
-class MatMulRule(DenseRule):
+class LeftDenseRule(EdgeRule):
+    """MatMul(W, X) with a constant W (M, K): edges (…, k, n) -> (…, m, n) of weight W[m, k]."""
+
+    rule_name = "dense-left"
+
     def __init__(self, node, in_shape, constants, options):
         super().__init__(node, in_shape, constants, options)
-        if node.input[0] in constants or node.input[1] not in constants:
-            raise refuse(
-                node, "onnxtopo supports MatMul with the activation on the left and a constant 2-D right operand"
-            )
+        self.matrix = np.asarray(constants[node.input[0]], dtype=np.float64)
+        if self.matrix.ndim != 2 or len(in_shape) < 2 or in_shape[-2] != self.matrix.shape[1]:
+            raise refuse(node, f"its constant left operand of shape {self.matrix.shape} does not fit an "
+                               f"activation of per-sample shape {in_shape}")
+        self.out_shape = (*in_shape[:-2], self.matrix.shape[0], in_shape[-1])
+        self.outer_size = self.matrix.shape[1]  # parts are the activation's rows k
+        self.edges_per_outer = int(np.prod(in_shape[:-2])) * self.matrix.shape[0] * in_shape[-1]
+
+    def build_pattern(self, part: slice) -> EdgePattern:
+        m_all, k_all = self.matrix.shape
+        n = self.in_shape[-1]
+        k = np.arange(k_all)[part]
+        lead = np.arange(int(np.prod(self.in_shape[:-2])))
+        l4, k4 = lead[:, None, None, None], k[None, :, None, None]
+        m4, n4 = np.arange(m_all)[None, None, :, None], np.arange(n)[None, None, None, :]
+        shape = (lead.size, k.size, m_all, n)
+        src = (l4 * k_all + k4) * n + n4
+        dst = (l4 * m_all + m4) * n + n4
+        weight = self.matrix.T[k][None, :, :, None]
+        return EdgePattern(src=np.broadcast_to(src, shape).ravel().astype(np.int64),
+                           dst=np.broadcast_to(dst, shape).ravel().astype(np.int64),
+                           weight=np.broadcast_to(weight, shape).ravel())
+
+
+class RightDenseRule(DenseRule):
+    def __init__(self, node, in_shape, constants, options):
+        super().__init__(node, in_shape, constants, options)
         self._set_matrix(np.asarray(constants[node.input[1]], dtype=np.float64))
+
+
+@edge_rule("MatMul")
+def matmul_rule(node, in_shape, constants, options) -> EdgeRule:
+    """MatMul with one constant 2-D operand, on either side of the activation."""
+    left, right = (name in constants for name in node.input[:2])
+    if right and not left:
+        return RightDenseRule(node, in_shape, constants, options)
+    if left and not right:
+        return LeftDenseRule(node, in_shape, constants, options)
+    raise refuse(node, "onnxtopo supports MatMul of an activation by a constant 2-D matrix, on either side")
