@@ -124,7 +124,8 @@ def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertic
 
     Elements of the step's input that are constants (padding) make no edge. Where a neuron
     reaches the same output through several elements (reflect padding, say), the contributions
-    add up into one edge; those steps are built whole so that no such pair straddles chunks.
+    make one edge (summed, or the largest for max-type rules: ``repeats_combine``); those steps
+    are built whole so that no such pair straddles chunks.
     """
     offset = plan.layers[step.target].offset
     for pattern in step.rule.chunks(None if step.repeats else max_edges):
@@ -135,7 +136,12 @@ def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertic
             src, dst, values = src[neuron], dst[neuron], values[neuron]
         if step.repeats:
             pairs, where = np.unique(src * n_vertices + dst, return_inverse=True)
-            src, dst, values = pairs // n_vertices, pairs % n_vertices, np.bincount(where, weights=values)
+            if step.rule.repeats_combine == "max":
+                merged = np.zeros(pairs.size)
+                np.maximum.at(merged, where, np.abs(values))
+            else:
+                merged = np.bincount(where, weights=values, minlength=pairs.size)
+            src, dst, values = pairs // n_vertices, pairs % n_vertices, merged
         yield src, dst, values
 
 

@@ -84,6 +84,9 @@ class EdgeRule:
 
     #: the name shown by ``onnxtopo inspect`` (e.g. ``dense``, ``conv``, ``window``)
     rule_name: str = ""
+    #: How the contributions of one neuron reaching an output through several input elements
+    #: (after reflect padding, say) combine into one edge: "sum" for linear ops, "max" for max.
+    repeats_combine: str = "sum"
     outer_size: int = 0
     edges_per_outer: int = 0
 

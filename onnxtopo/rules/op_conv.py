@@ -39,7 +39,7 @@ class ConvRule(EdgeRule):
         declared = attribute(node, "kernel_shape")
         if declared is not None and tuple(declared) != kernel_shape:
             raise refuse(node, f"kernel_shape {tuple(declared)} differs from the kernel {kernel_shape}")
-        self.strides, self.dilations, self.begin, out_spatial = window_attributes(node, spatial, kernel_shape)
+        self.strides, self.dilations, self.begin, _, out_spatial = window_attributes(node, spatial, kernel_shape)
         self.out_shape = (out_channels, *out_spatial)
         self.windows, self.valid = window_inputs(spatial, out_spatial, kernel_shape, self.strides,
                                                  self.dilations, self.begin)

@@ -17,6 +17,6 @@ ELEMENTWISE_OPS.update(
         # no-ops at inference
         "Dropout", "Identity",
         # arithmetic with a constant operand (biases, scales, input normalization)
-        "Add", "Sub", "Mul", "Div",
+        "Add", "Sub", "Mul", "Div", "Sum",
     }
 )

@@ -33,13 +33,14 @@ class WindowPoolRule(EdgeRule):
             raise refuse(node, f"its input has per-sample shape {in_shape}, expected (C, spatial...)")
         if self.global_pool:  # one window covering the whole input
             self.kernel, out_spatial = spatial, [1] * len(spatial)
-            self.strides, self.dilations, self.begin = [1] * len(spatial), [1] * len(spatial), [0] * len(spatial)
+            self.strides, self.dilations = [1] * len(spatial), [1] * len(spatial)
+            self.begin, self.end = [0] * len(spatial), [0] * len(spatial)
         else:
             kernel = attribute(node, "kernel_shape")
             if kernel is None or len(kernel) != len(spatial):
                 raise refuse(node, f"kernel_shape {kernel} does not fit per-sample input shape {in_shape}")
             self.kernel = tuple(kernel)
-            self.strides, self.dilations, self.begin, out_spatial = window_attributes(
+            self.strides, self.dilations, self.begin, self.end, out_spatial = window_attributes(
                 node, spatial, self.kernel, ceil_mode=bool(attribute(node, "ceil_mode", 0)))
         self.out_shape = (in_shape[0], *out_spatial)
         self.windows, self.valid = window_inputs(spatial, out_spatial, self.kernel, self.strides,
@@ -65,6 +66,9 @@ class WindowPoolRule(EdgeRule):
 
 @edge_rule("MaxPool")
 class MaxPoolRule(WindowPoolRule):
+    # A neuron seen twice in one window (after reflect padding) is still one input of the max.
+    repeats_combine = "max"
+
     def __init__(self, node, in_shape, constants, options):
         super().__init__(node, in_shape, constants, options)
         self.rule_name = options.maxpool_rule
@@ -99,11 +103,9 @@ class AveragePoolRule(WindowPoolRule):
             count = self.valid.sum(axis=1, keepdims=True)
         else:
             # Padding counts, but not window positions beyond it (ceil_mode), as onnxruntime does.
-            spatial = self.in_shape[1:]
-            pads = list(attribute(self.node, "pads", [0] * 2 * len(spatial)))
             count = np.ones((1, 1), dtype=np.int64)
-            for i_len, o_len, k_len, s, d, b, e in zip(spatial, self.out_shape[1:], self.kernel, self.strides,
-                                                       self.dilations, self.begin, pads[len(spatial):]):
+            for i_len, o_len, k_len, s, d, b, e in zip(self.in_shape[1:], self.out_shape[1:], self.kernel,
+                                                       self.strides, self.dilations, self.begin, self.end):
                 pos = np.arange(o_len)[:, None] * s - b + np.arange(k_len)[None, :] * d
                 inside = (pos >= -b) & (pos < i_len + e)
                 count = (count[:, None, :, None] * inside[None, :, None, :]).reshape(count.shape[0] * o_len, -1)

@@ -6,13 +6,23 @@ all positions at once by broadcasting, one spatial axis at a time.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import attribute, refuse
 
 
-def window_attributes(node, spatial_in, kernel, *, ceil_mode: bool = False):
-    """Strides, dilations, begin pads and output size of a windowed op, following the ONNX spec.
+class WindowGeometry(NamedTuple):
+    strides: list[int]
+    dilations: list[int]
+    begin: list[int]  # padding before the input, per spatial axis
+    end: list[int]  # padding after it
+    out: list[int]  # output size
+
+
+def window_attributes(node, spatial_in, kernel, *, ceil_mode: bool = False) -> WindowGeometry:
+    """Strides, dilations, pads and output size of a windowed op, following the ONNX spec.
 
     Handles ``pads``, every ``auto_pad`` mode and ``ceil_mode`` (where the last window must
     start inside the input or its begin padding, as onnxruntime computes it).
@@ -38,6 +48,7 @@ def window_attributes(node, spatial_in, kernel, *, ceil_mode: bool = False):
             begin = [t // 2 for t in total]
         else:
             begin = [t - t // 2 for t in total]
+        end = [t - b for t, b in zip(total, begin)]
     elif auto_pad in ("VALID", "NOTSET"):
         begin = pads[:nd] if auto_pad == "NOTSET" else [0] * nd
         end = pads[nd:] if auto_pad == "NOTSET" else [0] * nd
@@ -52,7 +63,7 @@ def window_attributes(node, spatial_in, kernel, *, ceil_mode: bool = False):
             out.append(n)
     else:
         raise refuse(node, f"unknown auto_pad {auto_pad!r}")
-    return strides, dilations, begin, out
+    return WindowGeometry(strides, dilations, begin, end, out)
 
 
 def window_inputs(spatial_in, spatial_out, kernel, strides, dilations, begin):

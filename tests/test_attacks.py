@@ -1,0 +1,177 @@
+"""Adversarial attacks run on the ONNX model through onnxruntime (onnxtopo.attacks)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from onnxtopo.attacks import AttackStats, OnnxClassifier, attack_success_rate, fgsm, pgd
+from onnxtopo.errors import BadInputError
+
+from conftest import make_model
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+EPS = 0.1
+
+
+# -- a tiny model whose gradient is known in closed form --------------------------------------
+
+SAMPLE = (2, 3)  # flattened to 6 features
+CLASSES = 4
+
+
+def _weights(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1.5, size=(6, CLASSES)).astype(np.float32), rng.normal(0, 0.5, CLASSES).astype(np.float32)
+
+
+def _linear_model(head=None):
+    """x (N, 2, 3) -> Flatten -> MatMul W -> Add b -> logits, optionally followed by ``head`` nodes."""
+    w, b = _weights()
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]),
+             helper.make_node("MatMul", ["f", "W"], ["z"]),
+             helper.make_node("Add", ["z", "b"], ["y" if head is None else "logits"])]
+    inits = {"W": w, "b": b}
+    if head == "softmax":
+        nodes.append(helper.make_node("Softmax", ["logits"], ["y"], axis=1))
+    elif head == "manual-softmax":  # probabilities no Softmax node announces
+        nodes += [helper.make_node("Exp", ["logits"], ["e"]),
+                  helper.make_node("ReduceSum", ["e", "axes"], ["s"], keepdims=1),
+                  helper.make_node("Div", ["e", "s"], ["y"])]
+        inits["axes"] = np.array([1], dtype=np.int64)
+    return make_model(nodes, SAMPLE, inits)
+
+
+def _analytic_gradient(x, y):
+    """∂/∂x of −log softmax(xW + b)[y] = W (softmax(z) − onehot(y)), per input."""
+    w, b = (a.astype(np.float64) for a in _weights())
+    z = x.reshape(len(x), -1).astype(np.float64) @ w + b
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1
+    return (p @ w.T).reshape(x.shape)
+
+
+def _tiny_inputs(n=7, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, size=(n, *SAMPLE)).astype(np.float32), rng.integers(0, CLASSES, n)
+
+
+@pytest.mark.parametrize("batch_size", [2, 5, 2048])
+def test_finite_difference_gradient_matches_the_analytic_one(batch_size):
+    x, y = _tiny_inputs()
+    clf = OnnxClassifier(_linear_model(), batch_size=batch_size)
+    assert clf.output_kind == "logits"
+    grad = clf.loss_gradient(x, y)
+    assert grad.shape == x.shape
+    # float32 logits with h = 1e-3: rounding error ~1e-4 per coordinate, truncation far below.
+    np.testing.assert_allclose(grad, _analytic_gradient(x, y), rtol=1e-3, atol=5e-4)
+
+
+def test_probability_outputs_are_recognized_and_give_the_same_gradient():
+    x, y = _tiny_inputs()
+    expected = _analytic_gradient(x, y)
+    softmax = OnnxClassifier(_linear_model("softmax"))
+    assert softmax.output_kind == "probabilities"  # from the Softmax node, silently
+    np.testing.assert_allclose(softmax.loss_gradient(x, y), expected, rtol=1e-3, atol=5e-4)
+    with pytest.warns(UserWarning, match="looks like probabilities"):
+        manual = OnnxClassifier(_linear_model("manual-softmax"))
+    assert manual.output_kind == "probabilities"
+    np.testing.assert_allclose(manual.loss_gradient(x, y), expected, rtol=1e-3, atol=5e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forced = OnnxClassifier(_linear_model("manual-softmax"), output_kind="probabilities")
+    np.testing.assert_allclose(forced.loss(x, y), OnnxClassifier(_linear_model()).loss(x, y), rtol=1e-5)
+
+
+def test_progress_and_input_checks():
+    x, y = _tiny_inputs(3)
+    clf = OnnxClassifier(_linear_model(), batch_size=4)
+    calls = []
+    clf.loss_gradient(x, y, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (18, 18) and len(calls) == 9  # 18 coordinates, 2 per run of 4 rows
+    with pytest.raises(BadInputError, match="shape"):
+        clf.loss_gradient(x[:, :1], y)
+    with pytest.raises(BadInputError, match="labels"):
+        clf.loss_gradient(x, np.array([0, 1, CLASSES]))
+    with pytest.raises(BadInputError, match="dtype"):
+        clf.predict((x * 255).astype(np.uint8))
+
+
+def test_attack_success_rate_definition():
+    x, _ = _tiny_inputs(6)
+    clf = OnnxClassifier(_linear_model())
+    pred = clf.predict(x)
+    other = (pred + 1) % CLASSES
+    y = np.where(np.arange(6) < 4, pred, other)  # inputs 0-3 correct when clean, 4-5 wrong
+    # "Adversarial" inputs: inputs 0, 1 and 4 swapped for ones classified differently.
+    x_adv = x.copy()
+    for i in (0, 1, 4):
+        j = next(j for j in range(6) if pred[j] != pred[i])
+        x_adv[i] = x[j]
+    stats = attack_success_rate(clf, x, x_adv, y)
+    adv = clf.predict(x_adv)
+    flipped = int(((pred == y) & (adv != y)).sum())
+    assert stats == AttackStats(6, 4, int((adv == y).sum()), flipped)
+    assert stats.success_rate == flipped / 4 and stats.clean_accuracy == 4 / 6
+    assert np.isnan(attack_success_rate(clf, x[4:], x_adv[4:], y[4:]).success_rate)
+
+
+# -- the shipped CCFF-ReLU model ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ccff():
+    data = np.load(MODELS / "mnist-heldout.npz")
+    x, y = data["x"][:20], data["y"][:20]
+    clf = OnnxClassifier(MODELS / "ccff-relu.onnx")
+    x_fgsm = fgsm(clf, x, y, EPS)
+    x_pgd = pgd(clf, x, y, EPS, steps=10, seed=0)
+    return clf, x, y, x_fgsm, x_pgd
+
+
+def test_attacks_raise_the_loss_and_change_predictions(ccff):
+    clf, x, y, x_fgsm, x_pgd = ccff
+    assert clf.output_kind == "logits"
+    clean_loss = clf.loss(x, y)
+    for x_adv in (x_fgsm, x_pgd):
+        assert clf.loss(x_adv, y).mean() > clean_loss.mean()
+        assert (clf.predict(x_adv) != clf.predict(x)).any()
+    stats_fgsm = attack_success_rate(clf, x, x_fgsm, y)
+    stats_pgd = attack_success_rate(clf, x, x_pgd, y)
+    assert stats_fgsm.clean_accuracy >= 0.8
+    assert stats_fgsm.success_rate > 0 and stats_fgsm.adversarial_accuracy < stats_fgsm.clean_accuracy
+    assert stats_pgd.success_rate >= stats_fgsm.success_rate
+    assert clf.loss(x_pgd, y).mean() > clean_loss.mean()
+
+
+def test_adversarial_inputs_stay_in_the_ball_and_the_range(ccff):
+    clf, x, y, x_fgsm, x_pgd = ccff
+    for x_adv in (x_fgsm, x_pgd):
+        assert x_adv.dtype == np.float32 and x_adv.shape == x.shape
+        assert np.abs(x_adv.astype(np.float64) - x.astype(np.float64)).max() <= EPS
+        assert x_adv.min() >= 0 and x_adv.max() <= 1
+    # FGSM moves every coordinate with a non-zero gradient by eps, unless the range stops it.
+    moved = np.abs(x_fgsm - x) > EPS / 2
+    at_edge = (x_fgsm == 0) | (x_fgsm == 1)
+    assert (moved | at_edge).mean() > 0.9
+
+
+def test_pgd_is_deterministic_given_a_seed(ccff):
+    clf, x, y, *_ = ccff
+    x, y = x[:3], y[:3]
+    a = pgd(clf, x, y, EPS, steps=2, seed=7)
+    b = pgd(clf, x, y, EPS, steps=2, seed=7)
+    c = pgd(clf, x, y, EPS, steps=2, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # Without a random start there is nothing random at all.
+    np.testing.assert_array_equal(pgd(clf, x, y, EPS, steps=1, random_start=False, seed=1),
+                                  pgd(clf, x, y, EPS, steps=1, random_start=False, seed=2))
+    # fgsm equals one PGD step of size eps from x.
+    np.testing.assert_array_equal(fgsm(clf, x, y, EPS),
+                                  pgd(clf, x, y, EPS, step=EPS, steps=1, random_start=False))
