@@ -84,26 +84,26 @@ def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np
     return Persistence(sort_diagram(h0), h1, subgraph, n_simplices, n_edges)
 
 
-def _ranked_forest(src, dst, phi, edge, n_vertices):
-    """Maximum spanning forest of a few edges, in entry order (φ decreasing, then edge index).
+def _ranked_forest(src, dst, phi, edge, n_vertices, subset):
+    """Maximum spanning forest of the edges ``subset`` (indices), in entry order.
 
-    Ranking the edges by entry order makes the forest unique, so scipy's compiled Kruskal finds
-    exactly the one a reduction in entry order finds, ties included.
+    Ranking the edges by entry order (φ decreasing, then edge index) makes the forest unique,
+    so scipy's compiled Kruskal finds exactly the one a reduction in entry order finds, ties
+    included.
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
 
-    order = np.lexsort((edge, -phi))
-    rank = np.empty(order.size, dtype=np.float64)
-    rank[order] = np.arange(1, order.size + 1)  # exact in float64; 0 would mean "no edge"
+    order = subset[np.lexsort((edge[subset], -phi[subset]))]
+    rank = np.arange(1, order.size + 1, dtype=np.float64)  # exact in float64; 0 would mean "no edge"
+    u, v = src[order], dst[order]
     shape = (n_vertices, n_vertices)
-    tree = minimum_spanning_tree(csr_matrix((rank, (np.minimum(src, dst), np.maximum(src, dst))), shape=shape))
-    keep = order[np.sort(tree.data).astype(np.int64) - 1]
-    return src[keep], dst[keep], phi[keep], edge[keep]
+    tree = minimum_spanning_tree(csr_matrix((rank, (np.minimum(u, v), np.maximum(u, v))), shape=shape))
+    return order[np.sort(tree.data).astype(np.int64) - 1]
 
 
 def _spanning_forest(src, dst, phi, edge, n_vertices):
-    """Maximum spanning forest of many edges, in entry order, by filtering (Filter-Kruskal).
+    """Maximum spanning forest of many edges, as indices in entry order (Filter-Kruskal).
 
     Sorting every edge would dominate the cost, while few edges make it into the forest. So the
     heaviest edges (a few per vertex) are reduced first; a lighter edge whose endpoints that
@@ -114,23 +114,19 @@ def _spanning_forest(src, dst, phi, edge, n_vertices):
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    forest = (src[:0], dst[:0], phi[:0], edge[:0])
-    rest = (src, dst, phi, edge)
+    forest = np.empty(0, dtype=np.int64)
+    rest = np.arange(src.size)
     batch = max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX * n_vertices)
-    while rest[0].size:
-        if rest[0].size <= 2 * batch:
-            heavy = np.ones(rest[0].size, dtype=bool)
-        else:
-            pivot = np.partition(rest[2], rest[2].size - batch)[rest[2].size - batch]
-            heavy = rest[2] >= pivot
-        forest = _ranked_forest(*(np.concatenate([f, r[heavy]]) for f, r in zip(forest, rest)), n_vertices)
-        light = tuple(r[~heavy] for r in rest)
-        if not light[0].size:
-            break
-        links = csr_matrix((np.ones(forest[0].size), (forest[0], forest[1])), shape=(n_vertices, n_vertices))
+    while rest.size:
+        if rest.size <= 2 * batch:
+            return _ranked_forest(src, dst, phi, edge, n_vertices, np.concatenate([forest, rest]))
+        weights = phi[rest]
+        heavy = weights >= np.partition(weights, weights.size - batch)[weights.size - batch]
+        forest = _ranked_forest(src, dst, phi, edge, n_vertices, np.concatenate([forest, rest[heavy]]))
+        light = rest[~heavy]
+        links = csr_matrix((np.ones(forest.size), (src[forest], dst[forest])), shape=(n_vertices, n_vertices))
         _, label = connected_components(links, directed=False)
-        bridging = label[light[0]] != label[light[1]]
-        rest = tuple(r[bridging] for r in light)
+        rest = light[label[src[light]] != label[dst[light]]]
     return forest
 
 
@@ -151,6 +147,12 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     strongest = np.zeros(n_vertices)
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
     forest, pending, pending_edges, n_edges, all_phi = empty, [], 0, 0, []
+
+    def reduce(forest, pending):
+        merged = tuple(np.concatenate(parts) for parts in zip(forest, *pending))
+        keep = _spanning_forest(*merged, n_vertices)
+        return tuple(part[keep] for part in merged)
+
     for src, dst, phi in blocks:
         if given is not None:
             check_vertex_values(given, src, dst, phi)
@@ -161,9 +163,8 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
         if h1:
             all_phi.append(phi)
         if pending_edges >= chunk_edges:
-            forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)), n_vertices)
-            pending, pending_edges = [], 0
-    forest = _spanning_forest(*(np.concatenate(parts) for parts in zip(forest, *pending)), n_vertices)
+            forest, pending, pending_edges = reduce(forest, pending), [], 0
+    forest = reduce(forest, pending)
 
     present = strongest > 0
     value = vertex_values(vertices, strongest) if given is None else given
