@@ -41,7 +41,7 @@ class OnnxClassifier:
 
     ``model`` is a path, serialized bytes or an onnx.ModelProto with one input whose first axis
     is the batch. ``output`` names the output holding the class scores (default: the model's
-    first output). ``output_kind`` says what those scores are:
+    first floating-point output). ``output_kind`` says what those scores are:
 
     * ``"logits"``: unnormalized scores (log-probabilities too: softmax leaves them unchanged);
     * ``"probabilities"``: already softmax-ed; the loss is then ``-log p[y]``;
@@ -96,11 +96,17 @@ class OnnxClassifier:
         # Per-sample dims that are symbolic are not checked.
         self.sample_shape = tuple(d if isinstance(d, int) else None for d in shape[1:])
 
-        outputs = [o.name for o in self.session.get_outputs()]
+        types = {o.name: o.type for o in self.session.get_outputs()}
         if output is None:
-            output = outputs[0]
-        elif output not in outputs:
-            raise BadModelError(f"the model has no output {output!r}; its outputs are {outputs}")
+            # The first floating-point output: converters such as skl2onnx put an int64 label first.
+            output = next((name for name, t in types.items() if t in _FLOAT_TYPES), None)
+            if output is None:
+                raise BadModelError(f"the model has no floating-point output to take class scores from "
+                                    f"(outputs: {types})")
+        elif output not in types:
+            raise BadModelError(f"the model has no output {output!r}; its outputs are {list(types)}")
+        elif types[output] not in _FLOAT_TYPES:
+            raise BadModelError(f"output {output!r} has type {types[output]}; class scores must be floating-point")
         self.output_name = output
         producer = next((n for n in proto.graph.node if output in n.output), None)
         if output_kind == "auto" and producer is not None and producer.op_type == "Softmax":

@@ -216,15 +216,15 @@ def subgraph_input_weights(result, plan, *, min_persistence: float | None = None
 
     ``result`` is an AnalysisResult (or its Persistence or PersistentSubgraph), ``plan`` the
     Plan it was computed with (``Analyzer.plan``, ``onnxtopo.inspect``). With
-    ``min_persistence``, only edges killing a class of persistence (birth − φ) above it count.
-    Neurons that no subgraph edge touches weigh 0.
+    ``min_persistence``, only edges killing a class of persistence (birth − φ) at least that
+    count, as in ``onnxtopo.features.subgraph_edges``. Neurons no counted edge touches weigh 0.
     """
     sub = _subgraph_of(result)
     layer = plan.layers[0]
     src, dst = np.asarray(sub.src, dtype=np.int64), np.asarray(sub.dst, dtype=np.int64)
     phi = np.asarray(sub.phi, dtype=np.float64)
     if min_persistence is not None:
-        keep = np.asarray(sub.birth, dtype=np.float64) - phi > min_persistence
+        keep = np.asarray(sub.birth, dtype=np.float64) - phi >= min_persistence
         src, dst, phi = src[keep], dst[keep], phi[keep]
     weights = np.zeros(layer.size)
     # Edges only leave the input layer, but either end is checked so any layered graph works.

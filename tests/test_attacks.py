@@ -103,9 +103,10 @@ def test_progress_and_input_checks():
 
 
 def test_attack_success_rate_definition():
-    x, _ = _tiny_inputs(6)
+    x = np.random.default_rng(3).normal(0, 3, size=(6, *SAMPLE)).astype(np.float32)
     clf = OnnxClassifier(_linear_model())
     pred = clf.predict(x)
+    assert len(set(pred.tolist())) > 1
     other = (pred + 1) % CLASSES
     y = np.where(np.arange(6) < 4, pred, other)  # inputs 0-3 correct when clean, 4-5 wrong
     # "Adversarial" inputs: inputs 0, 1 and 4 swapped for ones classified differently.
@@ -175,3 +176,14 @@ def test_pgd_is_deterministic_given_a_seed(ccff):
     # fgsm equals one PGD step of size eps from x.
     np.testing.assert_array_equal(fgsm(clf, x, y, EPS),
                                   pgd(clf, x, y, EPS, step=EPS, steps=1, random_start=False))
+
+
+def test_a_converter_model_with_a_label_output_first():
+    """skl2onnx's MLP outputs an int64 label, then probabilities: the scores are the latter."""
+    data = np.load(MODELS / "mnist-heldout.npz")
+    x, y = data["x"][:3].reshape(3, -1), data["y"][:3]
+    with pytest.warns(UserWarning, match="looks like probabilities"):
+        clf = OnnxClassifier(MODELS / "mlp-sklearn.onnx")
+    assert (clf.output_name, clf.output_kind) == ("probabilities", "probabilities")
+    x_adv = fgsm(clf, x, y, EPS)
+    assert (clf.loss(x_adv, y) > clf.loss(x, y)).all()
