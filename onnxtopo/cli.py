@@ -63,7 +63,44 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--resume", action="store_true",
                          help="keep the results already in --out from the same model, inputs and options; do the rest")
     analyze.add_argument("--quiet", action="store_true", help="no progress bar and no per-input lines")
+    experiment = sub.add_parser("experiment", help="the paper's table: subgraph SVM, network, recovery accuracy")
+    model_options(experiment)
+    labelled_inputs(experiment)
+    experiment.add_argument("--adversarial", help="adversarial versions of the inputs (.npy/.npz), same order")
+    experiment.add_argument("--adversarial-key", help="which array of an --adversarial .npz")
+    experiment.add_argument("--attack", choices=("fgsm", "pgd"), help="compute adversarial inputs on the model")
+    experiment.add_argument("--eps", type=float, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
+    experiment.add_argument("--selection", choices=("all", "take", "top_k", "persistence"), default="all",
+                            help="which persistent-subgraph edges are features (default: %(default)s)")
+    experiment.add_argument("--take", type=_positive_int, help="pieces kept with --selection take")
+    experiment.add_argument("--k", type=int, help="strongest edges kept with --selection top_k")
+    experiment.add_argument("--min-persistence", type=float, help="with --selection persistence")
+    experiment.add_argument("--folds", type=_positive_int, default=10, help="cross-validation folds (default: 10)")
+    experiment.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffling and the SVM")
+    experiment.add_argument("--out", default="onnxtopo-experiment",
+                            help="folder for experiment.json and experiment.csv (default: %(default)s)")
+
+    plot = sub.add_parser("plot", help="PNG figures: diagram, barcode, subgraph on the input, class similarity")
+    model_options(plot)
+    plot.add_argument("--inputs", required=True, help=".npy or .npz file of shape (n, *sample shape)")
+    plot.add_argument("--key", help="which array of an .npz file holding several")
+    plot.add_argument("--index", type=int, default=0, help="the input drawn (default: 0)")
+    plot.add_argument("--labels", help="labels (.npy/.npz): adds the class similarity of the inputs' subgraphs")
+    plot.add_argument("--labels-key", help="which array of a --labels .npz")
+    plot.add_argument("--limit", type=_positive_int, help="use only the first N inputs for the class similarity")
+    plot.add_argument("--attack", choices=("fgsm", "pgd"), help="adds clean vs adversarial diagrams of the input")
+    plot.add_argument("--eps", type=float, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
+    plot.add_argument("--dpi", type=_positive_int, default=100, help="resolution of the PNGs (default: 100)")
+    plot.add_argument("--out", default="onnxtopo-plots", help="output folder (default: %(default)s)")
     return parser
+
+
+def labelled_inputs(p):
+    p.add_argument("--inputs", required=True, help=".npy or .npz file of shape (n, *sample shape)")
+    p.add_argument("--key", help="which array of an --inputs .npz")
+    p.add_argument("--labels", required=True, help="true classes (.npy/.npz), one per input")
+    p.add_argument("--labels-key", help="which array of a --labels .npz")
+    p.add_argument("--limit", type=_positive_int, help="use only the first N inputs")
 
 
 def _positive_int(text: str) -> int:
@@ -182,10 +219,93 @@ def _describe(result, h1: bool) -> str:
             + f"; most persistent: {', '.join(_point(p) for p in top)}")
 
 
+def _labels(args, n: int):
+    from .io import load_inputs
+
+    labels = load_inputs(args.labels, args.labels_key)
+    if labels.ndim != 1 or labels.dtype.kind not in "iub":
+        raise BadInputError(f"labels must be a 1-D integer array; got shape {labels.shape}, dtype {labels.dtype}")
+    return labels[:n]
+
+
+def _experiment(args) -> int:
+    from .experiment import run_experiment
+    from .features import SubgraphFeatures
+    from .io import load_inputs, write_json
+
+    x = load_inputs(args.inputs, args.key)[:args.limit]
+    y = _labels(args, len(x))
+    if len(y) != len(x):
+        raise BadInputError(f"{len(x)} inputs but {len(y)} labels")
+    x_adv = None
+    if args.adversarial:
+        if args.attack:
+            raise BadInputError("give --adversarial or --attack, not both")
+        x_adv = load_inputs(args.adversarial, args.adversarial_key)[:args.limit]
+    features = SubgraphFeatures(model=args.model, selection=args.selection, take=args.take, k=args.k,
+                                min_persistence=args.min_persistence, maxpool_rule=args.maxpool_rule)
+    try:
+        result = run_experiment(args.model, x, y, x_adv=x_adv, attack=args.attack, eps=args.eps, folds=args.folds,
+                                seed=args.seed, features=features, progress=True)
+    except ValueError as exc:  # scikit-learn's parameter validation: a bad option combination
+        raise BadInputError(str(exc)) from exc
+    print(f"model {args.model}, {len(x)} inputs")
+    print(result.table())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    row = dict(model=str(args.model), selection=args.selection, **result.as_dict())
+    write_json(out / "experiment.json", row)
+    from .io import write_csv
+
+    write_csv(out / "experiment.csv", [row])
+    print(f"wrote {out}/experiment.json and {out}/experiment.csv")
+    return 0
+
+
+def _plot(args) -> int:
+    from .api import Analyzer
+    from .io import load_inputs
+    from . import plots
+
+    analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
+    x = validate_inputs(analyzer.plan, load_inputs(args.inputs, args.key))
+    if not 0 <= args.index < len(x):
+        raise BadInputError(f"--index {args.index} is out of range: the inputs hold {len(x)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = next(analyzer.analyze(x[args.index:args.index + 1], h1=True))
+    written = [out / "diagram.png", out / "barcode.png", out / "subgraph.png"]
+    plots.plot_diagram(result.h0, result.h1, title=f"input {args.index}", dpi=args.dpi, path=written[0])
+    plots.plot_barcode(result.h0, title=f"H0, input {args.index}", max_bars=200, dpi=args.dpi, path=written[1])
+    plots.plot_subgraph_on_input(result, analyzer.plan, x[args.index], dpi=args.dpi, path=written[2])
+    if args.labels:
+        from .features import SubgraphFeatures
+
+        subset = x[:args.limit]
+        labels = _labels(args, len(subset))
+        features = SubgraphFeatures().fit_transform(list(analyzer.analyze(subset)))
+        written.append(out / "similarity.png")
+        plots.plot_class_similarity(features, labels, dpi=args.dpi, path=written[-1])
+    if args.attack:
+        from .attacks import fgsm, pgd
+
+        attack = fgsm if args.attack == "fgsm" else pgd
+        x_adv = attack(args.model, x[args.index:args.index + 1], None, args.eps)
+        adversarial = next(analyzer.analyze(x_adv))
+        written.append(out / "clean-vs-adversarial.png")
+        plots.plot_clean_vs_adversarial(result, adversarial, titles=("clean", f"{args.attack} eps={args.eps:g}"),
+                                        dpi=args.dpi, path=written[-1])
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+COMMANDS = {"inspect": _inspect, "analyze": _analyze, "experiment": _experiment, "plot": _plot}
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _inspect(args) if args.command == "inspect" else _analyze(args)
+        return COMMANDS[args.command](args)
     except OnnxtopoError as exc:
         if args.debug:
             traceback.print_exc()

@@ -72,6 +72,18 @@ def write_npz(f, arrays: dict) -> None:
                 np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
 
 
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts with the same keys as a CSV file with a header, written atomically."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(Path(path), lambda f: f.write(text.getvalue().encode()))
+
+
 def write_json(path: Path, data) -> None:
     _atomic_write(Path(path), lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n").encode()))
 

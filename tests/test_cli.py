@@ -191,3 +191,39 @@ def test_results_are_byte_identical_across_engines_workers_and_batch_sizes(tmp_p
     assert len(files["default"]) == 6
     assert files["dionysus-batch1"] == files["default"]
     assert files["workers-batch2"] == files["default"]
+
+
+HELDOUT = REPO / "models" / "mnist-heldout.npz"
+
+
+def test_experiment_prints_and_writes_the_table(tmp_path):
+    proc = run("experiment", MODEL, "--inputs", HELDOUT, "--key", "x", "--labels", HELDOUT, "--labels-key", "y",
+               "--limit", "40", "--attack", "fgsm", "--eps", "0.1", "--folds", "4", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for metric in ("subgraph SVM accuracy", "network accuracy", "recovery accuracy", "adversary retention"):
+        assert metric in proc.stdout
+    row = json.loads((tmp_path / "experiment.json").read_text())
+    smallest_class = np.bincount(np.load(HELDOUT)["y"][:40]).min()  # folds never exceed it
+    assert row["n_inputs"] == 40 and row["folds"] == min(4, smallest_class) and row["n_attacked"] == 40
+    assert 0.5 < row["subgraph_svm_accuracy"] <= 1 and 0.5 < row["network_accuracy"] <= 1
+    assert 0 < row["n_adversarial"] <= 40
+    header = (tmp_path / "experiment.csv").read_text().splitlines()[0].split(",")
+    assert "recovery_accuracy" in header and "subgraph_svm_accuracy" in header
+
+
+def test_experiment_refuses_mismatched_labels(tmp_path):
+    labels = tmp_path / "y.npy"
+    np.save(labels, np.zeros(3, dtype=np.int64))
+    proc = run("experiment", MODEL, "--inputs", HELDOUT, "--key", "x", "--labels", labels, "--limit", "10")
+    assert_clean_error(proc, 5, "10 inputs but 3 labels")
+
+
+def test_plot_writes_pngs(tmp_path):
+    proc = run("plot", MODEL, "--inputs", HELDOUT, "--key", "x", "--labels", HELDOUT, "--labels-key", "y",
+               "--limit", "30", "--attack", "fgsm", "--index", "2", "--dpi", "50", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    names = ["diagram.png", "barcode.png", "subgraph.png", "similarity.png", "clean-vs-adversarial.png"]
+    for name in names:
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    assert_clean_error(run("plot", MODEL, "--inputs", SAMPLE, "--index", "99", "--out", tmp_path), 5, "out of range")
