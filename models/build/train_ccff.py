@@ -36,7 +36,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import time
 import warnings
@@ -49,6 +48,8 @@ from onnx import numpy_helper
 import torch
 from torch import nn
 
+from _common import load_mnist  # the MNIST reader shared by the build scripts
+
 HERE = Path(__file__).resolve().parent
 
 # Defaults relative to this script: models/build/ -> repo root -> ../shared.
@@ -60,12 +61,6 @@ N_TRAIN = 8000          # images 0..7999 train
 N_TOTAL = 10000         # images 8000..9999 held out
 N_HELDOUT_SHIPPED = 500  # images 8000..8499 go into mnist-heldout.npz
 N_SAMPLE = 8            # first 8 of those go into mnist-sample.npy
-
-# MD5 of the *uncompressed* IDX files, as listed in the data directory README.
-IDX_MD5 = {
-    "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
-}
 
 SEED = 20240601
 NUM_THREADS = 2
@@ -84,41 +79,6 @@ BATCH_SIZE = 64
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------
-
-def read_idx(path: Path) -> np.ndarray:
-    """Parse a gzip-compressed IDX file into a numpy array.
-
-    IDX header: two zero bytes, a type code (0x08 = unsigned byte), the
-    number of dimensions, then one big-endian uint32 per dimension.
-    """
-    raw = gzip.decompress(path.read_bytes())
-    expected = IDX_MD5.get(path.name)
-    if expected is not None:
-        actual = hashlib.md5(raw).hexdigest()
-        if actual != expected:
-            raise ValueError(f"{path}: md5 {actual}, expected {expected}")
-    if raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: bad IDX magic")
-    if raw[2] != 0x08:
-        raise ValueError(f"{path}: only unsigned-byte IDX data is supported")
-    ndim = raw[3]
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: size {data.size} does not match header {dims}")
-    return data.reshape(dims)
-
-
-def load_mnist(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Return (images, labels): float32 (N,1,28,28) in [0,1] and int64 (N,)."""
-    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
-    if images.shape != (N_TOTAL, 28, 28) or labels.shape != (N_TOTAL,):
-        raise ValueError(f"unexpected MNIST shapes {images.shape}, {labels.shape}")
-    x = (images.astype(np.float32) / np.float32(255.0))[:, None, :, :]
-    y = labels.astype(np.int64)
-    return x, y
-
 
 # --------------------------------------------------------------------------
 # Model
