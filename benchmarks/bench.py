@@ -15,6 +15,7 @@ temporary directory, never in the repository.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -49,6 +50,22 @@ SIZES = dict(stages=(50, 10), dionysus=(10, 3), throughput=(1000, 200), act_repe
 # --------------------------------------------------------------------------------------------
 # Measurement helpers (used in the children)
 
+_PROFILER = None  # a cProfile.Profile in a child started with --child-profile
+
+
+@contextlib.contextmanager
+def profiled():
+    """Profile the enclosed block if this child was asked to: the measured work only, not the
+    imports and set-up around it."""
+    if _PROFILER is None:
+        yield
+        return
+    _PROFILER.enable()
+    try:
+        yield
+    finally:
+        _PROFILER.disable()
+
 
 def vm_status(field: str) -> int:
     """A /proc/self/status memory field (VmHWM = peak RSS, VmRSS = current) in bytes."""
@@ -64,6 +81,12 @@ def children_peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
+def process_tree_cpu() -> float:
+    """CPU seconds of this process and of its children that have been joined (pool workers)."""
+    return sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
+
+
 def stats(seconds) -> dict:
     s = np.asarray(seconds, dtype=np.float64)
     return dict(median=float(np.median(s)), p10=float(np.percentile(s, 10)),
@@ -77,22 +100,24 @@ def clock(fn, *args, **kwargs):
     return time.perf_counter() - start, result
 
 
-def timed_stream(blocks, spent: list):
-    """Pass ``blocks`` through, adding the time spent producing them to ``spent[0]``.
+class StageClock:
+    """Wall and CPU seconds of repeated calls to one stage.
 
-    The forest engine pulls edge blocks lazily, so this separates producing edges from reducing
-    them without holding the whole graph.
-    """
-    iterator = iter(blocks)
-    while True:
-        start = time.perf_counter()
-        try:
-            block = next(iterator)
-        except StopIteration:
-            spent[0] += time.perf_counter() - start
-            return
-        spent[0] += time.perf_counter() - start
-        yield block
+    On a shared machine, wall time includes the moments another process had our core; the
+    process's CPU time does not, so it is the steadier measure of "time on one core"."""
+
+    def __init__(self):
+        self.wall, self.cpu = [], []
+
+    def __call__(self, fn, *args, **kwargs):
+        cpu, start = time.process_time(), time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.wall.append(time.perf_counter() - start)
+        self.cpu.append(time.process_time() - cpu)
+        return result
+
+    def stats(self, per: int = 1) -> dict:
+        return dict(stats(np.asarray(self.wall) / per), cpu=float(np.median(self.cpu)) / per)
 
 
 def heldout(n: int) -> np.ndarray:
@@ -118,19 +143,19 @@ def scenario_ccff_stages(n: int, act_repeats: int) -> dict:
     # The first input builds and caches each rule's edge pattern: a one-off cost, shown apart.
     cold, _ = clock(lambda: list(analyzer.analyze(x[:1])))
 
-    batch = [clock(runner.run, x)[0] / n for _ in range(act_repeats)]
+    batch, single, edges, forest, whole = (StageClock() for _ in range(5))
+    for _ in range(act_repeats):
+        batch(runner.run, x)
     acts = runner.run(x)
-    single, edges, forest, whole, n_edges = [], [], [], [], []
+    n_edges = []
     for i in range(n):
-        single.append(clock(runner.run, x[i:i + 1])[0])
-        t, blocks = clock(lambda: [(s, d, p) for _, s, d, p in
-                                   edge_blocks(plan, acts, i, max_edges=DEFAULT_CHUNK_EDGES)])
-        edges.append(t)
+        single(runner.run, x[i:i + 1])
+        blocks = edges(lambda: [(s, d, p) for _, s, d, p in edge_blocks(plan, acts, i, max_edges=DEFAULT_CHUNK_EDGES)])
         n_edges.append(sum(b[0].size for b in blocks))
-        forest.append(clock(forest_persistence, iter(blocks), plan.n_vertices)[0])
-        whole.append(clock(lambda: list(analyzer.analyze(x[i:i + 1])))[0])
-    return dict(cold_first_input=cold, activations_batch=stats(batch), activations_single=stats(single),
-                edges=stats(edges), forest=stats(forest), whole=stats(whole),
+        forest(forest_persistence, iter(blocks), plan.n_vertices)
+        whole(lambda: list(analyzer.analyze(x[i:i + 1])))
+    return dict(cold_first_input=cold, activations_batch=batch.stats(per=n), activations_single=single.stats(),
+                edges=edges.stats(), forest=forest.stats(), whole=whole.stats(),
                 edges_per_input=stats(n_edges), vertices=plan.n_vertices, batch_size=n)
 
 
@@ -142,7 +167,9 @@ def scenario_ccff_dionysus(n: int) -> dict:
     x = heldout(n)
     analyzer = onnxtopo.Analyzer(CCFF, threads=1)
     acts = analyzer.runner.run(x)
-    build_graph(analyzer.plan, acts, 0)  # builds the cached edge patterns
+    warm = build_graph(analyzer.plan, acts, 0)  # builds the cached edge patterns
+    for engine in ("forest", "dionysus"):  # first calls import scipy.csgraph / dionysus
+        onnxtopo.persistence(warm, engine=engine)
     forest, dio, ratio, same_h0, same_subgraph = [], [], [], [], []
     for i in range(n):
         graph = build_graph(analyzer.plan, acts, i)
@@ -166,6 +193,7 @@ def scenario_ccff_throughput(n: int, workers: int, batch_size: int) -> dict:
 
     x = heldout(n)
     analyzer = onnxtopo.Analyzer(CCFF, threads=1)
+    cpu = process_tree_cpu()
     start = time.perf_counter()
     first = None
     count = 0
@@ -175,7 +203,20 @@ def scenario_ccff_throughput(n: int, workers: int, batch_size: int) -> dict:
     wall = time.perf_counter() - start
     assert count == n
     return dict(n=n, workers=workers, batch_size=batch_size, seconds=wall, first_result=first,
-                inputs_per_s=n / wall, workers_peak_rss=children_peak_rss() if workers > 1 else None)
+                inputs_per_s=n / wall, cpu_seconds=process_tree_cpu() - cpu,
+                workers_peak_rss=children_peak_rss() if workers > 1 else None)
+
+
+def scenario_ccff_analyze(n: int) -> dict:
+    """The whole path, input by input, after a warm-up: what the profile of CCFF looks at."""
+    import onnxtopo
+
+    x = heldout(n)
+    analyzer = onnxtopo.Analyzer(CCFF, threads=1)
+    list(analyzer.analyze(x[:1]))
+    with profiled():
+        seconds = [clock(lambda: list(analyzer.analyze(x[i:i + 1])))[0] for i in range(n)]
+    return dict(whole=stats(seconds))
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,72 +290,102 @@ def scenario_alexnet_build(path: str) -> dict:
                 parameters=int(sum(np.prod(i.dims) for i in model.graph.initializer)))
 
 
-def scenario_alexnet_run(path: str, max_blocks: int | None = None) -> dict:
-    """One input through the forest engine (default chunk, exact H0, no threshold), stage by
-    stage, with the peak RSS after each stage. ``max_blocks`` stops early (for profiling)."""
+def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: int | None = None) -> dict:
+    """One input through the forest engine (exact H0, no threshold; default chunk unless
+    ``chunk_edges``), stage by stage, with the peak RSS after each stage. ``max_blocks`` stops
+    early (for profiling)."""
     import itertools
 
     import onnxtopo
     from onnxtopo import homology
     from onnxtopo.graph import edge_blocks
 
+    chunk = chunk_edges or homology.DEFAULT_CHUNK_EDGES
     rss = {}
     t_plan, plan = clock(onnxtopo.inspect, path)
     rss["plan"] = vm_status("VmHWM")
-    t_session, analyzer = clock(onnxtopo.Analyzer, plan, threads=None)
+    t_session, analyzer = clock(onnxtopo.Analyzer, plan)  # onnxruntime's default threads: both cores
     rss["session"] = vm_status("VmHWM")
-    x = alexnet_input()
-    t_act, acts = clock(analyzer.runner.run, x)
-    rss["activations"] = vm_status("VmHWM")
+
+    # Each spanning-forest reduction, timed from outside: the engine looks the private function
+    # up at call time. Its first argument is the edges' src; it returns the forest as a tuple of
+    # arrays or as an index array, depending on the version.
+    reductions = []
+    reduce = getattr(homology, "_spanning_forest", None)
+
+    def timed_reduce(src, *args, **kwargs):
+        t, out = clock(reduce, src, *args, **kwargs)
+        reductions.append(dict(edges_in=int(len(src)), forest=int(len(out[0] if isinstance(out, tuple) else out)),
+                               seconds=t, peak_rss=vm_status("VmHWM")))
+        return out
+
+    if reduce is not None:
+        homology._spanning_forest = timed_reduce
+    # Per edge step: blocks, edges kept (φ > 0) and the time spent producing them. The forest
+    # engine pulls blocks lazily, so timing each next() separates producing edges from reducing.
+    per_step = [dict(node=step.node, blocks=0, edges=0, seconds=0.0) for step in plan.steps]
+
+    def blocks(acts):
+        stream = edge_blocks(plan, acts, 0, max_edges=chunk)  # cut as Analyzer.analyze cuts them
+        for _ in itertools.repeat(None) if max_blocks is None else range(max_blocks):
+            t, item = clock(next, stream, None)
+            if item is None:
+                return
+            step, src, dst, phi = item
+            per_step[step]["blocks"] += 1
+            per_step[step]["edges"] += src.size
+            per_step[step]["seconds"] += t
+            yield src, dst, phi
+
+    with profiled():
+        t_act, acts = clock(analyzer.runner.run, alexnet_input())
+        rss["activations"] = vm_status("VmHWM")
+        t_stream, result = clock(homology.forest_persistence, blocks(acts), plan.n_vertices, chunk_edges=chunk)
+        rss["edges+persistence"] = vm_status("VmHWM")
+    produce = sum(s["seconds"] for s in per_step)
     act_stats = [dict(tensor=step.input_tensor, mean=float(a.mean()), std=float(a.std()), max=float(a.max()),
                       zero=float((a == 0).mean()))
                  for step in plan.steps for a in [acts[step.input_tensor]]]
-
-    # Each spanning-forest reduction, timed from outside (the function is looked up at call time).
-    reductions = []
-    reduce = homology._spanning_forest
-
-    def timed_reduce(src, *rest):
-        t, out = clock(reduce, src, *rest)
-        reductions.append(dict(edges_in=int(src.size), forest=int(out[0].size), seconds=t))
-        return out
-
-    homology._spanning_forest = timed_reduce
-    produce = [0.0]
-    counts = dict(blocks=0, edges=0)
-
-    def blocks():
-        stream = edge_blocks(plan, acts, 0, max_edges=homology.DEFAULT_CHUNK_EDGES)
-        for _, src, dst, phi in itertools.islice(stream, max_blocks):
-            counts["blocks"] += 1
-            counts["edges"] += src.size
-            yield src, dst, phi
-
-    t_stream, result = clock(homology.forest_persistence, timed_stream(blocks(), produce), plan.n_vertices)
-    rss["edges+persistence"] = vm_status("VmHWM")
+    # What the plan keeps for the model's lifetime: weights as float64, and the whole edge
+    # pattern of every step small enough to be built in one piece (cached on the rule).
+    held = dict(weights=sum(a.nbytes for step in plan.steps for a in vars(step.rule).values()
+                            if isinstance(a, np.ndarray) and a.dtype == np.float64),
+                patterns=sum(a.nbytes for step in plan.steps if "pattern" in vars(step.rule)
+                             for a in (step.rule.pattern.src, step.rule.pattern.dst, step.rule.pattern.weight)))
     return dict(describe=[{k: r[k] for k in ("layer", "node", "op", "rule", "input_shape", "output_shape",
                                              "neurons", "edges")} for r in plan.describe()],
                 n_vertices=plan.n_vertices, plan_seconds=t_plan, session_seconds=t_session,
-                activations_seconds=t_act, stream_seconds=t_stream, edges_seconds=produce[0],
-                forest_seconds=t_stream - produce[0], reductions=reductions, rss=rss,
-                activation_stats=act_stats, partial=max_blocks is not None, **counts,
-                h0_points=len(result.h0), subgraph_edges=len(result.subgraph))
+                activations_seconds=t_act, stream_seconds=t_stream, edges_seconds=produce,
+                forest_seconds=t_stream - produce, reductions=reductions, rss=rss, per_step=per_step,
+                activation_stats=act_stats, partial=max_blocks is not None, chunk_edges=chunk, held=held,
+                estimate=package_estimate(plan, chunk), blocks=sum(s["blocks"] for s in per_step),
+                edges=sum(s["edges"] for s in per_step), h0_points=len(result.h0),
+                subgraph_edges=len(result.subgraph))
+
+
+def package_estimate(plan, chunk: int) -> int | None:
+    """The package's own memory estimate for one input, where this version has one."""
+    try:
+        from onnxtopo.resources import estimate
+    except ImportError:
+        return None
+    return estimate(plan, chunk_edges=chunk).bytes
 
 
 SCENARIOS = dict(ccff_stages=scenario_ccff_stages, ccff_dionysus=scenario_ccff_dionysus,
-                 ccff_throughput=scenario_ccff_throughput, alexnet_build=scenario_alexnet_build,
-                 alexnet_run=scenario_alexnet_run)
+                 ccff_throughput=scenario_ccff_throughput, ccff_analyze=scenario_ccff_analyze,
+                 alexnet_build=scenario_alexnet_build, alexnet_run=scenario_alexnet_run)
 
 
 def child_main(name: str, kwargs: dict, profile: str | None) -> None:
+    global _PROFILER
     if profile:
         import cProfile
 
-        profiler = cProfile.Profile()
-        result = profiler.runcall(SCENARIOS[name], **kwargs)
-        profiler.dump_stats(profile)
-    else:
-        result = SCENARIOS[name](**kwargs)
+        _PROFILER = cProfile.Profile()
+    result = SCENARIOS[name](**kwargs)
+    if profile:
+        _PROFILER.dump_stats(profile)
     result["peak_rss"] = vm_status("VmHWM")
     print(RESULT_MARK + json.dumps(result), flush=True)
 
@@ -323,24 +394,64 @@ def child_main(name: str, kwargs: dict, profile: str | None) -> None:
 # Parent: runs the children, collects and reports
 
 
+def cpu_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (every process, every core), from /proc/stat."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_quiet(limit: float, threshold: float = 0.25, window: float = 3.0) -> None:
+    """Wait, at most ``limit`` seconds, until other processes keep fewer than ``threshold``
+    cores busy over ``window`` seconds: on a shared machine, a test run next door would
+    otherwise take a core from the scenario."""
+    start = time.perf_counter()
+    loads = []
+    while True:
+        busy = cpu_busy_seconds()
+        time.sleep(window)
+        loads.append((cpu_busy_seconds() - busy) / window)
+        if loads[-1] < threshold or time.perf_counter() - start >= limit:
+            break
+    if len(loads) > 1:
+        print(f"  waited {time.perf_counter() - start:.0f} s for a quiet machine (other processes' load "
+              f"{np.mean(loads):.2f} cores on average, {loads[-1]:.2f} at the end)", file=sys.stderr, flush=True)
+
+
+QUIET_WAIT = [0.0]  # --wait-quiet, seconds
+
+
 def run_child(name: str, timeout: float | None = None, profile: str | None = None, **kwargs) -> dict | None:
-    """A scenario's result from a fresh interpreter; None (with a message) if it failed or timed out."""
+    """A scenario's result from a fresh interpreter; None (with a message) if it failed or timed out.
+
+    Adds ``wall`` and ``other_load``: the cores other processes kept busy meanwhile on average
+    (the machine is shared; a load near 1 on 2 cores halves what a parallel scenario can get).
+    """
     cmd = [sys.executable, __file__, "--child", name, "--child-args", json.dumps(kwargs)]
     if profile:
         cmd += ["--child-profile", profile]
+    if QUIET_WAIT[0] > 0:
+        wait_quiet(QUIET_WAIT[0])
     print(f"[{time.strftime('%H:%M:%S')}] {name} {kwargs}", file=sys.stderr, flush=True)
-    start = time.perf_counter()
+    busy, ours, start = cpu_busy_seconds(), children_cpu_seconds(), time.perf_counter()
     try:
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:  # subprocess.run kills the child it started
         print(f"  {name}: stopped after {timeout:.0f} s", file=sys.stderr)
         return None
+    wall = time.perf_counter() - start
+    others = (cpu_busy_seconds() - busy) - (children_cpu_seconds() - ours)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
     if done.returncode or not lines:
         print(f"  {name}: failed (exit code {done.returncode})", file=sys.stderr)
         return None
-    print(f"  done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-    return json.loads(lines[-1][len(RESULT_MARK):])
+    print(f"  done in {wall:.1f} s", file=sys.stderr, flush=True)
+    return dict(json.loads(lines[-1][len(RESULT_MARK):]), wall=wall, other_load=max(0.0, others) / wall)
 
 
 def machine_line() -> str:
@@ -352,6 +463,23 @@ def machine_line() -> str:
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {cpu} · {os.cpu_count()} cores · {ram:.1f} GiB RAM · "
             f"Python {platform.python_version()} · numpy {numpy.__version__} · onnxruntime {onnxruntime.__version__}")
+
+
+def revision_line() -> str:
+    """Which code was measured: the package is edited concurrently, so say so when it differs from HEAD."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
+
+    found = subprocess.run([sys.executable, "-c", "import onnxtopo; print(onnxtopo.__file__)"],
+                           capture_output=True, text=True).stdout.strip()
+    if found and not Path(found).resolve().is_relative_to(REPO):
+        return f"onnxtopo imported from {Path(found).parent} (not this checkout)"
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        changed = [line[3:] for line in git("status", "--porcelain", "--", "onnxtopo").splitlines()]
+    except (OSError, subprocess.CalledProcessError):
+        return "onnxtopo revision unknown (not a git checkout)"
+    return f"onnxtopo at commit {head}" + (f", working tree with changes to {', '.join(changed)}" if changed else "")
 
 
 def ms(seconds: float) -> str:
@@ -374,8 +502,8 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join([fmt(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, cells[1:])])
 
 
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("yes" if ok else "**NO**")
+def verdict(ok: bool) -> str:
+    return "yes" if ok else "**NO**"
 
 
 def report_ccff(stages, dio, throughput) -> tuple[list, list[str]]:
@@ -383,30 +511,30 @@ def report_ccff(stages, dio, throughput) -> tuple[list, list[str]]:
     targets, sections = [], []
     if stages:
         whole = stages["whole"]["median"]
-        targets.append(["CCFF whole analysis, median per input, 1 core", ms(whole),
+        targets.append(["CCFF whole analysis, median per input, 1 core",
+                        f"{ms(whole)} (CPU {ms(stages['whole']['cpu'])})",
                         f"≤ {TARGETS['ccff_whole_ms']:.0f} ms", verdict(whole * 1e3 <= TARGETS["ccff_whole_ms"])])
-        rows = [[f"activations, batch of {stages['batch_size']} (per input)",
-                 ms(stages["activations_batch"]["median"]), spread(stages["activations_batch"])],
-                ["activations, batch of 1", ms(stages["activations_single"]["median"]),
-                 spread(stages["activations_single"])],
-                ["edges (edge_blocks, one sample)", ms(stages["edges"]["median"]), spread(stages["edges"])],
-                ["persistence, forest engine", ms(stages["forest"]["median"]), spread(stages["forest"])],
-                ["whole analysis (Analyzer.analyze, 1 input)", ms(whole), spread(stages["whole"])],
-                ["first input (builds the cached edge patterns)", ms(stages["cold_first_input"]), ""],
-                ["edges per input (φ > 0)", f"{stages['edges_per_input']['median']:,.0f}",
-                 f"of {stages['vertices']:,} vertices' graph"],
-                ["peak RSS of this scenario", gib(stages["peak_rss"]), ""]]
+        timed = [(f"activations, batch of {stages['batch_size']} (per input)", "activations_batch"),
+                 ("activations, batch of 1", "activations_single"),
+                 ("edges (edge_blocks, one sample)", "edges"),
+                 ("persistence, forest engine (forest_persistence)", "forest"),
+                 ("whole analysis (Analyzer.analyze, 1 input)", "whole")]
+        rows = [[label, ms(stages[key]["median"]), ms(stages[key]["cpu"]), spread(stages[key])]
+                for label, key in timed]
+        rows += [["first input (builds the cached edge patterns)", ms(stages["cold_first_input"]), "", ""],
+                 ["edges per input (φ > 0)", f"{stages['edges_per_input']['median']:,.0f}", "",
+                  f"graph of {stages['vertices']:,} vertices"]]
         if dio:
-            rows.append([f"persistence, dionysus engine ({dio['n']} inputs)", ms(dio["dionysus"]["median"]),
+            rows.append([f"persistence, dionysus engine ({dio['n']} inputs)", ms(dio["dionysus"]["median"]), "",
                          spread(dio["dionysus"])])
         sections.append("### CCFF stages, one core (Analyzer(threads=1))\n\n"
-                        + table(["stage", "median", "spread"], rows))
+                        + table(["stage", "median (wall)", "median (CPU)", "spread (wall)"], rows))
     if dio:
         speedup = dio["dionysus"]["median"] / dio["forest"]["median"]
         targets.append([f"forest vs dionysus speed-up, CCFF ({dio['n']} inputs)", f"{speedup:.0f}×",
                         f"≥ {TARGETS['forest_speedup']:.0f}×", verdict(speedup >= TARGETS["forest_speedup"])])
-        targets.append(["forest and dionysus H0 diagrams equal", "yes" if dio["h0_equal"] else "NO",
-                        "equal", verdict(dio["h0_equal"])])
+        targets.append([f"forest and dionysus H0 diagrams equal ({dio['n']} inputs)",
+                        "equal" if dio["h0_equal"] else "DIFFERENT", "equal", verdict(dio["h0_equal"])])
         sections.append(
             f"### Engines on the same {dio['n']} CCFF graphs (onnxtopo.persistence)\n\n" + table(
                 ["engine", "median", "spread"],
@@ -414,8 +542,7 @@ def report_ccff(stages, dio, throughput) -> tuple[list, list[str]]:
                  ["dionysus", ms(dio["dionysus"]["median"]), spread(dio["dionysus"])],
                  ["ratio dionysus/forest (per input)", f"{dio['ratio']['median']:.0f}×",
                   spread(dio["ratio"], 1, "×")],
-                 ["H0 equal / subgraph equal", f"{dio['h0_equal']} / {dio['subgraph_equal']}", ""],
-                 ["peak RSS of this scenario", gib(dio["peak_rss"]), ""]]))
+                 ["H0 equal / subgraph equal", f"{dio['h0_equal']} / {dio['subgraph_equal']}", ""]]))
     runs = [t for t in throughput if t]
     two = next((t for t in runs if t["workers"] == 2), None)
     if two:
@@ -424,22 +551,24 @@ def report_ccff(stages, dio, throughput) -> tuple[list, list[str]]:
                         verdict(two["inputs_per_s"] >= TARGETS["ccff_throughput"])])
     if runs:
         rows = [[t["workers"], t["batch_size"], f"{t['n']:,}", f"{t['seconds']:.1f} s", f"{t['first_result']:.2f} s",
-                 f"{t['inputs_per_s']:.0f}", gib(t["peak_rss"]),
-                 gib(t["workers_peak_rss"]) if t["workers_peak_rss"] else "-"] for t in runs]
+                 f"{t['inputs_per_s']:.0f}", f"{t['cpu_seconds']:.1f} s", f"{t['other_load']:.2f}"] for t in runs]
         sections.append("### CCFF throughput (Analyzer.analyze, wall time incl. worker start-up)\n\n" + table(
-            ["workers", "batch", "inputs", "wall", "first result", "inputs/s", "peak RSS (main)",
-             "peak RSS (largest worker)"], rows))
+            ["workers", "batch", "inputs", "wall", "first result", "inputs/s", "CPU (all processes)",
+             "other processes' load (cores)"], rows))
     return targets, sections
 
 
-def report_alexnet(build, run, profile_note: str) -> tuple[list, list[str]]:
+def report_alexnet(build, runs: list, profile_note: str, failure: str | None) -> tuple[list, list[str]]:
+    """``runs``: one result per chunk size, the default chunk first; after a ``failure`` of the
+    default run, only the partial (profiled) run, if any."""
     targets, sections = [], []
+    run = runs[0] if runs else None
     if build:
         sections.append(f"AlexNet model: {build['parameters']:,} parameters, {gib(build['bytes'])} on disk, "
                         f"built in {build['build_seconds']:.1f} s (temporary directory).")
-    if not run or run["partial"]:
-        targets.append(["AlexNet exact H0, one input", "did not finish" if not run else "partial run only",
-                        f"≤ {TARGETS['alexnet_seconds'] / 60:.0f} min", verdict(False)])
+    if failure:
+        targets.append(["AlexNet exact H0, one input", failure, f"≤ {TARGETS['alexnet_seconds']:.0f} s",
+                        verdict(False)])
     if run:
         shape = lambda s: "(" + ", ".join(map(str, s)) + ")" if s else ""  # noqa: E731
         rows = [[r["layer"], r["node"], r["op"], r["rule"], shape(r["input_shape"]), shape(r["output_shape"]),
@@ -460,37 +589,73 @@ def report_alexnet(build, run, profile_note: str) -> tuple[list, list[str]]:
                 ["onnxruntime session (once per model)", f"{run['session_seconds']:.1f} s", gib(rss["session"])],
                 ["activations, 1 input", f"{run['activations_seconds']:.2f} s", gib(rss["activations"])],
                 ["edges + persistence (streamed)", f"{run['stream_seconds']:.1f} s", gib(rss["edges+persistence"])],
-                ["  of which producing edge blocks", f"{run['edges_seconds']:.1f} s", ""],
-                ["  of which forest engine", f"{run['forest_seconds']:.1f} s", ""],
-                [f"    spanning-forest reductions ({len(red)})", f"{sum(r['seconds'] for r in red):.1f} s",
-                 "edges in: " + ", ".join(f"{r['edges_in'] / 1e6:.1f}M" for r in red)],
+                ["  of which producing edge blocks (edge_blocks)", f"{run['edges_seconds']:.1f} s", ""],
+                ["  of which forest engine (forest_persistence)", f"{run['forest_seconds']:.1f} s", ""],
+                [f"    of which spanning-forest reductions ({len(red)})", f"{sum(r['seconds'] for r in red):.1f} s",
+                 ""],
                 ["per input (activations + edges + persistence)", f"{per_input:.1f} s", ""],
                 ["edges with φ > 0 / blocks", f"{run['edges']:,} / {run['blocks']}", ""],
-                ["H0 points / persistent subgraph edges", f"{run['h0_points']:,} / {run['subgraph_edges']:,}", ""]]
-        title = "### AlexNet, one input, forest engine" + (" (PARTIAL run)" if run["partial"] else "")
-        sections.append(title + "\n\n" + table(["stage", "time", "peak RSS after stage"], rows))
+                ["H0 points / persistent subgraph edges", f"{run['h0_points']:,} / {run['subgraph_edges']:,}", ""],
+                ["held by the plan: float64 weights / cached edge patterns",
+                 f"{gib(run['held']['weights'])} / {gib(run['held']['patterns'])}", ""]]
+        if run.get("estimate"):
+            rows.append(["onnxtopo.resources.estimate (per input)", "", gib(run["estimate"])])
+        title = f"### AlexNet, one input, forest engine, chunk_edges = {run['chunk_edges']:,}"
+        sections.append(title + (" (PARTIAL run)" if run["partial"] else "") + "\n\n"
+                        + table(["stage", "time", "peak RSS after stage"], rows))
+        sections.append("Edge production per edge step (edge_blocks):\n\n" + table(
+            ["node", "blocks", "edges with φ > 0", "time", "ns per edge"],
+            [[p["node"], p["blocks"], f"{p['edges']:,}", f"{p['seconds']:.2f} s",
+              f"{p['seconds'] / p['edges'] * 1e9:.0f}" if p["edges"] else "-"] for p in run["per_step"]]))
+        sections.append("Spanning-forest reductions (edges gathered, forest kept, time, peak RSS so far):\n\n" + table(
+            ["#", "edges in", "forest out", "time", "peak RSS"],
+            [[i + 1, f"{r['edges_in']:,}", f"{r['forest']:,}", f"{r['seconds']:.2f} s", gib(r["peak_rss"])]
+             for i, r in enumerate(red)]))
         if not run["partial"]:
             targets.append(["AlexNet exact H0, one input (activations + edges + persistence)",
                             f"{per_input:.0f} s", f"≤ {TARGETS['alexnet_seconds']:.0f} s",
                             verdict(per_input <= TARGETS["alexnet_seconds"])])
-        targets.append(["AlexNet peak RSS (load, plan, session, one input)", gib(run["peak_rss"]),
+        within = run["peak_rss"] <= TARGETS["alexnet_rss_gib"] * GIB
+        targets.append(["AlexNet peak RSS (load, plan, session, one input)",
+                        f"≥ {gib(run['peak_rss'])} (partial run)" if run["partial"] else gib(run["peak_rss"]),
                         f"≤ {TARGETS['alexnet_rss_gib']:.0f} GiB",
-                        verdict(not run["partial"] and run["peak_rss"] <= TARGETS["alexnet_rss_gib"] * GIB)])
+                        "unknown" if run["partial"] and within else verdict(within)])
+    done = [r for r in runs if r and not r["partial"]]
+    if len(done) > 1:
+        sections.append("### AlexNet: chunk size trade-off (AnalysisOptions.chunk_edges)\n\n" + table(
+            ["chunk_edges", "reductions", "largest reduction (edges)", "edges + persistence", "peak RSS"],
+            [[f"{r['chunk_edges']:,}", len(r["reductions"]),
+              f"{max((x['edges_in'] for x in r['reductions']), default=0):,}",
+              f"{r['stream_seconds']:.1f} s", gib(r["peak_rss"])] for r in done]))
     if profile_note:
         sections.append(profile_note)
     return targets, sections
 
 
-def profile_summary(path: str, title: str, top: int = 15) -> str:
-    """The top functions of a cProfile dump by own time, as a fenced block."""
+def report_scenarios(scenarios: list) -> str:
+    rows = [[label, f"{r['wall']:.1f} s", gib(r["peak_rss"]),
+             gib(r["workers_peak_rss"]) if r.get("workers_peak_rss") else "-", f"{r['other_load']:.2f}"]
+            for label, r in scenarios if r]
+    return ("### Scenarios: each in its own process\n\n" + table(
+        ["scenario", "wall", "peak RSS (VmHWM)", "largest worker (ru_maxrss)", "other processes' load (cores)"],
+        rows))
+
+
+def profile_summary(path: str, title: str, top: int = 15, kept: bool = True) -> str:
+    """The top functions of a cProfile dump by own time, and onnxtopo's by cumulative time."""
     import io
     import pstats
 
-    out = io.StringIO()
-    pstats.Stats(path, stream=out).strip_dirs().sort_stats("tottime").print_stats(top)
-    body = out.getvalue()
-    body = body[body.find("   ncalls"):] if "   ncalls" in body else body
-    return f"### Profile: {title} (`{path}`, by own time)\n\n```text\n{body.rstrip()}\n```"
+    def listing(sort, *restrict):
+        out = io.StringIO()
+        pstats.Stats(path, stream=out).sort_stats(sort).print_stats(*restrict, top)
+        body = out.getvalue()
+        body = body[body.find("   ncalls"):] if "   ncalls" in body else body
+        return body.replace(str(REPO) + "/", "").replace(os.path.dirname(np.__path__[0]) + "/", "").rstrip()
+
+    where = f"`{path}`" if kept else "profile not kept"
+    return (f"### Profile: {title} ({where})\n\nBy own time:\n\n```text\n{listing('tottime')}\n```\n\n"
+            f"onnxtopo's functions by cumulative time:\n\n```text\n{listing('cumulative', 'onnxtopo/')}\n```")
 
 
 def main(argv=None) -> int:
@@ -500,9 +665,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"), help="Markdown report")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput runs")
     parser.add_argument("--alexnet-timeout", type=float, default=900, help="seconds before the AlexNet run is stopped")
-    parser.add_argument("--profile", metavar="DIR", help="also profile the CCFF forest path and AlexNet into DIR")
-    parser.add_argument("--profile-blocks", type=int, default=40,
-                        help="edge blocks of the profiled (or fallback) partial AlexNet run")
+    parser.add_argument("--alexnet-chunks", default="",
+                        help="extra chunk_edges values to run AlexNet with (comma-separated), for the trade-off")
+    parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
+                        help="before each scenario, wait up to this long for other processes to go idle "
+                             "(default: %(default)s; 0: never wait)")
+    parser.add_argument("--profile", metavar="DIR", help="also profile the CCFF analysis and AlexNet into DIR")
+    parser.add_argument("--profile-blocks", type=int,
+                        help="edge blocks of the profiled AlexNet run (default: all; 12 after a failed run)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-args", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--child-profile", help=argparse.SUPPRESS)
@@ -516,46 +686,58 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     size = {k: v[1] if args.quick else v[0] for k, v in SIZES.items()}
-    header = machine_line()
+    QUIET_WAIT[0] = args.wait_quiet
+    header = f"{machine_line()}  \n{revision_line()}"
     print(header, file=sys.stderr)
     profile_dir = Path(args.profile) if args.profile else None
     if profile_dir:
         profile_dir.mkdir(parents=True, exist_ok=True)
 
-    targets, sections, notes = [], [], []
+    targets, sections, scenarios, notes = [], [], [], []
     if "ccff" in models:
         stages = run_child("ccff_stages", n=size["stages"], act_repeats=size["act_repeats"])
         dio = run_child("ccff_dionysus", n=size["dionysus"])
         throughput = [run_child("ccff_throughput", n=size["throughput"], workers=w, batch_size=args.batch_size)
                       for w in (1, 2)]
+        scenarios += [("CCFF stages", stages), ("CCFF both engines", dio),
+                      *((f"CCFF throughput, {t['workers']} worker(s)", t) for t in throughput if t)]
         t, s = report_ccff(stages, dio, throughput)
         targets += t
         sections += s
         if profile_dir:
-            path = str(profile_dir / "ccff-stages.prof")
-            run_child("ccff_stages", profile=path, n=size["stages"], act_repeats=1)
-            notes.append(profile_summary(path, "CCFF stages scenario"))
+            path = str(profile_dir / "ccff-analyze.prof")
+            if run_child("ccff_analyze", profile=path, n=size["stages"]):
+                notes.append(profile_summary(path, f"CCFF, Analyzer.analyze on {size['stages']} single inputs"))
 
     if "alexnet" in models:
         with tempfile.TemporaryDirectory(prefix="onnxtopo-bench-") as tmp:
             path = os.path.join(tmp, "alexnet.onnx")
             build = run_child("alexnet_build", path=path)
-            run = run_child("alexnet_run", timeout=args.alexnet_timeout, path=path) if build else None
-            note = ""
-            if build and (run is None or profile_dir):
-                # Where the time and memory go, from a partial run when the whole one failed.
-                prof = str((profile_dir or Path(tmp)) / "alexnet-partial.prof")
-                partial = run_child("alexnet_run", profile=prof, path=path, max_blocks=args.profile_blocks)
+            runs = []
+            if build:
+                chunks = [None] + [int(c) for c in args.alexnet_chunks.split(",") if c]
+                runs = [run_child("alexnet_run", timeout=args.alexnet_timeout, path=path, chunk_edges=c)
+                        for c in chunks]
+                scenarios += [(f"AlexNet, chunk_edges {r['chunk_edges']:,}", r) for r in runs if r]
+            note, failure = "", None
+            if build and not runs[0]:
+                failure = f"did not finish (stopped after {args.alexnet_timeout:.0f} s, or failed)"
+            if build and (failure or profile_dir):
+                # Where the time and memory go; from a partial run when the whole one failed.
+                blocks = args.profile_blocks or (12 if failure else None)
+                prof = str((profile_dir or Path(tmp)) / "alexnet.prof")
+                partial = run_child("alexnet_run", profile=prof, path=path, max_blocks=blocks)
                 if partial:
-                    note = profile_summary(prof, f"AlexNet, first {args.profile_blocks} edge blocks")
-                    run = run or partial
-            t, s = report_alexnet(build, run, note)
+                    what = "AlexNet, one input" + (f", first {blocks} edge blocks" if blocks else "")
+                    note = profile_summary(prof, what, kept=profile_dir is not None)
+                    runs = [partial] if failure else runs
+            t, s = report_alexnet(build, runs, note, failure)
             targets += t
             sections += s
 
-    targets_table = table(["target", "measured", "target value", "met"], targets)
     text = "\n\n".join([f"# onnxtopo benchmark{' (quick)' if args.quick else ''}", header,
-                        "## Targets", targets_table, "## Details", *sections, *notes]) + "\n"
+                        "## Targets", table(["target", "measured", "target value", "met"], targets),
+                        "## Details", *sections, report_scenarios(scenarios), *notes]) + "\n"
     print(text)
     Path(args.out).write_text(text)
     print(f"written to {args.out}", file=sys.stderr)

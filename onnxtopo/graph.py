@@ -107,7 +107,7 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
         h = activations[step.input_tensor][sample].reshape(-1).astype(np.float64)
         cut = None
         if percentile is not None:
-            products = [np.abs(v) for _, _, v in _step_edges(plan, step, h, max_edges, n_vertices)]
+            products = [np.abs(v) for _, _, v in _step_edges(plan, step, h, max_edges, n_vertices, keep_zeros=True)]
             cut = np.percentile(np.concatenate(products), percentile)
         for src, dst, values in _step_edges(plan, step, h, max_edges, n_vertices):
             phi = np.abs(values)
@@ -119,10 +119,12 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
             yield i, src[keep], dst[keep], phi[keep]
 
 
-def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertices: int):
+def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertices: int,
+                keep_zeros: bool = False):
     """(src, dst, signed w·h) of a step's candidate edges, in global vertex ids, chunk by chunk.
 
-    Elements of the step's input that are constants (padding) make no edge. Where a neuron
+    Products w·h = 0 are dropped before anything else (unless ``keep_zeros``): with ReLU most
+    are. Elements of the step's input that are constants (padding) make no edge. Where a neuron
     reaches the same output through several elements (reflect padding, say), the contributions
     make one edge (summed, or the largest for max-type rules: ``repeats_combine``); those steps
     are built whole so that no such pair straddles chunks.
@@ -130,7 +132,11 @@ def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertic
     offset = plan.layers[step.target].offset
     for pattern in step.rule.chunks(None if step.repeats else max_edges):
         values = step.rule.edge_values(h, pattern)
-        src, dst = step.input_vertices[pattern.src], pattern.dst + offset
+        if keep_zeros:
+            src, dst = step.input_vertices[pattern.src], pattern.dst + offset
+        else:
+            nonzero = np.flatnonzero(values)
+            src, dst, values = step.input_vertices[pattern.src[nonzero]], pattern.dst[nonzero] + offset, values[nonzero]
         if step.reads_constants:
             neuron = src >= 0
             src, dst, values = src[neuron], dst[neuron], values[neuron]

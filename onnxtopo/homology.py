@@ -18,12 +18,12 @@ import numpy as np
 from .filtration import Filtration, check_vertex_values, strongest_edges, vertex_values
 
 #: Edges gathered before they are reduced to a spanning forest: bounds the forest engine's memory
-#: (about 40 bytes per edge) while keeping the number of reductions small.
+#: (about 140 bytes per gathered edge at the peak of a reduction) while keeping reductions few.
 DEFAULT_CHUNK_EDGES = 1 << 24
 #: A Filter-Kruskal round reduces the heaviest max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX ×
 #: vertices) edges at once: enough to connect most vertices, few enough to sort quickly.
 FILTER_BATCH_MIN = 1024
-FILTER_EDGES_PER_VERTEX = 4
+FILTER_EDGES_PER_VERTEX = 1
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,6 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     the φ of every edge is kept (8 bytes per edge).
     """
     given = None if isinstance(vertices, str) else vertex_values(vertices, np.zeros(n_vertices))
-    strongest = np.zeros(n_vertices)
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
     forest, pending, pending_edges, n_edges, all_phi = empty, [], 0, 0, []
 
@@ -156,16 +155,19 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     for src, dst, phi in blocks:
         if given is not None:
             check_vertex_values(given, src, dst, phi)
-        strongest_edges(n_vertices, src, dst, phi, out=strongest)
+        if pending and pending_edges + src.size > chunk_edges:
+            forest, pending, pending_edges = reduce(forest, pending), [], 0
         pending.append((src, dst, phi, np.arange(n_edges, n_edges + src.size)))
         n_edges += src.size
         pending_edges += src.size
         if h1:
             all_phi.append(phi)
-        if pending_edges >= chunk_edges:
-            forest, pending, pending_edges = reduce(forest, pending), [], 0
     forest = reduce(forest, pending)
+    del pending
 
+    # A vertex's strongest edge is always in the forest (it is the heaviest edge across the cut
+    # between the vertex and the rest), so the forest alone gives every vertex value.
+    strongest = strongest_edges(n_vertices, forest[0], forest[1], forest[2])
     present = strongest > 0
     value = vertex_values(vertices, strongest) if given is None else given
     in_complex = np.flatnonzero(present)

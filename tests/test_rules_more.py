@@ -133,7 +133,8 @@ def assert_consecutive_layers(plan, expected: dict):
 
 def merged_signed(plan, step, h):
     """The package's merged edges of one step: (src, dst, signed w·h), chunk by chunk concatenated."""
-    parts = list(_step_edges(plan, step, np.asarray(h, dtype=np.float64).reshape(-1), None, plan.n_vertices))
+    parts = list(_step_edges(plan, step, np.asarray(h, dtype=np.float64).reshape(-1), None, plan.n_vertices,
+                                 keep_zeros=True))
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 

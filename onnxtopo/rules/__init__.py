@@ -56,6 +56,10 @@ def supported_ops() -> list[str]:
     return sorted(set(EDGE_RULES) | set(LAYOUT_OPS) | ELEMENTWISE_OPS | set(COMBINE_OPS) | {"Shape"})
 
 
+#: Patterns of at most this many candidate edges are kept between inputs (24 bytes per edge).
+PATTERN_CACHE_EDGES = 1 << 22
+
+
 @dataclass(frozen=True)
 class EdgePattern:
     """The candidate edges of one edge-making op, for one sample.
@@ -106,8 +110,12 @@ class EdgeRule:
         return self.build_pattern(slice(0, self.outer_size))
 
     def chunks(self, max_edges: int | None = None):
-        """The pattern in pieces of at most ``max_edges`` candidate edges (at least one part)."""
-        if max_edges is None or self.candidate_count <= max_edges:
+        """The pattern in pieces of at most ``max_edges`` candidate edges (at least one part).
+
+        A pattern small enough is built once and kept; a larger one is rebuilt part by part each
+        time, so that large models do not hold hundreds of megabytes of patterns.
+        """
+        if max_edges is None or self.candidate_count <= min(max_edges, PATTERN_CACHE_EDGES):
             yield self.pattern
             return
         step = max(1, max_edges // max(1, self.edges_per_outer))

@@ -1,0 +1,716 @@
+"""Topological fingerprints of a model, and ``onnxtopo check``: has a shipped model drifted?
+
+A fingerprint is what a model does, topologically, on a fixed *probe* (a few inputs): per probe
+input the H0 diagram (and optionally H1) of the graph the input induces, a few summaries, and the
+H0 Betti curve on a grid of φ values. Comparing the fingerprint of a new build of a model with a
+stored *baseline* tells whether the network still computes the same thing: a re-export by another
+framework or exporter leaves it unchanged up to float32 rounding, while retraining, pruning or a
+swapped layer moves it.
+
+Diagrams follow the package's convention: float64 arrays (n, 2) of superlevel pairs
+(birth, death), birth ≥ death in φ units, death = +inf for essential classes.
+
+Baseline file format (version 1)
+--------------------------------
+A ``.npz`` archive (``np.load(path, allow_pickle=False)``; nothing in it needs pickle) with:
+
+* ``meta``: uint8 array holding UTF-8 JSON: ``format`` ("onnxtopo-fingerprint"),
+  ``format_version`` (1), ``onnxtopo_version``, ``model`` (``file``, ``sha256`` of the model's
+  bytes, ``producer_name``, ``producer_version``, ``ir_version``, ``opset`` {domain: version}),
+  ``probe`` (``sha256``, ``shape``, ``dtype``, ``file``, ``key``), ``options`` (the analysis
+  options the fingerprint was computed with: ``h1``, ``threshold``, ``percentile``,
+  ``vertices``, ``maxpool_rule``), and ``inputs``: one summary per probe input (``vertices``,
+  ``edges``, ``h0_points``, ``h0_essential_points``, ``h0_total_persistence``, and
+  ``h1_points``/``h1_essential_points`` with H1).
+* ``grid``: float64 (g,), increasing φ values where the Betti curves are sampled.
+* ``betti0``: int64 (n, g), β0(t) per probe input: the H0 classes alive at threshold t, i.e.
+  points with birth ≥ t > death (essential points: birth ≥ t).
+* ``h0_00000``, ``h0_00001``, ...: float64 (k, 2) H0 diagram of each probe input.
+* with H1: ``betti1`` (n, g) and ``h1_00000``, ... likewise.
+
+The probe's SHA-256 covers its shape, dtype and bytes after conversion to the model's input
+dtype, so a baseline is only ever compared on the very inputs it was computed from. A reader
+refuses any other ``format`` or ``format_version`` (``BadInputError``), as it does a damaged
+file. Files are written atomically and are byte-identical for identical content.
+
+Distances (per probe input, baseline D vs current D')
+-----------------------------------------------------
+Both distances use the L∞ ground metric between points (as dionysus/hera do), under which a
+finite point (b, d) lies (b − d)/2 from the diagonal. Essential classes are matched only with
+essential classes: if the numbers of essential classes differ the distances are +inf (so the
+check fails), otherwise essential points are matched by sorted births.
+
+* **bottleneck**: ``dionysus.bottleneck_distance`` with ``delta=0`` (exact), after mapping each
+  superlevel point (b, d) to the sublevel point (−b, −d) (birth ≤ death) and an essential class
+  (b, +inf) to (−b, +inf); negation is an isometry, so the distance is that of the superlevel
+  diagrams. dionysus stores coordinates in float32, so differences below ~6e-8 × φ vanish.
+* **Wasserstein** W_q, q = 1 (default) or 2: exact, in float64, as a minimum-cost perfect
+  matching (scipy's LAPJVsp) on the usual bipartite graph where each point may also go to the
+  diagonal. Only pairs (a, b) with ‖a − b‖∞^q ≤ δ(a)^q + δ(b)^q (δ: distance to the diagonal) can
+  appear in an optimal matching (otherwise sending both to the diagonal is cheaper), so only
+  those are built: exact, and sparse. dionysus's ``wasserstein_distance`` (hera's auction) is
+  available as ``engine="dionysus"`` but is not the default: on diagrams that differ only by
+  float32 rounding, which is exactly what ``check`` compares for a re-exported model, its
+  auction does not terminate (dionysus issues #6 and #39); where it terminates it agrees with
+  the exact matching (tested).
+
+The checked metrics are relative, so one tolerance suits models whatever their φ scale:
+
+* ``h0_bottleneck`` = d_B(D, D') / max(births of D);
+* ``h0_wasserstein`` = W_q(D, D') / ‖births of D‖_q;
+* ``h0_total_persistence`` = |TP(D') − TP(D)| / TP(D), TP = Σ (birth − death) over finite points;
+* ``h0_betti`` = Σ_t |β0'(t) − β0(t)| / Σ_t β0(t) over the grid (relative L1 of Betti curves);
+* with H1, ``h1_bottleneck``, ``h1_wasserstein`` and ``h1_betti`` likewise (H1 points are all
+  essential: one never-dying class per edge outside the maximum spanning forest).
+
+Each comparison also records the absolute distances, Δ point counts, Δ essential counts and the
+L1/L∞ distances between Betti curves (in counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+
+from .errors import BadInputError, OnnxtopoError
+
+FORMAT = "onnxtopo-fingerprint"
+FORMAT_VERSION = 1
+DEFAULT_N_GRID = 64
+
+#: Default tolerances of ``check`` (all relative, see the module's docstring). Exporters differ by
+#: float32 rounding: on the shipped CCFF the TorchScript, dynamo, tf2onnx and jax2onnx exports
+#: give relative drifts ≤ 4e-7 (bottleneck), 1e-7 (Wasserstein), 3e-7 (total persistence) and 0
+#: (Betti curves). A real change moves these by 1e-3 to 1 (pruning, a few SGD steps, a swapped
+#: kernel or activation). 1e-4 sits ~250× above the rounding noise and ~10× below the smallest
+#: real change measured; accumulating float32 dot products in another order (another exporter's
+#: fused kernels, another onnxruntime build) costs about sqrt(fan-in) × 6e-8 ≈ 2e-6, still 50×
+#: below. The Betti curves are integer counts on a 64-value grid: one point moved across a grid
+#: value by rounding changes β0 by 1 at one grid value, about 0.1 % of the curve's mass; 1e-2
+#: tolerates a few such flips while a real change moves the curve by several percent.
+DEFAULT_TOLERANCES = {"bottleneck": 1e-4, "wasserstein": 1e-4, "total_persistence": 1e-4, "betti": 1e-2}
+
+#: Values below this are stored as the weight of zero-cost edges in the sparse matching, which
+#: treats absent entries as missing edges. It adds at most (number of points) × 1e-300.
+_TINY = 1e-300
+
+
+# ---------------------------------------------------------------------------------------------
+# Distances between diagrams
+
+
+def to_dionysus(diagram: np.ndarray):
+    """A superlevel diagram as a dionysus.Diagram: (b, d) -> (−b, −d), essential (b, inf) -> (−b, inf)."""
+    import dionysus
+
+    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    death = np.where(np.isinf(h[:, 1]), np.inf, -h[:, 1])
+    return dionysus.Diagram(list(zip((-h[:, 0]).tolist(), death.tolist())))
+
+
+def _split(diagram) -> tuple[np.ndarray, np.ndarray]:
+    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    essential = np.isinf(h[:, 1])
+    return h[~essential], np.sort(h[essential, 0])
+
+
+def bottleneck_distance(a, b) -> float:
+    """Exact bottleneck distance between two superlevel diagrams (dionysus, L∞ ground metric)."""
+    import dionysus
+
+    if len(_split(a)[1]) != len(_split(b)[1]):
+        return math.inf  # what dionysus returns too; said here so it need not be computed
+    return float(dionysus.bottleneck_distance(to_dionysus(a), to_dionysus(b), 0.0))
+
+
+def wasserstein_distance(a, b, q: int = 1, *, engine: str = "exact") -> float:
+    """q-Wasserstein distance between two superlevel diagrams, L∞ ground metric.
+
+    ``engine="exact"`` (default) solves the matching exactly in float64 (see the module's
+    docstring); ``"dionysus"`` calls ``dionysus.wasserstein_distance`` (hera, relative error
+    0.01), which may not terminate on nearly identical diagrams.
+    """
+    if q not in (1, 2):
+        raise ValueError(f"q must be 1 or 2, got {q}")
+    if engine == "dionysus":
+        import dionysus
+
+        return float(dionysus.wasserstein_distance(to_dionysus(a), to_dionysus(b), q=q))
+    if engine != "exact":
+        raise ValueError(f'engine must be "exact" or "dionysus", got {engine!r}')
+    finite_a, essential_a = _split(a)
+    finite_b, essential_b = _split(b)
+    if len(essential_a) != len(essential_b):
+        return math.inf
+    # Essential classes: a 1-D matching of births, optimal in sorted order for |·|^q, q ≥ 1.
+    total = float((np.abs(essential_a - essential_b) ** q).sum()) + _finite_matching_cost(finite_a, finite_b, q)
+    return total ** (1.0 / q)
+
+
+def _finite_matching_cost(a: np.ndarray, b: np.ndarray, q: int) -> float:
+    """Σ cost^q of an optimal matching of finite points, each may go to the diagonal instead."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    ra, rb = (a[:, 0] - a[:, 1]) / 2, (b[:, 0] - b[:, 1]) / 2  # L∞ distances to the diagonal
+    n, m = len(a), len(b)
+    if n == 0 or m == 0:
+        return float((ra ** q).sum() + (rb ** q).sum())
+    i, j = _candidate_pairs(a, b, ra, rb)
+    cost = np.abs(a[i] - b[j]).max(axis=1) ** q
+    keep = cost <= (ra[i] ** q + rb[j] ** q) * (1 + 1e-12)  # slack: an extra edge never hurts
+    i, j, cost = i[keep], j[keep], cost[keep]
+    # Rows: a_0..a_{n-1}, then the diagonal copies of b; columns: b_0..b_{m-1}, then those of a.
+    rows = np.concatenate([i, np.arange(n), n + np.arange(m), n + j])
+    cols = np.concatenate([j, m + np.arange(n), np.arange(m), m + i])
+    weight = np.concatenate([cost, ra ** q, rb ** q, np.zeros(len(i))])
+    graph = coo_matrix((np.maximum(weight, _TINY), (rows, cols)), shape=(n + m, n + m)).tocsr()
+    row, col = min_weight_full_bipartite_matching(graph)
+    # The true cost of the matching (without the _TINY stand-ins for zeros).
+    direct = (row < n) & (col < m)
+    return float(np.abs(a[row[direct]] - b[col[direct]]).max(axis=1).__pow__(q).sum()
+                 + (ra[row[(row < n) & (col >= m)]] ** q).sum()
+                 + (rb[col[(row >= n) & (col < m)]] ** q).sum())
+
+
+def _candidate_pairs(a, b, ra, rb) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) with ‖a_i − b_j‖∞ ≤ ra_i + rb_j (a superset of the useful pairs for q ≥ 1).
+
+    Found as pairs within 2·ra_i of a_i plus pairs within 2·rb_j of b_j: the larger radius of
+    the two is at least half of ra_i + rb_j.
+    """
+    from scipy.spatial import cKDTree
+
+    def near(points, radii, tree):
+        hits = tree.query_ball_point(points, r=2 * radii, p=np.inf)
+        lengths = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
+        if lengths.sum() == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.repeat(np.arange(len(points)), lengths), np.concatenate([np.asarray(h, np.int64) for h in hits])
+
+    ia, jb = near(a, ra, cKDTree(b))
+    jb2, ia2 = near(b, rb, cKDTree(a))
+    pairs = np.unique(np.stack([np.concatenate([ia, ia2]), np.concatenate([jb, jb2])]), axis=1)
+    return pairs[0], pairs[1]
+
+
+def betti_curve(diagram, grid) -> np.ndarray:
+    """β(t) for each t of ``grid``: points with birth ≥ t and (death < t or essential)."""
+    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    grid = np.asarray(grid, dtype=np.float64)
+    births = np.sort(h[:, 0])
+    deaths = np.sort(h[np.isfinite(h[:, 1]), 1])
+    # A finite point with death ≥ t also has birth ≥ t: born minus dead.
+    born = len(births) - np.searchsorted(births, grid, side="left")
+    dead = len(deaths) - np.searchsorted(deaths, grid, side="left")
+    return (born - dead).astype(np.int64)
+
+
+def total_persistence(diagram) -> float:
+    finite, _ = _split(diagram)
+    return float((finite[:, 0] - finite[:, 1]).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprints
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Diagrams, Betti curves and summaries of a model on a probe, with provenance (``meta``)."""
+
+    meta: dict
+    grid: np.ndarray
+    h0: list[np.ndarray]
+    betti0: np.ndarray  # (n inputs, len(grid))
+    h1: list[np.ndarray] | None = None
+    betti1: np.ndarray | None = None
+
+    @property
+    def options(self) -> dict:
+        return self.meta["options"]
+
+    @property
+    def probe_sha256(self) -> str:
+        return self.meta["probe"]["sha256"]
+
+    def __len__(self) -> int:
+        return len(self.h0)
+
+    def arrays(self) -> dict:
+        """The arrays of the baseline file, in a fixed order (see the module's docstring)."""
+        meta = json.dumps(self.meta, sort_keys=True, allow_nan=False).encode()
+        out = {"meta": np.frombuffer(meta, dtype=np.uint8), "grid": self.grid, "betti0": self.betti0}
+        out.update({f"h0_{i:05d}": d for i, d in enumerate(self.h0)})
+        if self.h1 is not None:
+            out["betti1"] = self.betti1
+            out.update({f"h1_{i:05d}": d for i, d in enumerate(self.h1)})
+        return out
+
+    def save(self, path) -> None:
+        """Write the baseline file atomically (temporary file, then rename)."""
+        from .io import _atomic_write, write_npz
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda f: write_npz(f, self.arrays()))
+
+    @classmethod
+    def load(cls, path) -> "Fingerprint":
+        """Read a baseline file; BadInputError if it is missing, damaged or of another format."""
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(f"baseline {str(path)!r} does not exist; write it first with --write-baseline")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise BadInputError(f"{str(path)!r} is not a readable onnxtopo baseline ({exc})") from exc
+        try:
+            return cls._from_arrays(arrays)
+        except BadInputError as exc:
+            raise BadInputError(f"{str(path)!r}: {exc}") from exc
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict) -> "Fingerprint":
+        if "meta" not in arrays:
+            raise BadInputError("not an onnxtopo baseline (no 'meta' array)")
+        try:
+            meta = json.loads(arrays["meta"].astype(np.uint8).tobytes().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"damaged baseline: its 'meta' is not UTF-8 JSON ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise BadInputError(f"not an onnxtopo baseline (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BadInputError(
+                f"baseline format version {version!r} is not supported: this onnxtopo reads version "
+                f"{FORMAT_VERSION}; rewrite the baseline with --write-baseline"
+            )
+        try:
+            n = len(meta["inputs"])
+            h1 = bool(meta["options"]["h1"])
+            meta["probe"]["sha256"]
+            grid = np.asarray(arrays["grid"], dtype=np.float64)
+            h0 = [_diagram(arrays[f"h0_{i:05d}"]) for i in range(n)]
+            betti0 = np.asarray(arrays["betti0"])
+            h1_list = [_diagram(arrays[f"h1_{i:05d}"]) for i in range(n)] if h1 else None
+            betti1 = np.asarray(arrays["betti1"]) if h1 else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInputError(f"damaged baseline: missing or malformed entry ({exc})") from exc
+        if grid.ndim != 1 or not np.isfinite(grid).all() or np.any(np.diff(grid) <= 0):
+            raise BadInputError("damaged baseline: 'grid' must be a finite increasing 1-D array")
+        for name, curve in (("betti0", betti0), ("betti1", betti1)):
+            if curve is not None and (curve.shape != (n, len(grid)) or curve.dtype.kind not in "iu"):
+                raise BadInputError(f"damaged baseline: {name!r} must be integer of shape ({n}, {len(grid)})")
+        return cls(meta, grid, h0, betti0.astype(np.int64), h1_list,
+                   None if betti1 is None else betti1.astype(np.int64))
+
+
+def _diagram(array) -> np.ndarray:
+    d = np.asarray(array)
+    if d.ndim != 2 or d.shape[1] != 2 or d.dtype.kind != "f" or np.isnan(d).any():
+        raise ValueError(f"a diagram must be a float (k, 2) array without NaN, got {d.dtype} {d.shape}")
+    return d.astype(np.float64, copy=False)
+
+
+def sha256_array(x: np.ndarray) -> str:
+    """SHA-256 of an array's shape, dtype and C-order bytes."""
+    digest = hashlib.sha256(json.dumps([list(x.shape), x.dtype.str]).encode())
+    digest.update(np.ascontiguousarray(x).tobytes())
+    return digest.hexdigest()
+
+
+def model_identity(model) -> tuple[object, dict]:
+    """The ModelProto to analyze and its provenance: file, SHA-256, producer, IR version, opsets."""
+    import onnx
+
+    from .model import read_model
+
+    proto = read_model(model)  # raises BadModelError for a missing or unreadable model
+    if isinstance(model, onnx.ModelProto):
+        raw, name = model.SerializeToString(), None
+    elif isinstance(model, (bytes, bytearray)):
+        raw, name = bytes(model), None
+    else:
+        raw, name = Path(model).read_bytes(), Path(model).name
+    return proto, dict(
+        file=name, sha256=hashlib.sha256(raw).hexdigest(), producer_name=proto.producer_name,
+        producer_version=proto.producer_version, ir_version=int(proto.ir_version),
+        opset={(o.domain or "ai.onnx"): int(o.version) for o in proto.opset_import},
+    )
+
+
+def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int = DEFAULT_N_GRID,
+                maxpool_rule: str = "window", threshold: float | None = None, percentile: float | None = None,
+                vertices: str = "max", batch_size: int = 32, workers: int = 1, probe_source: dict | None = None,
+                progress=None) -> Fingerprint:
+    """The fingerprint of ``model`` (path, bytes or onnx.ModelProto) on ``probe_inputs`` (n, *sample).
+
+    ``grid``: the φ values where Betti curves are sampled; pass a baseline's ``grid`` so that a
+    later model is evaluated on the same values. By default, ``n_grid`` values evenly spaced in
+    (0, largest birth over the probe]. The analysis options (``h1``, ``threshold``,
+    ``percentile``, ``vertices``, ``maxpool_rule``) are those of ``onnxtopo.analyze`` and are
+    recorded, so that ``check`` can analyze a new model the same way. ``probe_source`` (e.g.
+    file and key) is recorded for information; ``progress`` is called with each input's result.
+    """
+    from . import __version__
+    from .activations import validate_inputs
+    from .api import Analyzer
+
+    proto, identity = model_identity(model)
+    analyzer = Analyzer(proto, maxpool_rule=maxpool_rule)
+    probe = validate_inputs(analyzer.plan, probe_inputs)
+    options = dict(h1=bool(h1), threshold=threshold, percentile=percentile, vertices=vertices,
+                   maxpool_rule=maxpool_rule)
+    summaries, h0, h1_list = [], [], [] if h1 else None
+    for result in analyzer.analyze(probe, batch_size=batch_size, workers=workers, h1=h1, threshold=threshold,
+                                   percentile=percentile, vertices=vertices):
+        h0.append(result.h0)
+        summary = dict(vertices=result.n_vertices, edges=result.n_edges, h0_points=len(result.h0),
+                       h0_essential_points=int(np.isinf(result.h0[:, 1]).sum()),
+                       h0_total_persistence=total_persistence(result.h0))
+        if h1:
+            h1_list.append(result.h1)
+            summary.update(h1_points=len(result.h1), h1_essential_points=int(np.isinf(result.h1[:, 1]).sum()))
+        summaries.append(summary)
+        if progress is not None:
+            progress(result)
+    if grid is None:
+        if n_grid < 1:
+            raise ValueError(f"n_grid must be at least 1, got {n_grid}")
+        top = max((float(d[:, 0].max()) for d in h0 if len(d)), default=0.0)
+        grid = (top if top > 0 else 1.0) * np.arange(1, n_grid + 1) / n_grid
+    grid = np.asarray(grid, dtype=np.float64)
+    meta = dict(
+        format=FORMAT, format_version=FORMAT_VERSION, onnxtopo_version=__version__, model=identity,
+        probe=dict(sha256=sha256_array(probe), shape=list(probe.shape), dtype=probe.dtype.str, **(probe_source or {})),
+        options=options, inputs=summaries,
+    )
+    return Fingerprint(meta, grid, h0, np.stack([betti_curve(d, grid) for d in h0]),
+                       h1_list, None if h1_list is None else np.stack([betti_curve(d, grid) for d in h1_list]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+
+
+def _relative(value: float, scale: float) -> float:
+    """value / scale, with 0/0 = 0 and x/0 = inf (a diagram that appears where there was none)."""
+    if scale > 0:
+        return value / scale
+    return 0.0 if value == 0 else math.inf
+
+
+def compare(baseline: Fingerprint, current: Fingerprint, *, q: int = 1, engine: str = "exact") -> list[dict]:
+    """Per probe input, every metric of ``current`` against ``baseline`` (see the module's docstring).
+
+    Both must come from the same probe (BadInputError otherwise). Gated metrics are named
+    ``h0_bottleneck``, ``h0_wasserstein``, ``h0_total_persistence``, ``h0_betti`` (and ``h1_*``);
+    the rest (``*_abs``, ``*_delta``, Betti L1/L∞ in counts) are for the report.
+    """
+    if baseline.probe_sha256 != current.probe_sha256:
+        raise BadInputError(
+            f"the probe differs from the baseline's (SHA-256 {current.probe_sha256[:12]}… vs "
+            f"{baseline.probe_sha256[:12]}…, shape {current.meta['probe']['shape']} vs "
+            f"{baseline.meta['probe']['shape']}); check against the probe the baseline was written "
+            "with, or rewrite the baseline with --write-baseline"
+        )
+    if not np.array_equal(baseline.grid, current.grid):
+        raise ValueError("fingerprints on different grids: compute the current one with grid=baseline.grid")
+    dims = [("h0", baseline.h0, current.h0, baseline.betti0, current.betti0)]
+    if baseline.h1 is not None and current.h1 is not None:
+        dims.append(("h1", baseline.h1, current.h1, baseline.betti1, current.betti1))
+    rows = []
+    for i in range(len(baseline)):
+        row = {"index": i}
+        for name, base, cur, base_betti, cur_betti in dims:
+            a, b = base[i], cur[i]
+            births = np.abs(a[:, 0])
+            bottleneck = bottleneck_distance(a, b)
+            wasserstein = wasserstein_distance(a, b, q, engine=engine)
+            diff = np.abs(cur_betti[i] - base_betti[i])
+            row.update({
+                f"{name}_bottleneck": _relative(bottleneck, float(births.max(initial=0.0))),
+                f"{name}_bottleneck_abs": bottleneck,
+                f"{name}_wasserstein": _relative(wasserstein, float((births ** q).sum() ** (1 / q))),
+                f"{name}_wasserstein_abs": wasserstein,
+                f"{name}_betti": _relative(float(diff.sum()), float(base_betti[i].sum())),
+                f"{name}_betti_l1": int(diff.sum()),
+                f"{name}_betti_linf": int(diff.max(initial=0)),
+                f"{name}_points_delta": len(b) - len(a),
+                f"{name}_essential_delta": int(np.isinf(b[:, 1]).sum() - np.isinf(a[:, 1]).sum()),
+            })
+            if name == "h0":
+                tp_a, tp_b = total_persistence(a), total_persistence(b)
+                row.update(h0_total_persistence=_relative(abs(tp_b - tp_a), tp_a),
+                           h0_total_persistence_abs=abs(tp_b - tp_a))
+        rows.append(row)
+    return rows
+
+
+def gated_metrics(h1: bool) -> list[tuple[str, str]]:
+    """(metric, tolerance name) pairs that ``check`` gates, in report order."""
+    out = [("h0_bottleneck", "bottleneck"), ("h0_wasserstein", "wasserstein"),
+           ("h0_total_persistence", "total_persistence"), ("h0_betti", "betti")]
+    if h1:
+        out += [("h1_bottleneck", "bottleneck"), ("h1_wasserstein", "wasserstein"), ("h1_betti", "betti")]
+    return out
+
+
+@dataclass
+class Verdict:
+    """The outcome of a check: per gated metric, the worst input and whether all inputs pass."""
+
+    rows: list[dict]
+    tolerances: dict
+    metrics: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        h1 = bool(self.rows) and "h1_bottleneck" in self.rows[0]
+        for metric, tol_name in gated_metrics(h1):
+            values = np.array([r[metric] for r in self.rows], dtype=np.float64)
+            tol = float(self.tolerances[tol_name])
+            failing = [int(i) for i in np.flatnonzero(~(values <= tol))]  # NaN fails too
+            worst = int(np.argmax(np.where(np.isnan(values), np.inf, values))) if len(values) else None
+            self.metrics.append(dict(metric=metric, tolerance=tol, max=float(values.max(initial=0.0)),
+                                     worst_input=worst, failing_inputs=failing, passed=not failing))
+
+    @property
+    def passed(self) -> bool:
+        return all(m["passed"] for m in self.metrics)
+
+
+def check(baseline: Fingerprint, model, probe_inputs, *, tolerances: dict | None = None, q: int = 1,
+          batch_size: int = 32, workers: int = 1, progress=None) -> tuple[Fingerprint, Verdict]:
+    """Fingerprint ``model`` like ``baseline`` (same options, same grid) and judge the drift."""
+    tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    options = baseline.options
+    current = fingerprint(model, probe_inputs, grid=baseline.grid, h1=options["h1"],
+                          threshold=options["threshold"], percentile=options["percentile"],
+                          vertices=options["vertices"], maxpool_rule=options["maxpool_rule"],
+                          batch_size=batch_size, workers=workers, progress=progress)
+    return current, Verdict(compare(baseline, current, q=q), tolerances)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+def _json_number(value):
+    """JSON has no infinity: +inf is written as the string "inf" (documented)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    return value
+
+
+def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fingerprint | None,
+                current: Fingerprint | None, q: int, seconds: float, error: OnnxtopoError | None = None) -> dict:
+    """The JSON report: inputs, per-input metrics, per-metric verdicts and the overall verdict."""
+    from . import __version__
+
+    out = dict(onnxtopo_version=__version__, model=str(model), baseline=str(baseline_path), wasserstein_q=q,
+               seconds=round(seconds, 3))
+    if baseline is not None:
+        out["baseline_model"] = baseline.meta["model"]
+        out["options"] = baseline.options
+    if current is not None:
+        out["current_model"] = current.meta["model"]
+        out["same_model_file"] = baseline is not None and current.meta["model"]["sha256"] == baseline.meta["model"]["sha256"]
+    if error is not None:
+        out.update(verdict="error", exit_code=error.exit_code, error=f"{type(error).__name__}: {error}")
+        return out
+    out.update(
+        verdict="pass" if verdict.passed else "drift",
+        tolerances=verdict.tolerances,
+        metrics=[{k: _json_number(v) for k, v in m.items()} for m in verdict.metrics],
+        inputs=[{k: _json_number(v) for k, v in row.items()} for row in verdict.rows],
+    )
+    return out
+
+
+def junit_xml(verdict: Verdict | None, *, model, seconds: float, error: OnnxtopoError | None = None) -> bytes:
+    """JUnit XML: one testsuite, one testcase per gated metric (an <error> one if the check could not run)."""
+    suite_name = f"onnxtopo check {Path(str(model)).name}"
+    classname = "onnxtopo.check." + Path(str(model)).stem.replace(".", "_")
+    suites = ET.Element("testsuites", name="onnxtopo check")
+    suite = ET.SubElement(suites, "testsuite", name=suite_name, time=f"{seconds:.3f}")
+    cases = failures = errors = 0
+    if error is not None:
+        case = ET.SubElement(suite, "testcase", classname=classname, name="check", time=f"{seconds:.3f}")
+        node = ET.SubElement(case, "error", message=str(error), type=type(error).__name__)
+        node.text = f"onnxtopo check could not compare the model (exit code {error.exit_code}): {error}"
+        cases, errors = 1, 1
+    else:
+        for m in verdict.metrics:
+            cases += 1
+            case = ET.SubElement(suite, "testcase", classname=classname, name=m["metric"], time="0")
+            if m["passed"]:
+                continue
+            failures += 1
+            values = [verdict.rows[i][m["metric"]] for i in m["failing_inputs"]]
+            message = (f"{m['metric']} = {m['max']:.3g} exceeds the tolerance {m['tolerance']:.3g} on "
+                       f"{len(values)} of {len(verdict.rows)} probe inputs (worst: input {m['worst_input']})")
+            node = ET.SubElement(case, "failure", message=message, type="drift")
+            node.text = "\n".join(f"input {i}: {v:.6g}" for i, v in zip(m["failing_inputs"], values))
+    for element in (suites, suite):
+        element.set("tests", str(cases))
+        element.set("failures", str(failures))
+        element.set("errors", str(errors))
+    suite.set("skipped", "0")
+    ET.indent(suites)
+    buffer = io.BytesIO()
+    ET.ElementTree(suites).write(buffer, encoding="utf-8", xml_declaration=True)
+    return buffer.getvalue() + b"\n"
+
+
+def format_table(verdict: Verdict) -> str:
+    """The human table: metric, max over inputs, tolerance, result."""
+    header = ["metric", "max over inputs", "tolerance", "result"]
+    rows = []
+    for m in verdict.metrics:
+        result = "pass" if m["passed"] else (f"FAIL ({len(m['failing_inputs'])}/{len(verdict.rows)} inputs, "
+                                             f"worst: input {m['worst_input']})")
+        rows.append([m["metric"], f"{m['max']:.3g}", f"{m['tolerance']:.3g}", result])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: onnxtopo check
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 1e-4, or inf to disable)") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a tolerance must be ≥ 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``check`` to an argparse subparsers object (``onnxtopo check --help``)."""
+    from .filtration import VERTEX_MODES
+    from .rules.op_pool import MAXPOOL_RULES
+
+    p = subparsers.add_parser(
+        "check", help="compare a model's topological fingerprint on a probe with a stored baseline (CI)",
+        description="Compare the H0 diagrams a model induces on a probe with a baseline written earlier "
+                    "(--write-baseline). Exit 0: every metric of every probe input is within its tolerance; "
+                    "1: the model drifted; 3/4/5/7: bad model, unsupported model, bad probe or baseline, "
+                    "memory limit. Tolerances are relative (see onnxtopo.fingerprint).",
+    )
+    p.add_argument("model", help="the .onnx model to check")
+    p.add_argument("--probe", required=True, help=".npy or .npz file of probe inputs, shape (n, *sample shape)")
+    p.add_argument("--key", help="which array of an .npz probe holding several")
+    p.add_argument("--baseline", required=True, help="baseline file (.npz) to compare with, or to write")
+    p.add_argument("--write-baseline", action="store_true",
+                   help="compute the fingerprint of MODEL on the probe and write it to --baseline, then exit 0")
+    for name, flag in (("bottleneck", "--tol-bottleneck"), ("wasserstein", "--tol-wasserstein"),
+                       ("total_persistence", "--tol-total-persistence"), ("betti", "--tol-betti")):
+        p.add_argument(flag, type=_tolerance, default=DEFAULT_TOLERANCES[name], metavar="X",
+                       help=f"relative tolerance (default: %(default)g; inf disables)")
+    p.add_argument("--wasserstein-q", type=int, choices=(1, 2), default=1,
+                   help="order q of the Wasserstein distance (default: %(default)s)")
+    p.add_argument("--report", help="write a JSON report (per input and per metric) to this file")
+    p.add_argument("--junit", help="write a JUnit XML file (one testcase per metric) to this file")
+    group = p.add_argument_group("fingerprint options (with --write-baseline; a check reuses the baseline's)")
+    group.add_argument("--h1", action="store_true", help="also fingerprint and check the H1 diagrams")
+    group.add_argument("--n-grid", type=_positive_int, default=DEFAULT_N_GRID,
+                       help="φ values of the Betti-curve grid (default: %(default)s)")
+    group.add_argument("--vertices", choices=VERTEX_MODES, default="max",
+                       help="vertex entry value: max incident φ (default) or +inf")
+    group.add_argument("--threshold", type=float, help="keep only edges with φ ≥ THRESHOLD")
+    group.add_argument("--percentile", type=float, help="per edge step, keep only edges above this percentile")
+    group.add_argument("--maxpool-rule", choices=MAXPOOL_RULES, default="window",
+                       help="MaxPool edges: whole window (default) or argmax only")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="processes analyzing batches (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print only the verdict line")
+    p.set_defaults(run=run)
+    return p
+
+
+def _option_conflicts(args, baseline: Fingerprint) -> list[str]:
+    """Fingerprint options given on the command line that differ from the baseline's."""
+    given = dict(h1=args.h1 or None, vertices=None if args.vertices == "max" else args.vertices,
+                 threshold=args.threshold, percentile=args.percentile,
+                 maxpool_rule=None if args.maxpool_rule == "window" else args.maxpool_rule)
+    return [f"--{k.replace('_', '-')} ({v} here, {baseline.options[k]} in the baseline)"
+            for k, v in given.items() if v is not None and v != baseline.options[k]]
+
+
+def run(args) -> int:
+    """``onnxtopo check``: write a baseline, or compare with one; returns the exit code."""
+    from .io import _atomic_write, load_inputs, write_json
+
+    started = time.perf_counter()
+    probe = load_inputs(args.probe, args.key)
+    source = dict(file=Path(args.probe).name, key=args.key)
+    if args.write_baseline:
+        fp = fingerprint(args.model, probe, h1=args.h1, n_grid=args.n_grid, vertices=args.vertices,
+                         threshold=args.threshold, percentile=args.percentile, maxpool_rule=args.maxpool_rule,
+                         batch_size=args.batch_size, workers=args.workers, probe_source=source)
+        fp.save(args.baseline)
+        print(f"wrote baseline {args.baseline}: {len(fp)} probe input(s), H0{' and H1' if args.h1 else ''} "
+              f"diagrams, Betti curves on {len(fp.grid)} φ values up to {fp.grid[-1]:.4g}")
+        return 0
+    tolerances = dict(bottleneck=args.tol_bottleneck, wasserstein=args.tol_wasserstein,
+                      total_persistence=args.tol_total_persistence, betti=args.tol_betti)
+    baseline = current = None
+    try:
+        baseline = Fingerprint.load(args.baseline)
+        conflicts = _option_conflicts(args, baseline)
+        if conflicts:
+            raise BadInputError(
+                "fingerprint options differ from the baseline's: " + "; ".join(conflicts)
+                + "; a check always uses the baseline's options (rewrite it with --write-baseline to change them)"
+            )
+        current, verdict = check(baseline, args.model, probe, tolerances=tolerances, q=args.wasserstein_q,
+                                 batch_size=args.batch_size, workers=args.workers)
+    except OnnxtopoError as exc:
+        # CI still gets its files, saying the check could not run; the CLI then reports the error.
+        seconds = time.perf_counter() - started
+        if args.report:
+            write_json(Path(args.report), report_dict(None, model=args.model, baseline_path=args.baseline,
+                                                      baseline=baseline, current=current, q=args.wasserstein_q,
+                                                      seconds=seconds, error=exc))
+        if args.junit:
+            _atomic_write(Path(args.junit), lambda f: f.write(junit_xml(None, model=args.model, seconds=seconds,
+                                                                          error=exc)))
+        raise
+    seconds = time.perf_counter() - started
+    if args.report:
+        write_json(Path(args.report), report_dict(verdict, model=args.model, baseline_path=args.baseline,
+                                                  baseline=baseline, current=current, q=args.wasserstein_q,
+                                                  seconds=seconds))
+    if args.junit:
+        _atomic_write(Path(args.junit), lambda f: f.write(junit_xml(verdict, model=args.model, seconds=seconds)))
+    if not args.quiet:
+        print(f"check {args.model} against {args.baseline} ({len(baseline)} probe inputs, "
+              f"Wasserstein q={args.wasserstein_q}):")
+        print(format_table(verdict))
+    failed = [m["metric"] for m in verdict.metrics if not m["passed"]]
+    print("verdict: pass" if verdict.passed else f"verdict: drift ({', '.join(failed)})")
+    return 0 if verdict.passed else 1
