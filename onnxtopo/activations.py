@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 import onnx
 
-from .errors import BadInputError, UnsupportedOpError
+from .errors import BadInputError, BadModelError, UnsupportedOpError
 from .plan import Plan
 
 
@@ -36,7 +36,7 @@ class ActivationRunner:
             else:
                 model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures come back as exceptions; no C++ log lines on stderr
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -46,8 +46,8 @@ class ActivationRunner:
         """Tensor name -> array with the batch axis first, for a validated batch ``x``."""
         try:
             values = self.session.run(self.tensors, {self.plan.input_name: x})
-        except Exception as exc:
-            raise BadInputError(f"onnxruntime failed on these inputs: {str(exc).splitlines()[0]}") from exc
+        except Exception as exc:  # inputs are validated already: the model cannot run
+            raise BadModelError(f"onnxruntime failed to run the model: {str(exc).strip().splitlines()[0]}") from exc
         out = dict(zip(self.tensors, values))
         out[self.plan.input_name] = x
         for step in self.plan.steps:

@@ -8,12 +8,13 @@ from typing import Iterator
 import numpy as np
 
 from .activations import ActivationRunner, validate_inputs
-from .errors import OnnxtopoError
+from .errors import BadInputError, InvalidFiltrationError
 from .filtration import superlevel_filtration
 from .graph import InducedGraph, build_graph, edge_blocks
 from .model import load_model
 from .homology import DEFAULT_CHUNK_EDGES, ENGINES, Persistence, dionysus_persistence, forest_persistence
 from .plan import Plan, PlanOptions, build_plan
+from .resources import check, default_limit, estimate
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,14 @@ class Analyzer:
                 for batch in batches for activations in [self.runner.run(batch)] for sample in range(len(batch)))
 
     def analyze(self, inputs, *, batch_size: int = 32, workers: int = 1, errors: str = "raise",
-                **options) -> Iterator[AnalysisResult]:
+                memory_limit="auto", **options) -> Iterator[AnalysisResult]:
         """Analyze each input, yielding results in input order as they are computed.
 
         ``options`` are those of ``AnalysisOptions``. With ``errors="skip"``, an input whose
-        analysis fails (NaN in an activation, say) yields a ``Failure`` instead of stopping the
-        run. The inputs are validated before this
+        analysis fails through its own fault (NaN in an activation, say) yields a ``Failure``
+        instead of stopping the run; a fault of the model stops it. ``memory_limit`` (bytes,
+        "auto": 80% of the memory available, or None) refuses, before any work, an analysis
+        estimated to need more (ResourceLimitError). The inputs are validated before this
         returns; the work happens as results are consumed. With ``workers`` > 1, batches are
         spread over that many processes, each with its own single-threaded onnxruntime session.
         The forest engine never holds a whole induced graph: its edges stream through it in
@@ -138,6 +141,8 @@ class Analyzer:
         if errors not in ("raise", "skip"):
             raise ValueError(f'errors must be "raise" or "skip", got {errors!r}')
         skip = errors == "skip"
+        need = estimate(self.plan, engine=opts.engine, h1=opts.h1, chunk_edges=opts.chunk_edges, batch_size=batch_size)
+        check(need, default_limit() if memory_limit == "auto" else memory_limit, workers=workers)
         batches = self.batches(inputs, batch_size)
         starts = np.cumsum([0] + [len(b) for b in batches[:-1]]).tolist()
         if workers < 1:
@@ -151,7 +156,7 @@ class Analyzer:
         """Results for one validated batch whose first input has index ``start``."""
         try:
             activations = self.runner.run(batch)
-        except OnnxtopoError as exc:
+        except BadInputError as exc:  # an input's own fault (say, an activation overflows)
             if not skip:
                 raise
             if len(batch) == 1:
@@ -162,7 +167,7 @@ class Analyzer:
         for sample in range(len(batch)):
             try:
                 results.append(self._analyze_one(start + sample, activations, sample, opts))
-            except OnnxtopoError as exc:
+            except (BadInputError, InvalidFiltrationError) as exc:
                 if not skip:
                     raise
                 results.append(Failure(start + sample, str(exc), exc.exit_code))

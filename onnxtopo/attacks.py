@@ -69,7 +69,7 @@ class OnnxClassifier:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
         proto = model if isinstance(model, onnx.ModelProto) else read_model(model)
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures come back as exceptions; no C++ log lines on stderr
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--key", help="which array of an .npz file holding several")
     analyze.add_argument("--out", default="onnxtopo-results", help="output directory (default: %(default)s)")
     analyze.add_argument("--h1", action="store_true", help="also compute the H1 diagram")
-    analyze.add_argument("--threshold", type=float, help="keep only edges with φ ≥ THRESHOLD")
-    analyze.add_argument("--percentile", type=float,
+    analyze.add_argument("--threshold", type=_finite, help="keep only edges with φ ≥ THRESHOLD")
+    analyze.add_argument("--percentile", type=_percentile,
                          help="per edge step, keep only edges with φ above this percentile (the reference's option)")
     analyze.add_argument("--vertices", choices=VERTEX_MODES, default="max",
                          help="vertex entry value: max incident φ (default) or +inf (all present from the start)")
@@ -69,12 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--adversarial", help="adversarial versions of the inputs (.npy/.npz), same order")
     experiment.add_argument("--adversarial-key", help="which array of an --adversarial .npz")
     experiment.add_argument("--attack", choices=("fgsm", "pgd"), help="compute adversarial inputs on the model")
-    experiment.add_argument("--eps", type=float, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
+    experiment.add_argument("--eps", type=_finite, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
     experiment.add_argument("--selection", choices=("all", "take", "top_k", "persistence"), default="all",
                             help="which persistent-subgraph edges are features (default: %(default)s)")
     experiment.add_argument("--take", type=_positive_int, help="pieces kept with --selection take")
     experiment.add_argument("--k", type=int, help="strongest edges kept with --selection top_k")
-    experiment.add_argument("--min-persistence", type=float, help="with --selection persistence")
+    experiment.add_argument("--min-persistence", type=_finite, help="with --selection persistence")
     experiment.add_argument("--folds", type=_positive_int, default=10, help="cross-validation folds (default: 10)")
     experiment.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffling and the SVM")
     experiment.add_argument("--out", default="onnxtopo-experiment",
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels-key", help="which array of a --labels .npz")
     plot.add_argument("--limit", type=_positive_int, help="use only the first N inputs for the class similarity")
     plot.add_argument("--attack", choices=("fgsm", "pgd"), help="adds clean vs adversarial diagrams of the input")
-    plot.add_argument("--eps", type=float, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
+    plot.add_argument("--eps", type=_finite, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
     plot.add_argument("--dpi", type=_positive_int, default=100, help="resolution of the PNGs (default: 100)")
     plot.add_argument("--out", default="onnxtopo-plots", help="output folder (default: %(default)s)")
     return parser
@@ -117,11 +117,32 @@ def _size(text: str):
         return text
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     try:
-        if text[-1:] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
+        size = int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
+    except (ValueError, OverflowError):
+        size = -1
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4G, 500M, auto or none)")
+    return size
+
+
+def _percentile(text: str) -> float:
+    try:
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4G, 500M, auto or none)") from None
+        value = float("nan")
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 100, got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _inspect(args) -> int:
@@ -164,9 +185,9 @@ def _analyze(args) -> int:
 
     analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
     plan = analyzer.plan
-    need = estimate(plan, engine=args.engine, h1=args.h1, chunk_edges=args.chunk_edges, batch_size=args.batch_size)
     limit = {"auto": default_limit(), "none": None}.get(args.memory_limit, args.memory_limit)
-    check(need, limit, workers=args.workers)
+    check(estimate(plan, engine=args.engine, h1=args.h1, chunk_edges=args.chunk_edges, batch_size=args.batch_size),
+          limit, workers=args.workers)
     inputs = validate_inputs(plan, load_inputs(args.inputs, args.key))
     options = dict(h1=args.h1, threshold=args.threshold, percentile=args.percentile, vertices=args.vertices,
                    engine=args.engine, maxpool_rule=args.maxpool_rule)
@@ -181,6 +202,7 @@ def _analyze(args) -> int:
     if done:
         print(f"resuming: {len(done)} of {len(inputs)} inputs already done in {out}/", file=sys.stderr)
     results = analyzer.analyze(inputs[todo], batch_size=args.batch_size, workers=args.workers, errors="skip",
+                               memory_limit=None,  # checked above, before anything was read
                                chunk_edges=args.chunk_edges, **{k: v for k, v in options.items() if k != "maxpool_rule"}) \
         if todo.size else iter(())
     with tqdm(total=len(inputs), initial=len(done), unit="input", disable=args.quiet, file=sys.stderr) as bar:

@@ -176,7 +176,10 @@ def _finite_matching_cost(a: np.ndarray, b: np.ndarray, q: int) -> float:
     rows = np.concatenate([i, np.arange(n), n + np.arange(m), n + j])
     cols = np.concatenate([j, m + np.arange(n), np.arange(m), m + i])
     weight = np.concatenate([cost, ra ** q, rb ** q, np.zeros(len(i))])
-    graph = coo_matrix((np.maximum(weight, _TINY), (rows, cols)), shape=(n + m, n + m)).tocsr()
+    # One extra, unconnected column: scipy then skips LAPJV's augmenting row reduction, whose
+    # price updates can be as small as the cost differences and loop for practically ever on
+    # nearly identical diagrams, and runs only the shortest augmenting paths (n + m of them).
+    graph = coo_matrix((np.maximum(weight, _TINY), (rows, cols)), shape=(n + m, n + m + 1)).tocsr()
     row, col = min_weight_full_bipartite_matching(graph)
     # The true cost of the matching (without the _TINY stand-ins for zeros).
     direct = (row < n) & (col < m)
@@ -188,22 +191,22 @@ def _finite_matching_cost(a: np.ndarray, b: np.ndarray, q: int) -> float:
 def _candidate_pairs(a, b, ra, rb) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j) with ‖a_i − b_j‖∞ ≤ ra_i + rb_j (a superset of the useful pairs for q ≥ 1).
 
-    Found as pairs within 2·ra_i of a_i plus pairs within 2·rb_j of b_j: the larger radius of
-    the two is at least half of ra_i + rb_j.
+    Found as the pairs within 2·ra_i of a_i, plus those within 2·rb_j of b_j that the first
+    query missed: the larger of the two radii is at least ra_i + rb_j. Each pair comes once.
     """
     from scipy.spatial import cKDTree
 
-    def near(points, radii, tree):
-        hits = tree.query_ball_point(points, r=2 * radii, p=np.inf)
+    def near(points, radii, others):
+        hits = cKDTree(others).query_ball_point(points, r=2 * radii, p=np.inf)
         lengths = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-        if lengths.sum() == 0:
+        if not lengths.any():
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.repeat(np.arange(len(points)), lengths), np.concatenate([np.asarray(h, np.int64) for h in hits])
 
-    ia, jb = near(a, ra, cKDTree(b))
-    jb2, ia2 = near(b, rb, cKDTree(a))
-    pairs = np.unique(np.stack([np.concatenate([ia, ia2]), np.concatenate([jb, jb2])]), axis=1)
-    return pairs[0], pairs[1]
+    i, j = near(a, ra, b)
+    j2, i2 = near(b, rb, a)
+    missed = np.abs(a[i2] - b[j2]).max(axis=1) > 2 * ra[i2]
+    return np.concatenate([i, i2[missed]]), np.concatenate([j, j2[missed]])
 
 
 def betti_curve(diagram, grid) -> np.ndarray:

@@ -41,8 +41,8 @@ def load_inputs(path, key: str | None = None) -> np.ndarray:
                 return archive[key]
     except BadInputError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise BadInputError(f"cannot read {str(path)!r} as a numpy file ({exc})") from exc
+    except Exception as exc:  # whatever numpy, zipfile or zlib raise on a corrupt file
+        raise BadInputError(f"cannot read {str(path)!r} as a numpy file ({type(exc).__name__}: {exc})") from exc
     raise BadInputError(f"input file {path.name!r} must be a .npy or .npz file")
 
 
@@ -133,11 +133,17 @@ def prepare_output(out: Path, *, model: Path, inputs: np.ndarray, options: dict,
     are never mixed in: a folder holding them is refused. Without ``resume`` everything is
     recomputed; with it, inputs whose two result files exist are kept.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot use {str(out)!r} as the output folder ({exc.strerror or exc})") from exc
     fingerprint = _fingerprint(model, inputs, options)
     manifest = out / "run.json"
     if manifest.exists():
-        previous = read_json(manifest).get("fingerprint")
+        try:
+            previous = read_json(manifest)["fingerprint"]
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise BadInputError(f"{str(manifest)!r} is not a run record of onnxtopo; choose another --out") from exc
         if previous != fingerprint:
             raise BadInputError(
                 f"{str(out)!r} holds results of another run (different model, inputs or options); "

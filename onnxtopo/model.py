@@ -78,19 +78,34 @@ def _tensors(graph):
 def _check_location(tensor, base: Path) -> None:
     entries = {e.key: e.value for e in tensor.external_data}
     location = entries.get("location", "")
-    target = (base / location).resolve()
-    if (not location or os.path.isabs(location) or ".." in Path(location).parts
-            or not target.is_relative_to(base)):
+    try:
+        target = (base / location).resolve()
+        inside = target.is_relative_to(base)
+        exists = target.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: not a file name at all
+        raise BadModelError(f"tensor {tensor.name!r} has an invalid external data location {location!r}") from None
+    if not location or os.path.isabs(location) or ".." in Path(location).parts or not inside:
         raise BadModelError(
             f"tensor {tensor.name!r} points to external data at {location!r}, outside the model's directory; "
             "onnxtopo reads external data only from files beside the model"
         )
-    if not target.is_file():
+    if not exists:
         raise BadModelError(f"tensor {tensor.name!r} needs the external data file {location!r}, which is missing")
+
+
+def _check_names(proto: onnx.ModelProto) -> None:
+    """Names must be text: protobuf hands back bytes for strings that are not valid UTF-8."""
+    graph = proto.graph
+    names = [v.name for v in [*graph.input, *graph.output, *graph.initializer]]
+    for node in graph.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+    if any(not isinstance(name, str) for name in names):
+        raise BadModelError("the model has node or tensor names that are not valid UTF-8 text")
 
 
 def check_trusted_ops(proto: onnx.ModelProto) -> None:
     """Refuse custom-domain ops, control flow and training-mode graphs before running anything."""
+    _check_names(proto)
     for node in proto.graph.node:
         name = node.name or "(unnamed)"
         if node.domain not in STANDARD_DOMAINS:
@@ -138,7 +153,7 @@ def _optimize_basic(proto: onnx.ModelProto) -> onnx.ModelProto:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures come back as exceptions; no C++ log lines on stderr
     with tempfile.TemporaryDirectory(prefix="onnxtopo-") as tmp:
         options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
         try:

@@ -9,18 +9,20 @@ by SAMPLE_STRIDE, which reveals any layout op that would mix samples.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errors import BadModelError, UnsupportedOpError
+from .errors import BadModelError, ResourceLimitError, UnsupportedOpError
 from .rules import EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, EdgeRule, attribute, refuse, supported_ops
 from .rules.op_pool import MAXPOOL_RULES
 from .rules.op_sum import COMBINE_OPS, operand_rules
 
 WALK_BATCH = 2
+MAX_TENSOR_ELEMENTS = 1 << 28  # per sample; AlexNet's largest tensor has 2·10^5
 SAMPLE_STRIDE = 1 << 40  # id shift of the walk's second sample; more than any layer count of vertices
 
 
@@ -189,6 +191,7 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
 
     def fresh(layer):
+        _check_size(layer.node or "(input)", layer.shape)
         ids = np.arange(layer.size, dtype=np.int64).reshape(layer.shape) + layer.offset
         return np.stack([ids + b * SAMPLE_STRIDE for b in range(walk_batch)])
 
@@ -209,43 +212,48 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         steps.append(EdgeStep(node.name, node.op_type, rule, layer.index, tensor, vertices))
 
     for node in graph.node:
-        data = [n for n in node.input if n and n not in constants]
-        if not data:
-            for name, value in zip(node.output, _fold(node, constants)):
-                constants[name] = np.asarray(value)
-            continue
-        kind = _kind(node, data)
-        blocker = next((blocked[n] for n in data if n in blocked), None)
-        if blocker is None:
-            reason = _why_unhandled(node, kind, data, placed)
-            if reason:
-                blocker = (node, reason)
-        if blocker is not None:
-            if kind in ("edges", "sum"):
-                raise _unsupported(*blocker)
-            blocked.update({n: blocker for n in node.output if n})
-            continue
-        index = placed[data[0]]
-        if kind == "edges":
-            rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
-            add_step(node, rule, new_layer(node, rule.out_shape), data[0])
-        elif kind == "sum":
-            _check_distinct_operands(node, [placed[n] for n in data])
-            rules = operand_rules(node, [placed[n].shape[1:] for n in data])
-            layer = new_layer(node, rules[0].out_shape)
-            for tensor, rule in zip(data, rules):
-                add_step(node, rule, layer, tensor)
-        elif kind == "shape":
-            start, end = attribute(node, "start", 0), attribute(node, "end", None)
-            constants[node.output[0]] = np.array(index.shape, dtype=np.int64)[start:end]
-        elif kind == "layout":
-            operands = [placed.get(n) if n and n not in constants else None for n in node.input]
-            moved = LAYOUT_OPS[node.op_type](node, operands, constants)
-            _check_samples_kept_apart(node, moved, walk_batch)
-            placed[node.output[0]] = moved
-        else:
-            _check_broadcast(node, index, constants)
-            placed[node.output[0]] = index
+        try:
+            data = [n for n in node.input if n and n not in constants]
+            if not data:
+                for name, value in zip(node.output, _fold(node, constants)):
+                    constants[name] = np.asarray(value)
+                continue
+            kind = _kind(node, data)
+            blocker = next((blocked[n] for n in data if n in blocked), None)
+            if blocker is None:
+                reason = _why_unhandled(node, kind, data, placed)
+                if reason:
+                    blocker = (node, reason)
+            if blocker is not None:
+                if kind in ("edges", "sum"):
+                    raise _unsupported(*blocker)
+                blocked.update({n: blocker for n in node.output if n})
+                continue
+            index = placed[data[0]]
+            if kind == "edges":
+                rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
+                add_step(node, rule, new_layer(node, rule.out_shape), data[0])
+            elif kind == "sum":
+                rules = operand_rules(node, [placed[n].shape[1:] for n in data])
+                _check_distinct_operands(node, [placed[n] for n in data])
+                layer = new_layer(node, rules[0].out_shape)
+                for tensor, rule in zip(data, rules):
+                    add_step(node, rule, layer, tensor)
+            elif kind == "shape":
+                start, end = attribute(node, "start", 0), attribute(node, "end", None)
+                constants[node.output[0]] = np.array(index.shape, dtype=np.int64)[start:end]
+            elif kind == "layout":
+                operands = [placed.get(n) if n and n not in constants else None for n in node.input]
+                moved = LAYOUT_OPS[node.op_type](node, operands, constants)
+                _check_samples_kept_apart(node, moved, walk_batch)
+                placed[node.output[0]] = moved
+            else:
+                _check_broadcast(node, index, constants)
+                placed[node.output[0]] = index
+        except MemoryError:
+            raise ResourceLimitError(
+                f"node {node.name or '(unnamed)'!r} ({node.op_type}): planning it needs more memory than is available"
+            ) from None
 
     if not steps:
         raise UnsupportedOpError(
@@ -253,6 +261,16 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         )
     ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()})
     return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options)
+
+
+def _check_size(where: str, shape) -> None:
+    """Refuse tensors too large to plan (a corrupt or hostile dimension) before allocating them."""
+    size = math.prod(int(n) for n in shape)
+    if size > MAX_TENSOR_ELEMENTS:
+        raise ResourceLimitError(
+            f"{where}: a tensor of shape {tuple(shape)} has {size:,} elements per sample; onnxtopo plans "
+            f"tensors of at most {MAX_TENSOR_ELEMENTS:,}"
+        )
 
 
 def _kind(node, data) -> str | None:

@@ -22,6 +22,8 @@ class ConvRule(EdgeRule):
         if len(node.input) < 2 or node.input[1] not in constants:
             raise refuse(node, "its kernel is not a constant", "onnxtopo needs trained, fixed weights")
         self.kernel = np.asarray(constants[node.input[1]], dtype=np.float64)
+        if self.kernel.ndim < 3:
+            raise refuse(node, f"its kernel has shape {self.kernel.shape}; expected (M, C/group, k1, ...)")
         if len(in_shape) < 2:
             raise refuse(node, f"its input has per-sample shape {in_shape}, expected (C, spatial...)")
         channels, spatial = in_shape[0], tuple(in_shape[1:])

@@ -7,9 +7,14 @@ output. Concat joins vertices of several tensors; Pad adds constants (id -1), no
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import attribute, layout_op, refuse
+
+
+MAX_PADDED_ELEMENTS = 1 << 28  # per sample
 
 
 def _constant_operand(node, constants, position: int, what: str):
@@ -63,8 +68,12 @@ def squeeze(node, operands, constants):
     index = operands[0]
     axes = _axes(node, constants)
     if axes is None:
-        axes = [i for i, n in enumerate(index.shape) if n == 1]
-    return np.squeeze(index, axis=tuple(a % index.ndim for a in axes))
+        axes = [i for i, n in enumerate(index.shape) if n == 1 and i > 0]
+    axes = [a % index.ndim for a in axes]
+    if any(a == 0 or index.shape[a] != 1 for a in axes):
+        raise refuse(node, f"it squeezes axes {axes} of a tensor of shape (batch, {', '.join(map(str, index.shape[1:]))})",
+                     "only sample axes of size 1 can be squeezed")
+    return np.squeeze(index, axis=tuple(axes))
 
 
 @layout_op("Unsqueeze")
@@ -81,7 +90,14 @@ def unsqueeze(node, operands, constants):
 def concat(node, operands, constants):
     if any(op is None for op in operands):
         raise refuse(node, "it concatenates constants with activations")
-    return np.concatenate(operands, axis=attribute(node, "axis"))
+    axis = attribute(node, "axis")
+    rank = operands[0].ndim
+    if axis is None or not -rank <= axis < rank or any(op.ndim != rank for op in operands):
+        raise refuse(node, f"axis {axis} does not fit operands of rank {rank}")
+    try:
+        return np.concatenate(operands, axis=axis)
+    except ValueError:
+        raise refuse(node, f"its operands of shapes {[op.shape for op in operands]} cannot be joined") from None
 
 
 @layout_op("Pad")
@@ -98,6 +114,9 @@ def pad(node, operands, constants):
         widths[axis] = (pads[i], pads[i + len(axes)])
     if min(min(w) for w in widths) < 0:
         raise refuse(node, "negative pads (cropping) are not supported")
+    padded = [n + sum(w) for n, w in zip(index.shape, widths)]
+    if widths[0] != (0, 0) or math.prod(padded[1:]) > MAX_PADDED_ELEMENTS:
+        raise refuse(node, f"its pads {pads} would make a tensor of shape {tuple(padded)}")
     if mode == "constant":
         # Padding holds a constant, not a neuron: it makes no vertex and no edge.
         return np.pad(index, widths, mode="constant", constant_values=-1)
