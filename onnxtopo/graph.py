@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from .errors import BadModelError
+
 from .plan import Plan
 
 
@@ -131,7 +133,10 @@ def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertic
     """
     offset = plan.layers[step.target].offset
     for pattern in step.rule.chunks(None if step.repeats else max_edges):
-        values = step.rule.edge_values(h, pattern)
+        with np.errstate(invalid="ignore", over="ignore"):
+            values = step.rule.edge_values(h, pattern)
+        if not np.isfinite(values).all():  # activations are finite, so a weight is not
+            raise BadModelError(f"node {step.node or '(unnamed)'!r} ({step.op_type}) has infinite or NaN weights")
         if keep_zeros:
             src, dst = step.input_vertices[pattern.src], pattern.dst + offset
         else:

@@ -109,3 +109,12 @@ def test_bytes_with_external_data_are_refused(tmp_path):
     path = save_with_external(dense_model(), tmp_path, "w.bin")
     with pytest.raises(BadModelError, match="pass the model's path"):
         onnxtopo.inspect(open(path, "rb").read())
+
+
+def test_non_finite_weights_are_refused():
+    model = dense_model()
+    weight = numpy_helper.to_array(model.graph.initializer[0]).copy()
+    weight[0, 0] = np.inf
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(weight, "w"))
+    with pytest.raises(BadModelError, match="infinite or NaN weights"):
+        onnxtopo.analyze(model, np.array([[0, 1, 1, 1]], dtype=np.float32))
