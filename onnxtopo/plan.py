@@ -304,7 +304,9 @@ def _why_unhandled(node, kind, data, placed) -> str:
 
 def _check_distinct_operands(node, operands):
     """Refuse a sum in which one neuron would reach the same output twice (parallel edges)."""
-    ids = np.stack(np.broadcast_arrays(*operands)).reshape(len(operands), -1)
+    rank = max(op.ndim for op in operands)  # align sample axes to the right, batch axis first
+    aligned = [op.reshape(op.shape[0], *[1] * (rank - op.ndim), *op.shape[1:]) for op in operands]
+    ids = np.stack(np.broadcast_arrays(*aligned)).reshape(len(operands), -1)
     ids = np.sort(ids, axis=0)
     if ((ids[1:] == ids[:-1]) & (ids[1:] >= 0)).any():
         raise refuse(node, "it adds a neuron to itself (the same vertex in two operands)",
