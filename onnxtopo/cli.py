@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, fingerprint, zoo
 from .activations import validate_inputs
 from .errors import BadInputError, OnnxtopoError
 from .filtration import VERTEX_MODES
@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--eps", type=_finite, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
     plot.add_argument("--dpi", type=_positive_int, default=100, help="resolution of the PNGs (default: 100)")
     plot.add_argument("--out", default="onnxtopo-plots", help="output folder (default: %(default)s)")
+
+    fingerprint.add_parser(sub)
+    zoo.add_parser(sub)
     return parser
 
 
@@ -321,7 +324,8 @@ def _plot(args) -> int:
     return 0
 
 
-COMMANDS = {"inspect": _inspect, "analyze": _analyze, "experiment": _experiment, "plot": _plot}
+COMMANDS = {"inspect": _inspect, "analyze": _analyze, "experiment": _experiment, "plot": _plot,
+            "check": fingerprint.run, "zoo": zoo.run}
 
 
 def main(argv=None) -> int:

@@ -37,8 +37,11 @@ Distances (per probe input, baseline D vs current D')
 -----------------------------------------------------
 Both distances use the L∞ ground metric between points (as dionysus/hera do), under which a
 finite point (b, d) lies (b − d)/2 from the diagonal. Essential classes are matched only with
-essential classes: if the numbers of essential classes differ the distances are +inf (so the
-check fails), otherwise essential points are matched by sorted births.
+essential classes, as dionysus does (checked: [(0, inf)] vs [] gives inf in both of its
+distances, [(0, inf)] vs [(1, inf)] gives 1, and with q = 2, [(0, inf), (0, 2)] vs
+[(1, inf), (0, 3)] gives √2: an essential pair's |Δbirth| enters the sum like any matched pair's
+cost): if the numbers of essential classes differ the distances are +inf (so the check fails),
+otherwise essential points are matched in order of birth, which is optimal on a line.
 
 * **bottleneck**: ``dionysus.bottleneck_distance`` with ``delta=0`` (exact), after mapping each
   superlevel point (b, d) to the sublevel point (−b, −d) (birth ≤ death) and an essential class
@@ -52,7 +55,9 @@ check fails), otherwise essential points are matched by sorted births.
   available as ``engine="dionysus"`` but is not the default: on diagrams that differ only by
   float32 rounding, which is exactly what ``check`` compares for a re-exported model, its
   auction does not terminate (dionysus issues #6 and #39); where it terminates it agrees with
-  the exact matching (tested).
+  the exact matching (tested). Cost: milliseconds for the CCFF's few hundred points per input;
+  seconds for diagrams of thousands of points spread far from the diagonal (resnet-mini:
+  about 4,000 points, 4.8 million candidate pairs, 7 s per input).
 
 The checked metrics are relative, so one tolerance suits models whatever their φ scale:
 
@@ -65,6 +70,17 @@ The checked metrics are relative, so one tolerance suits models whatever their �
 
 Each comparison also records the absolute distances, Δ point counts, Δ essential counts and the
 L1/L∞ distances between Betti curves (in counts).
+
+``onnxtopo check`` exits 0 when every gated metric of every probe input is within its
+tolerance, 1 when one is not (the model drifted), and with onnxtopo's error codes when it cannot
+compare (3 bad model, 4 unsupported model, 5 bad probe, other probe or bad baseline, 7 memory).
+``--report`` writes JSON: ``verdict`` ("pass", "drift" or "error"), ``tolerances``, ``metrics``
+(per gated metric: ``max`` over inputs, ``worst_input``, ``failing_inputs``, ``passed``),
+``inputs`` (every value of every input), the two models' provenance and ``same_model_file``;
+JSON having no infinity, +inf is written as the string "inf". ``--junit`` writes one
+``<testsuite>`` with one ``<testcase>`` per gated metric, a ``<failure>`` listing the failing
+inputs when it drifted, or a single ``<error>`` testcase when the check could not run (the
+JSON report then has ``verdict: "error"`` and the ``exit_code``).
 """
 
 from __future__ import annotations
@@ -74,7 +90,6 @@ import hashlib
 import io
 import json
 import math
-import sys
 import time
 import zipfile
 import zlib
@@ -90,20 +105,23 @@ FORMAT = "onnxtopo-fingerprint"
 FORMAT_VERSION = 1
 DEFAULT_N_GRID = 64
 
-#: Default tolerances of ``check`` (all relative, see the module's docstring). Exporters differ by
-#: float32 rounding: on the shipped CCFF the TorchScript, dynamo, tf2onnx and jax2onnx exports
-#: give relative drifts ≤ 4e-7 (bottleneck), 1e-7 (Wasserstein), 3e-7 (total persistence) and 0
-#: (Betti curves). A real change moves these by 1e-3 to 1 (pruning, a few SGD steps, a swapped
-#: kernel or activation). 1e-4 sits ~250× above the rounding noise and ~10× below the smallest
-#: real change measured; accumulating float32 dot products in another order (another exporter's
-#: fused kernels, another onnxruntime build) costs about sqrt(fan-in) × 6e-8 ≈ 2e-6, still 50×
-#: below. The Betti curves are integer counts on a 64-value grid: one point moved across a grid
-#: value by rounding changes β0 by 1 at one grid value, about 0.1 % of the curve's mass; 1e-2
-#: tolerates a few such flips while a real change moves the curve by several percent.
+#: Default tolerances of ``check`` (all relative, see the module's docstring). Exporters differ
+#: by float32 rounding: against the shipped TorchScript CCFF on 8 held-out images, the dynamo
+#: re-export gives exactly 0 and the tf2onnx and jax2onnx ones at most 3.7e-7 (bottleneck),
+#: 1.4e-8 (W1; 9.4e-8 for W2), 5.6e-8 (total persistence) and 0 (Betti). Real changes move every
+#: input: the mildest one tried, 20 gradient steps on the last layer, gives 5e-3 to 0.046
+#: (bottleneck), 4e-4 to 3e-3 (W1), 4e-4 to 0.015 (total persistence); pruning, a swapped
+#: kernel or activation give far more. 1e-4 sits ~270× above the rounding noise and below every
+#: input of that mildest change; float32 sums accumulated in another order (other fused kernels,
+#: another onnxruntime build) cost about sqrt(fan-in) × 6e-8 ≈ 2e-6, still 50× below. Betti
+#: curves are integer counts on the grid: a point that rounding moves across a grid value
+#: changes one count by 1, about 0.1 % of the curve's mass; 1e-2 tolerates a few such flips,
+#: while the mildest change moves the worst input's curve by 3.7 %.
 DEFAULT_TOLERANCES = {"bottleneck": 1e-4, "wasserstein": 1e-4, "total_persistence": 1e-4, "betti": 1e-2}
 
-#: Values below this are stored as the weight of zero-cost edges in the sparse matching, which
-#: treats absent entries as missing edges. It adds at most (number of points) × 1e-300.
+#: Weight standing for 0 in the sparse matching, which takes absent entries for missing edges
+#: (costs of identical points, diagonal-to-diagonal edges). The cost reported is recomputed from
+#: the points, so this never enters it.
 _TINY = 1e-300
 
 
@@ -180,11 +198,16 @@ def _finite_matching_cost(a: np.ndarray, b: np.ndarray, q: int) -> float:
     # price updates can be as small as the cost differences and loop for practically ever on
     # nearly identical diagrams, and runs only the shortest augmenting paths (n + m of them).
     graph = coo_matrix((np.maximum(weight, _TINY), (rows, cols)), shape=(n + m, n + m + 1)).tocsr()
+    if graph.nnz != len(weight):
+        # A pair found by both queries (a rounding tie at the radius) was summed: drop repeats.
+        _, first = np.unique(rows * (n + m + 1) + cols, return_index=True)
+        graph = coo_matrix((np.maximum(weight, _TINY)[first], (rows[first], cols[first])),
+                           shape=(n + m, n + m + 1)).tocsr()
     row, col = min_weight_full_bipartite_matching(graph)
-    # The true cost of the matching (without the _TINY stand-ins for zeros).
+    # The cost of that matching, from the points (the _TINY stand-ins for zeros do not enter).
     direct = (row < n) & (col < m)
-    return float(np.abs(a[row[direct]] - b[col[direct]]).max(axis=1).__pow__(q).sum()
-                 + (ra[row[(row < n) & (col >= m)]] ** q).sum()
+    matched = np.abs(a[row[direct]] - b[col[direct]]).max(axis=1) ** q
+    return float(matched.sum() + (ra[row[(row < n) & (col >= m)]] ** q).sum()
                  + (rb[col[(row >= n) & (col < m)]] ** q).sum())
 
 
@@ -230,7 +253,7 @@ def total_persistence(diagram) -> float:
 # Fingerprints
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Fingerprint:
     """Diagrams, Betti curves and summaries of a model on a probe, with provenance (``meta``)."""
 
@@ -288,14 +311,15 @@ class Fingerprint:
 
     @classmethod
     def _from_arrays(cls, arrays: dict) -> "Fingerprint":
-        if "meta" not in arrays:
-            raise BadInputError("not an onnxtopo baseline (no 'meta' array)")
+        if "meta" not in arrays or arrays["meta"].dtype != np.uint8:
+            raise BadInputError("not an onnxtopo baseline (no uint8 'meta' array)")
         try:
-            meta = json.loads(arrays["meta"].astype(np.uint8).tobytes().decode("utf-8"))
+            meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadInputError(f"damaged baseline: its 'meta' is not UTF-8 JSON ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise BadInputError(f"not an onnxtopo baseline (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise BadInputError(f"not an onnxtopo baseline (format {found!r}, expected {FORMAT!r})")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise BadInputError(
@@ -305,7 +329,10 @@ class Fingerprint:
         try:
             n = len(meta["inputs"])
             h1 = bool(meta["options"]["h1"])
-            meta["probe"]["sha256"]
+            for key in ("threshold", "percentile", "vertices", "maxpool_rule"):  # what check() reuses
+                meta["options"][key]
+            if not isinstance(meta["probe"]["sha256"], str) or not isinstance(meta["probe"]["shape"], list):
+                raise ValueError("the probe's sha256 and shape are missing")
             grid = np.asarray(arrays["grid"], dtype=np.float64)
             h0 = [_diagram(arrays[f"h0_{i:05d}"]) for i in range(n)]
             betti0 = np.asarray(arrays["betti0"])
@@ -373,6 +400,8 @@ def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int
     from .activations import validate_inputs
     from .api import Analyzer
 
+    if vertices not in ("max", "inf"):  # an array of vertex values would not fit the JSON header
+        raise ValueError(f'vertices must be "max" or "inf" in a fingerprint, got {vertices!r}')
     proto, identity = model_identity(model)
     analyzer = Analyzer(proto, maxpool_rule=maxpool_rule)
     probe = validate_inputs(analyzer.plan, probe_inputs)
@@ -605,6 +634,23 @@ def _tolerance(text: str) -> float:
     return value
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def _percentile(text: str) -> float:
+    value = _finite(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"a percentile lies in [0, 100], got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -630,10 +676,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--baseline", required=True, help="baseline file (.npz) to compare with, or to write")
     p.add_argument("--write-baseline", action="store_true",
                    help="compute the fingerprint of MODEL on the probe and write it to --baseline, then exit 0")
-    for name, flag in (("bottleneck", "--tol-bottleneck"), ("wasserstein", "--tol-wasserstein"),
-                       ("total_persistence", "--tol-total-persistence"), ("betti", "--tol-betti")):
-        p.add_argument(flag, type=_tolerance, default=DEFAULT_TOLERANCES[name], metavar="X",
-                       help=f"relative tolerance (default: %(default)g; inf disables)")
+    for name, what in (("bottleneck", "bottleneck distance / largest birth"),
+                       ("wasserstein", "Wasserstein distance / q-norm of the births"),
+                       ("total_persistence", "|Δ total persistence| / total persistence"),
+                       ("betti", "L1 distance of Betti curves / L1 norm of the baseline's")):
+        p.add_argument(f"--tol-{name.replace('_', '-')}", type=_tolerance, default=DEFAULT_TOLERANCES[name],
+                       metavar="X", help=f"tolerance on {what} (default: %(default)g; inf disables)")
     p.add_argument("--wasserstein-q", type=int, choices=(1, 2), default=1,
                    help="order q of the Wasserstein distance (default: %(default)s)")
     p.add_argument("--report", help="write a JSON report (per input and per metric) to this file")
@@ -644,8 +692,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="φ values of the Betti-curve grid (default: %(default)s)")
     group.add_argument("--vertices", choices=VERTEX_MODES, default="max",
                        help="vertex entry value: max incident φ (default) or +inf")
-    group.add_argument("--threshold", type=float, help="keep only edges with φ ≥ THRESHOLD")
-    group.add_argument("--percentile", type=float, help="per edge step, keep only edges above this percentile")
+    group.add_argument("--threshold", type=_finite, help="keep only edges with φ ≥ THRESHOLD")
+    group.add_argument("--percentile", type=_percentile, help="per edge step, keep only edges above this percentile")
     group.add_argument("--maxpool-rule", choices=MAXPOOL_RULES, default="window",
                        help="MaxPool edges: whole window (default) or argmax only")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
@@ -669,9 +717,9 @@ def run(args) -> int:
     from .io import _atomic_write, load_inputs, write_json
 
     started = time.perf_counter()
-    probe = load_inputs(args.probe, args.key)
-    source = dict(file=Path(args.probe).name, key=args.key)
     if args.write_baseline:
+        probe = load_inputs(args.probe, args.key)
+        source = dict(file=Path(args.probe).name, key=args.key)
         fp = fingerprint(args.model, probe, h1=args.h1, n_grid=args.n_grid, vertices=args.vertices,
                          threshold=args.threshold, percentile=args.percentile, maxpool_rule=args.maxpool_rule,
                          batch_size=args.batch_size, workers=args.workers, probe_source=source)
@@ -682,7 +730,22 @@ def run(args) -> int:
     tolerances = dict(bottleneck=args.tol_bottleneck, wasserstein=args.tol_wasserstein,
                       total_persistence=args.tol_total_persistence, betti=args.tol_betti)
     baseline = current = None
+
+    def write_reports(verdict, error=None):
+        """The JSON report and the JUnit file, when asked for: also when the check could not run."""
+        seconds = time.perf_counter() - started
+        if args.report:
+            Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+            write_json(Path(args.report), report_dict(verdict, model=args.model, baseline_path=args.baseline,
+                                                      baseline=baseline, current=current, q=args.wasserstein_q,
+                                                      seconds=seconds, error=error))
+        if args.junit:
+            xml = junit_xml(verdict, model=args.model, seconds=seconds, error=error)
+            Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(Path(args.junit), lambda f: f.write(xml))
+
     try:
+        probe = load_inputs(args.probe, args.key)
         baseline = Fingerprint.load(args.baseline)
         conflicts = _option_conflicts(args, baseline)
         if conflicts:
@@ -693,23 +756,9 @@ def run(args) -> int:
         current, verdict = check(baseline, args.model, probe, tolerances=tolerances, q=args.wasserstein_q,
                                  batch_size=args.batch_size, workers=args.workers)
     except OnnxtopoError as exc:
-        # CI still gets its files, saying the check could not run; the CLI then reports the error.
-        seconds = time.perf_counter() - started
-        if args.report:
-            write_json(Path(args.report), report_dict(None, model=args.model, baseline_path=args.baseline,
-                                                      baseline=baseline, current=current, q=args.wasserstein_q,
-                                                      seconds=seconds, error=exc))
-        if args.junit:
-            _atomic_write(Path(args.junit), lambda f: f.write(junit_xml(None, model=args.model, seconds=seconds,
-                                                                          error=exc)))
+        write_reports(None, exc)  # CI gets files saying the check could not run; the CLI reports the error
         raise
-    seconds = time.perf_counter() - started
-    if args.report:
-        write_json(Path(args.report), report_dict(verdict, model=args.model, baseline_path=args.baseline,
-                                                  baseline=baseline, current=current, q=args.wasserstein_q,
-                                                  seconds=seconds))
-    if args.junit:
-        _atomic_write(Path(args.junit), lambda f: f.write(junit_xml(verdict, model=args.model, seconds=seconds)))
+    write_reports(verdict)
     if not args.quiet:
         print(f"check {args.model} against {args.baseline} ({len(baseline)} probe inputs, "
               f"Wasserstein q={args.wasserstein_q}):")
