@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-from .errors import BadModelError
 
 from .plan import Plan
 
@@ -132,16 +131,13 @@ def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertic
     are built whole so that no such pair straddles chunks.
     """
     offset = plan.layers[step.target].offset
-    for pattern in step.rule.chunks(None if step.repeats else max_edges):
-        with np.errstate(invalid="ignore", over="ignore"):
-            values = step.rule.edge_values(h, pattern)
-        if not np.isfinite(values).all():  # activations are finite, so a weight is not
-            raise BadModelError(f"node {step.node or '(unnamed)'!r} ({step.op_type}) has infinite or NaN weights")
-        if keep_zeros:
-            src, dst = step.input_vertices[pattern.src], pattern.dst + offset
-        else:
-            nonzero = np.flatnonzero(values)
-            src, dst, values = step.input_vertices[pattern.src[nonzero]], pattern.dst[nonzero] + offset, values[nonzero]
+    rule, limit = step.rule, None if step.repeats else max_edges
+    if keep_zeros:
+        parts = ((p.src, p.dst, rule.edge_values(h, p)) for p in rule.chunks(limit))
+    else:
+        parts = rule.nonzero_edges(h, limit)
+    for src, dst, values in parts:
+        src, dst = step.input_vertices[src], dst + offset
         if step.reads_constants:
             neuron = src >= 0
             src, dst, values = src[neuron], dst[neuron], values[neuron]

@@ -231,6 +231,7 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                 continue
             index = placed[data[0]]
             if kind == "edges":
+                _check_finite(node, constants)
                 rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
                 add_step(node, rule, new_layer(node, rule.out_shape), data[0])
             elif kind == "sum":
@@ -244,7 +245,10 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                 constants[node.output[0]] = np.array(index.shape, dtype=np.int64)[start:end]
             elif kind == "layout":
                 operands = [placed.get(n) if n and n not in constants else None for n in node.input]
-                moved = LAYOUT_OPS[node.op_type](node, operands, constants)
+                try:
+                    moved = LAYOUT_OPS[node.op_type](node, operands, constants)
+                except ValueError as exc:  # numpy refusing the layout: it does not fit the tensor
+                    raise refuse(node, f"its layout does not fit its input ({exc})") from None
                 _check_samples_kept_apart(node, moved, walk_batch)
                 placed[node.output[0]] = moved
             else:
@@ -261,6 +265,15 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         )
     ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()})
     return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options)
+
+
+def _check_finite(node, constants) -> None:
+    """Weights must be finite: an infinite one would give edges without a φ (inf · 0)."""
+    for name in node.input:
+        value = constants.get(name)
+        if value is not None and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise BadModelError(f"node {node.name or '(unnamed)'!r} ({node.op_type}) has infinite or NaN "
+                                f"weights in {name!r}")
 
 
 def _check_size(where: str, shape) -> None:

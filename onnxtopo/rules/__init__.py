@@ -126,6 +126,17 @@ class EdgeRule:
         """The candidate edges of the parts in ``part``, in pattern order."""
         raise NotImplementedError
 
+    def nonzero_edges(self, h: np.ndarray, max_edges: int | None = None):
+        """(src, dst, w·h) of the pattern's edges with w·h ≠ 0, in pattern order, chunk by chunk.
+
+        Rules whose zero products are cheap to skip before building edges (a dense layer after
+        a ReLU) override this.
+        """
+        for pattern in self.chunks(max_edges):
+            values = self.edge_values(h, pattern)
+            nonzero = np.flatnonzero(values)
+            yield pattern.src[nonzero], pattern.dst[nonzero], values[nonzero]
+
     def edge_values(self, h: np.ndarray, pattern: EdgePattern | None = None) -> np.ndarray:
         """Signed w·h_u for every edge of ``pattern`` (default: the whole pattern), given one
         sample's flat data input."""

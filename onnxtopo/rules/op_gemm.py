@@ -31,6 +31,19 @@ class DenseRule(EdgeRule):
         self.outer_size = matrix.shape[0]  # parts are input rows k, for every leading index
         self.edges_per_outer = int(np.prod(self.in_shape[:-1])) * matrix.shape[1]
 
+    def nonzero_edges(self, h: np.ndarray, max_edges: int | None = None):
+        """Only the rows of inputs with h ≠ 0 are built: after a ReLU most rows are skipped."""
+        k_all, n = self.matrix.shape
+        active = np.flatnonzero(h)  # flat (lead, k) positions, ascending: pattern order
+        rows_per_chunk = len(active) if max_edges is None else max(1, max_edges // max(n, 1))
+        for start in range(0, len(active), max(rows_per_chunk, 1)):
+            rows = active[start:start + rows_per_chunk]
+            values = (h[rows, None] * self.matrix[rows % k_all]).ravel()
+            src = np.repeat(rows, n)
+            dst = (np.repeat(rows // k_all, n) * n + np.tile(np.arange(n), len(rows)))
+            nonzero = np.flatnonzero(values)
+            yield src[nonzero], dst[nonzero], values[nonzero]
+
     def build_pattern(self, part: slice) -> EdgePattern:
         k_all, n = self.matrix.shape
         k = np.arange(k_all)[part]

@@ -60,6 +60,8 @@ def reshape(node, operands, constants):
 def transpose(node, operands, constants):
     index = operands[0]
     perm = attribute(node, "perm")
+    if perm is not None and sorted(perm) != list(range(index.ndim)):
+        raise refuse(node, f"perm {list(perm)} is not a permutation of the {index.ndim} axes of its input")
     return np.transpose(index, perm)
 
 
