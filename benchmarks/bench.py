@@ -230,7 +230,6 @@ def alexnet_model(seed: int = 0):
     constant through the layers, so activations neither vanish nor explode; small random biases
     are included as in the real model (they add no edges).
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)

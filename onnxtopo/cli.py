@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, fingerprint, zoo
+from .argtypes import finite, percentile, positive_int, size
 from .activations import validate_inputs
 from .errors import BadInputError, OnnxtopoError
 from .filtration import VERTEX_MODES
@@ -45,20 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--key", help="which array of an .npz file holding several")
     analyze.add_argument("--out", default="onnxtopo-results", help="output directory (default: %(default)s)")
     analyze.add_argument("--h1", action="store_true", help="also compute the H1 diagram")
-    analyze.add_argument("--threshold", type=_finite, help="keep only edges with φ ≥ THRESHOLD")
-    analyze.add_argument("--percentile", type=_percentile,
+    analyze.add_argument("--threshold", type=finite, help="keep only edges with φ ≥ THRESHOLD")
+    analyze.add_argument("--percentile", type=percentile,
                          help="per edge step, keep only edges with φ above this percentile (the reference's option)")
     analyze.add_argument("--vertices", choices=VERTEX_MODES, default="max",
                          help="vertex entry value: max incident φ (default) or +inf (all present from the start)")
     analyze.add_argument("--engine", choices=tuple(ENGINES), default="forest",
                          help="persistence engine: onnxtopo's exact spanning-forest engine (default) or dionysus")
-    analyze.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
-    analyze.add_argument("--chunk-edges", type=_positive_int, default=DEFAULT_CHUNK_EDGES,
+    analyze.add_argument("--batch-size", type=positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
+    analyze.add_argument("--chunk-edges", type=positive_int, default=DEFAULT_CHUNK_EDGES,
                          help="forest engine: edges gathered before each reduction (default: %(default)s)")
-    analyze.add_argument("--memory-limit", type=_size, default="auto",
+    analyze.add_argument("--memory-limit", type=size, default="auto",
                          help="refuse runs estimated to need more memory, e.g. 4G or 500M; 'auto' (default): "
                               "80%% of the memory available now; 'none': no limit")
-    analyze.add_argument("--workers", type=_positive_int, default=1,
+    analyze.add_argument("--workers", type=positive_int, default=1,
                          help="processes analyzing batches in parallel (default: %(default)s; try the number of cores)")
     analyze.add_argument("--resume", action="store_true",
                          help="keep the results already in --out from the same model, inputs and options; do the rest")
@@ -69,13 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--adversarial", help="adversarial versions of the inputs (.npy/.npz), same order")
     experiment.add_argument("--adversarial-key", help="which array of an --adversarial .npz")
     experiment.add_argument("--attack", choices=("fgsm", "pgd"), help="compute adversarial inputs on the model")
-    experiment.add_argument("--eps", type=_finite, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
+    experiment.add_argument("--eps", type=finite, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
     experiment.add_argument("--selection", choices=("all", "take", "top_k", "persistence"), default="all",
                             help="which persistent-subgraph edges are features (default: %(default)s)")
-    experiment.add_argument("--take", type=_positive_int, help="pieces kept with --selection take")
+    experiment.add_argument("--take", type=positive_int, help="pieces kept with --selection take")
     experiment.add_argument("--k", type=int, help="strongest edges kept with --selection top_k")
-    experiment.add_argument("--min-persistence", type=_finite, help="with --selection persistence")
-    experiment.add_argument("--folds", type=_positive_int, default=10, help="cross-validation folds (default: 10)")
+    experiment.add_argument("--min-persistence", type=finite, help="with --selection persistence")
+    experiment.add_argument("--folds", type=positive_int, default=10, help="cross-validation folds (default: 10)")
     experiment.add_argument("--seed", type=int, default=0, help="seed of the folds' shuffling and the SVM")
     experiment.add_argument("--out", default="onnxtopo-experiment",
                             help="folder for experiment.json and experiment.csv (default: %(default)s)")
@@ -87,10 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--index", type=int, default=0, help="the input drawn (default: 0)")
     plot.add_argument("--labels", help="labels (.npy/.npz): adds the class similarity of the inputs' subgraphs")
     plot.add_argument("--labels-key", help="which array of a --labels .npz")
-    plot.add_argument("--limit", type=_positive_int, help="use only the first N inputs for the class similarity")
+    plot.add_argument("--limit", type=positive_int, help="use only the first N inputs for the class similarity")
     plot.add_argument("--attack", choices=("fgsm", "pgd"), help="adds clean vs adversarial diagrams of the input")
-    plot.add_argument("--eps", type=_finite, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
-    plot.add_argument("--dpi", type=_positive_int, default=100, help="resolution of the PNGs (default: 100)")
+    plot.add_argument("--eps", type=finite, default=0.1, help="L∞ radius of --attack (default: %(default)s)")
+    plot.add_argument("--dpi", type=positive_int, default=100, help="resolution of the PNGs (default: 100)")
     plot.add_argument("--out", default="onnxtopo-plots", help="output folder (default: %(default)s)")
 
     fingerprint.add_parser(sub)
@@ -103,49 +104,7 @@ def labelled_inputs(p):
     p.add_argument("--key", help="which array of an --inputs .npz")
     p.add_argument("--labels", required=True, help="true classes (.npy/.npz), one per input")
     p.add_argument("--labels-key", help="which array of a --labels .npz")
-    p.add_argument("--limit", type=_positive_int, help="use only the first N inputs")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _size(text: str):
-    """A memory size such as 4G, 500M or 123456 (bytes); 'auto' or 'none'."""
-    text = text.strip().lower()
-    if text in ("auto", "none"):
-        return text
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    try:
-        size = int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
-    except (ValueError, OverflowError):
-        size = -1
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4G, 500M, auto or none)")
-    return size
-
-
-def _percentile(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 100, got {text!r}")
-    return value
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
+    p.add_argument("--limit", type=positive_int, help="use only the first N inputs")
 
 
 def _inspect(args) -> int:

@@ -99,6 +99,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from .argtypes import finite, percentile, positive_int, tolerance
 from .errors import BadInputError, OnnxtopoError
 
 FORMAT = "onnxtopo-fingerprint"
@@ -624,38 +625,12 @@ def format_table(verdict: Verdict) -> str:
 # Command line: onnxtopo check
 
 
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 1e-4, or inf to disable)") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"a tolerance must be ≥ 0, got {text}")
-    return value
 
 
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
 
 
-def _percentile(text: str) -> float:
-    value = _finite(text)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"a percentile lies in [0, 100], got {text}")
-    return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -680,7 +655,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        ("wasserstein", "Wasserstein distance / q-norm of the births"),
                        ("total_persistence", "|Δ total persistence| / total persistence"),
                        ("betti", "L1 distance of Betti curves / L1 norm of the baseline's")):
-        p.add_argument(f"--tol-{name.replace('_', '-')}", type=_tolerance, default=DEFAULT_TOLERANCES[name],
+        p.add_argument(f"--tol-{name.replace('_', '-')}", type=tolerance, default=DEFAULT_TOLERANCES[name],
                        metavar="X", help=f"tolerance on {what} (default: %(default)g; inf disables)")
     p.add_argument("--wasserstein-q", type=int, choices=(1, 2), default=1,
                    help="order q of the Wasserstein distance (default: %(default)s)")
@@ -688,16 +663,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--junit", help="write a JUnit XML file (one testcase per metric) to this file")
     group = p.add_argument_group("fingerprint options (with --write-baseline; a check reuses the baseline's)")
     group.add_argument("--h1", action="store_true", help="also fingerprint and check the H1 diagrams")
-    group.add_argument("--n-grid", type=_positive_int, default=DEFAULT_N_GRID,
+    group.add_argument("--n-grid", type=positive_int, default=DEFAULT_N_GRID,
                        help="φ values of the Betti-curve grid (default: %(default)s)")
     group.add_argument("--vertices", choices=VERTEX_MODES, default="max",
                        help="vertex entry value: max incident φ (default) or +inf")
-    group.add_argument("--threshold", type=_finite, help="keep only edges with φ ≥ THRESHOLD")
-    group.add_argument("--percentile", type=_percentile, help="per edge step, keep only edges above this percentile")
+    group.add_argument("--threshold", type=finite, help="keep only edges with φ ≥ THRESHOLD")
+    group.add_argument("--percentile", type=percentile, help="per edge step, keep only edges above this percentile")
     group.add_argument("--maxpool-rule", choices=MAXPOOL_RULES, default="window",
                        help="MaxPool edges: whole window (default) or argmax only")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="processes analyzing batches (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="inputs per onnxruntime run (default: %(default)s)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes analyzing batches (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="print only the verdict line")
     p.set_defaults(run=run)
     return p

@@ -69,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import positive_int
 from .errors import BadInputError, OnnxtopoError
 
 PROBE_SEED = 0
@@ -493,11 +494,6 @@ def _read_table(path: Path) -> list[dict]:
 # Command line
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -512,13 +508,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--inputs", help=".npy/.npz inputs, used for every model whose input shape they fit "
                                     f"(others get {PROBE_SIZE} seeded uniform [0, 1) samples)")
     p.add_argument("--key", help="which array of an .npz --inputs holding several")
-    p.add_argument("--max-inputs", type=_positive_int, help="analyze only the first N of --inputs")
-    p.add_argument("--batch-size", type=_positive_int, default=32,
+    p.add_argument("--max-inputs", type=positive_int, help="analyze only the first N of --inputs")
+    p.add_argument("--batch-size", type=positive_int, default=32,
                    help="inputs per task and onnxruntime run (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows of models already in --out (same path, SHA-256 and inputs)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, default=1, help="local processes (default: %(default)s)")
+    where.add_argument("--workers", type=positive_int, default=1, help="local processes (default: %(default)s)")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on a Dask cluster, e.g. tcp://10.0.0.1:8786 (needs onnxtopo[dask])")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

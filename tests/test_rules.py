@@ -207,7 +207,7 @@ CONV_IDS = [c["name"] for c in CONV_CONFIGS]
 def conv_case(index):
     cfg = CONV_CONFIGS[index]
     rng = np.random.default_rng(10_000 + index)
-    C, M, group, nd = cfg["C"], cfg["M"], cfg["group"], len(cfg["spatial"])
+    C, M, group = cfg["C"], cfg["M"], cfg["group"]
     W = rng.normal(size=(M, C // group, *cfg["kernel"])).astype(np.float32)
     inits = {"W": W}
     inputs = ["x", "W"]

@@ -4,7 +4,6 @@ no control flow, no training-mode graphs; each refused with a clear error before
 import os
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import set_external_data
