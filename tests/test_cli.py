@@ -227,3 +227,38 @@ def test_plot_writes_pngs(tmp_path):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     assert_clean_error(run("plot", MODEL, "--inputs", SAMPLE, "--index", "99", "--out", tmp_path), 5, "out of range")
+
+
+def test_memory_limit_refuses_with_the_estimate(tmp_path):
+    proc = run("analyze", MODEL, "--inputs", SAMPLE, "--out", tmp_path / "out", "--memory-limit", "10M")
+    assert_clean_error(proc, 7, "needs about", "456,676 candidate edges", "--chunk-edges", "--memory-limit")
+    assert not (tmp_path / "out").exists()
+    # An analysis that fits is not refused; 'none' lifts the guard.
+    assert run("analyze", MODEL, "--inputs", SAMPLE, "--out", tmp_path / "ok", "--memory-limit", "none",
+               "--quiet").returncode == 0
+
+
+def test_a_killed_run_leaves_only_complete_files_and_resumes(tmp_path):
+    import signal
+    import time
+
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.tile(np.load(SAMPLE), (8, 1, 1, 1)))  # 64 inputs: long enough to be killed
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "onnxtopo.cli", "analyze", str(MODEL), "--inputs", str(inputs),
+            "--out", str(out), "--quiet", "--batch-size", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("input-*.npz"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sorted(out.glob("input-*.npz"))
+    assert 3 <= len(written) < 64
+    for path in written:  # every visible result file is whole
+        with np.load(path) as data:
+            assert data["h0"].shape[1] == 2
+    resumed = run("analyze", MODEL, "--inputs", inputs, "--out", out, "--quiet", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list(out.glob("input-*.npz"))) == 64
+    assert len(json.loads((out / "summary.json").read_text())["results"]) == 64
