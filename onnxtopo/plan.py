@@ -55,7 +55,7 @@ class Layer:
 
 @dataclass
 class EdgeStep:
-    """The edges one edge-making node draws from its source layer to its target layer."""
+    """The edges one edge-making node draws from the vertices its data input stands for to a new layer."""
 
     node: str
     op_type: str
