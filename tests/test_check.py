@@ -1,9 +1,7 @@
 """``onnxtopo check``: a baseline written from the shipped CCFF, re-exports that pass, real changes
 that fail; the baseline format, the reports, and the distances behind them."""
 
-import argparse
 import json
-import sys
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -17,8 +15,8 @@ from hypothesis import strategies as st
 from onnx import numpy_helper
 from scipy.optimize import linear_sum_assignment
 
+from onnxtopo.cli import main
 from onnxtopo import fingerprint as fp
-from onnxtopo.errors import OnnxtopoError
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -26,15 +24,8 @@ HELDOUT = np.load(MODELS / "mnist-heldout.npz")
 
 
 def cli(*argv) -> int:
-    """``onnxtopo check ...`` through a parser built as onnxtopo.cli builds its own, errors mapped as main() does."""
-    parser = argparse.ArgumentParser(prog="onnxtopo")
-    fp.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    try:
-        return args.run(args)
-    except OnnxtopoError as exc:
-        print(f"onnxtopo: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    """The exit code of ``onnxtopo ...`` run in-process through the real entry point."""
+    return main([str(a) for a in argv])
 
 
 # ---------------------------------------------------------------------------------------------

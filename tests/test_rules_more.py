@@ -25,6 +25,7 @@ import onnxtopo
 from onnxtopo.graph import _step_edges, build_graph
 
 from conftest import assert_same_edges, edges_as_dict, make_model, ort_outputs
+from test_rules import flat_index, size_of  # the brute force's index arithmetic
 
 BATCH = 3
 TOL = dict(rtol=1e-4, atol=1e-6)
@@ -33,21 +34,6 @@ TOL = dict(rtol=1e-4, atol=1e-6)
 # --------------------------------------------------------------------------------------------
 # Brute force, plain Python
 # --------------------------------------------------------------------------------------------
-
-def size_of(shape) -> int:
-    r = 1
-    for n in shape:
-        r *= int(n)
-    return r
-
-
-def flat_index(index, shape) -> int:
-    r = 0
-    for i, n in zip(index, shape):
-        assert 0 <= i < n
-        r = r * n + i
-    return r
-
 
 def positions(shape):
     return itertools.product(*(range(int(n)) for n in shape))

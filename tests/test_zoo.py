@@ -1,6 +1,5 @@
 """``onnxtopo zoo``: one row per model, bad models recorded not fatal, atomic and resumable tables."""
 
-import argparse
 import csv
 import shutil
 import subprocess
@@ -12,8 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
+from onnxtopo.cli import main
 from onnxtopo import zoo
-from onnxtopo.errors import OnnxtopoError
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -21,15 +20,8 @@ SAMPLE = MODELS / "mnist-sample.npy"
 
 
 def cli(*argv) -> int:
-    """``onnxtopo zoo ...`` through a parser built as onnxtopo.cli builds its own, errors mapped as main() does."""
-    parser = argparse.ArgumentParser(prog="onnxtopo")
-    zoo.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
-    try:
-        return args.run(args)
-    except OnnxtopoError as exc:
-        print(f"onnxtopo: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    """The exit code of ``onnxtopo ...`` run in-process through the real entry point."""
+    return main([str(a) for a in argv])
 
 
 def read_rows(path):
