@@ -240,6 +240,13 @@ def accuracy(path: Path, x: np.ndarray, y: np.ndarray, output_index: int = 0) ->
     return int((pred == y).sum()), len(y)
 
 
+def print_heldout_accuracy(path: Path) -> None:
+    """Print an exported CCFF's accuracy on all 2,000 held-out images (t10k 8000..9999)."""
+    x, y = load_mnist()
+    c, n = accuracy(path, x[N_TRAIN:], y[N_TRAIN:])
+    print(f"  held-out accuracy (t10k 8000..9999): {c}/{n} = {c / n:.4f}")
+
+
 def node_table(path: Path, max_init_values: int = 8) -> list[str]:
     """One line per node: op, attributes, inputs (initializers with shape, and small
     ones with their values), outputs."""

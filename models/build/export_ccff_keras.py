@@ -130,9 +130,7 @@ def main() -> None:
     print(f"  ONNX (NCHW input) vs Keras (NHWC input): max |diff| "
           f"{np.abs(got - keras_logits).max():.3g}")
     common.compare_with_reference(args.out, x_ho, y_ho)
-    x, y = common.load_mnist()
-    c, n = common.accuracy(args.out, x[common.N_TRAIN:], y[common.N_TRAIN:])
-    print(f"  held-out accuracy (t10k 8000..9999): {c}/{n} = {c / n:.4f}")
+    common.print_heldout_accuracy(args.out)
 
 
 if __name__ == "__main__":
