@@ -22,7 +22,7 @@ class ActivationRunner:
         import onnxruntime as ort
 
         self.plan = plan
-        wanted = [s.input_tensor for s in plan.steps] + list(extra_tensors)
+        wanted = [t for s in plan.steps for t in (s.input_tensor, *s.rule.reads)] + list(extra_tensors)
         self.tensors = list(dict.fromkeys(t for t in wanted if t != plan.input_name))
         model = onnx.ModelProto()
         model.CopyFrom(plan.model)

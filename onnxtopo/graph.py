@@ -105,12 +105,14 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
     """
     n_vertices = plan.n_vertices
     for i, step in enumerate(plan.steps):
-        h = activations[step.input_tensor][sample].reshape(-1).astype(np.float64)
+        h = _flat(activations, step.input_tensor, sample)
+        context = {name: _flat(activations, name, sample) for name in step.rule.reads}
         cut = None
         if percentile is not None:
-            products = [np.abs(v) for _, _, v in _step_edges(plan, step, h, max_edges, n_vertices, keep_zeros=True)]
+            products = [np.abs(v) for _, _, v in _step_edges(plan, step, h, context, max_edges, n_vertices,
+                                                            keep_zeros=True)]
             cut = np.percentile(np.concatenate(products), percentile)
-        for src, dst, values in _step_edges(plan, step, h, max_edges, n_vertices):
+        for src, dst, values in _step_edges(plan, step, h, context, max_edges, n_vertices):
             phi = np.abs(values)
             keep = phi > 0
             if threshold is not None:
@@ -120,23 +122,31 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
             yield i, src[keep], dst[keep], phi[keep]
 
 
-def _step_edges(plan: Plan, step, h: np.ndarray, max_edges: int | None, n_vertices: int,
-                keep_zeros: bool = False):
-    """(src, dst, signed w·h) of a step's candidate edges, in global vertex ids, chunk by chunk.
+def _flat(activations, name: str, sample: int) -> np.ndarray:
+    return activations[name][sample].reshape(-1).astype(np.float64)
 
-    Products w·h = 0 are dropped before anything else (unless ``keep_zeros``): with ReLU most
+
+def _step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int | None, n_vertices: int,
+                keep_zeros: bool = False):
+    """(src, dst, signed ∂v/∂u·h_u) of a step's candidate edges, in global vertex ids, chunk by chunk.
+
+    Products = 0 are dropped before anything else (unless ``keep_zeros``): with ReLU most
     are. Elements of the step's input that are constants (padding) make no edge. Where a neuron
     reaches the same output through several elements (reflect padding, say), the contributions
     make one edge (summed, or the largest for max-type rules: ``repeats_combine``); those steps
-    are built whole so that no such pair straddles chunks.
+    are built whole so that no such pair straddles chunks. Constant affine maps folded into the
+    op (``plan.scales``) scale each edge by its target's factor.
     """
     offset = plan.layers[step.target].offset
+    scale = plan.scales.get(step.target)
     rule, limit = step.rule, None if step.repeats else max_edges
     if keep_zeros:
-        parts = ((p.src, p.dst, rule.edge_values(h, p)) for p in rule.chunks(limit))
+        parts = ((p.src, p.dst, rule.edge_values(h, p, context)) for p in rule.chunks(limit))
     else:
-        parts = rule.nonzero_edges(h, limit)
+        parts = rule.nonzero_edges(h, limit, context)
     for src, dst, values in parts:
+        if scale is not None:
+            values = values * scale[dst]
         src, dst = step.input_vertices[src], dst + offset
         if step.reads_constants:
             neuron = src >= 0

@@ -10,6 +10,7 @@ by SAMPLE_STRIDE, which reveals any layout op that would mix samples.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 import numpy as np
@@ -17,13 +18,19 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import BadModelError, ResourceLimitError, UnsupportedOpError
-from .rules import EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, EdgeRule, attribute, refuse, supported_ops
+from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, EdgeRule, attribute,
+                    refuse, supported_ops)
 from .rules.op_pool import MAXPOOL_RULES
-from .rules.op_sum import COMBINE_OPS, operand_rules
 
 WALK_BATCH = 2
 MAX_TENSOR_ELEMENTS = 1 << 28  # per sample; AlexNet's largest tensor has 2·10^5
 SAMPLE_STRIDE = 1 << 40  # id shift of the walk's second sample; more than any layer count of vertices
+#: Ops with several activation operands that combine them element by element (broadcasting):
+#: when every operand carries the same neuron (x · sigmoid(x)), the op is elementwise.
+ELEMENTWISE_COMBINE = ("Add", "Sub", "Sum", "Mul", "Div", "Max", "Min", "Mean")
+#: Layout ops that only move neurons (a permutation): an affine map after them still folds into
+#: the edge-making op before them.
+MOVES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout")
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,9 @@ class Plan:
     steps: list[EdgeStep]
     ignored: list[str] = field(default_factory=list)  # nodes after the last layer, e.g. Softmax
     options: PlanOptions = PlanOptions()
+    #: Per layer index, the scale s of each vertex (flat) from constant affine maps folded into
+    #: the op that makes the layer (design notes 2b); layers without one are absent.
+    scales: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_vertices(self) -> int:
@@ -137,6 +147,7 @@ def _fold(node, constants) -> list[np.ndarray]:
 
 
 def _input_signature(graph) -> tuple[str, tuple[int, ...], np.dtype, int | None]:
+    # Before IR version 4 every initializer was also listed as a graph input: those are constants.
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -181,6 +192,9 @@ def _check_broadcast(node, index: np.ndarray, constants):
             if grown:
                 raise refuse(node, f"its constant operand {name!r} of shape {shape} changes the "
                                    f"activation's shape (batch, {', '.join(map(str, index.shape[1:]))})")
+            if len(shape) == index.ndim and shape[0] != 1:
+                raise refuse(node, f"its constant operand {name!r} of shape {shape} holds one value per "
+                                   "sample of a fixed batch", "onnxtopo needs operands shared by every sample")
 
 
 def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> Plan:
@@ -197,19 +211,29 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
 
     layers = [Layer(0, input_name, sample_shape, 0)]
     steps: list[EdgeStep] = []
+    scales: dict[int, np.ndarray] = {}
     placed = {input_name: fresh(layers[0])}
     blocked: dict[str, tuple] = {}  # tensors downstream of an op without a rule: (node, reason)
+    consumers = Counter(name for node in graph.node for name in node.input)
+    # Tensors that are an edge-making op's output before any nonlinearity, each reached through
+    # single-consumer moves and constant affine maps only: tensor -> the layer they make.
+    pre_activation: dict[str, int] = {}
 
     def new_layer(node, shape):
         last = layers[-1]
         layer = Layer(len(layers), node.output[0], tuple(shape), last.offset + last.size, node.name, node.op_type)
         layers.append(layer)
         placed[node.output[0]] = fresh(layer)
+        pre_activation[node.output[0]] = layer.index
         return layer
 
     def add_step(node, rule, layer, tensor):
         vertices = placed[tensor][0].ravel().copy()
         steps.append(EdgeStep(node.name, node.op_type, rule, layer.index, tensor, vertices))
+
+    def folds(tensor) -> int | None:
+        """The layer whose edges an affine map of ``tensor`` scales, if it folds (section 2b)."""
+        return pre_activation.get(tensor) if consumers[tensor] == 1 else None
 
     for node in graph.node:
         try:
@@ -218,14 +242,14 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                 for name, value in zip(node.output, _fold(node, constants)):
                     constants[name] = np.asarray(value)
                 continue
-            kind = _kind(node, data)
+            kind = _kind(node, data, placed)
             blocker = next((blocked[n] for n in data if n in blocked), None)
             if blocker is None:
                 reason = _why_unhandled(node, kind, data, placed)
                 if reason:
                     blocker = (node, reason)
             if blocker is not None:
-                if kind in ("edges", "sum"):
+                if kind in ("edges", "operands"):
                     raise _unsupported(*blocker)
                 blocked.update({n: blocker for n in node.output if n})
                 continue
@@ -234,11 +258,16 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                 _check_finite(node, constants)
                 rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
                 add_step(node, rule, new_layer(node, rule.out_shape), data[0])
-            elif kind == "sum":
-                rules = operand_rules(node, [placed[n].shape[1:] for n in data])
-                _check_distinct_operands(node, [placed[n] for n in data])
+            elif kind == "operands":
+                _check_finite(node, constants)
+                rules = OPERAND_RULES[node.op_type](node, data, [placed[n].shape[1:] for n in data],
+                                                    constants, options)
+                if node.op_type in ELEMENTWISE_COMBINE:
+                    _check_distinct_operands(node, [placed[n] for n in data])
+                else:
+                    _check_disjoint_operands(node, [placed[n] for n in data])
                 layer = new_layer(node, rules[0].out_shape)
-                for tensor, rule in zip(data, rules):
+                for tensor, rule in zip(data, rules, strict=True):
                     add_step(node, rule, layer, tensor)
             elif kind == "shape":
                 start, end = attribute(node, "start", 0), attribute(node, "end", None)
@@ -249,11 +278,28 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                     moved = LAYOUT_OPS[node.op_type](node, operands, constants)
                 except ValueError as exc:  # numpy refusing the layout: it does not fit the tensor
                     raise refuse(node, f"its layout does not fit its input ({exc})") from None
-                _check_samples_kept_apart(node, moved, walk_batch)
-                placed[node.output[0]] = moved
+                outputs = moved if isinstance(moved, list) else [moved]
+                for name, ids in zip(node.output, outputs):
+                    if name:
+                        _check_samples_kept_apart(node, ids, walk_batch)
+                        placed[name] = ids
+                if node.op_type in MOVES and folds(data[0]) is not None:
+                    pre_activation[node.output[0]] = pre_activation[data[0]]
             else:
-                _check_broadcast(node, index, constants)
+                if node.op_type != "BatchNormalization":
+                    _check_broadcast(node, index, constants)
                 placed[node.output[0]] = index
+                scale = None
+                if kind == "affine":  # its handler checks its constants' shapes
+                    _check_finite(node, constants)
+                    scale = AFFINE_OPS[node.op_type](node, data[0], index.shape[1:], constants)
+                target = folds(data[0])
+                if scale is not None and target is not None:
+                    if np.any(scale != 1):
+                        layer = layers[target]
+                        factors = scales.setdefault(target, np.ones(layer.size))
+                        factors[index[0].ravel() - layer.offset] *= np.broadcast_to(scale, index.shape[1:]).ravel()
+                    pre_activation[node.output[0]] = target
         except MemoryError:
             raise ResourceLimitError(
                 f"node {node.name or '(unnamed)'!r} ({node.op_type}): planning it needs more memory than is available"
@@ -264,7 +310,7 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
             "the model has no edge-making op (Gemm, MatMul, Conv, pooling, ...) reachable from its input"
         )
     ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()})
-    return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options)
+    return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options, scales)
 
 
 def _check_finite(node, constants) -> None:
@@ -286,19 +332,35 @@ def _check_size(where: str, shape) -> None:
         )
 
 
-def _kind(node, data) -> str | None:
+def _kind(node, data, placed) -> str | None:
     """How the walker treats a node with activation inputs ``data``."""
-    if node.op_type in EDGE_RULES:
+    op = node.op_type
+    if len(data) > 1 and op in ELEMENTWISE_COMBINE and _same_neurons([placed.get(n) for n in data]):
+        return "elementwise"  # x · sigmoid(x): a function of one neuron (design notes 2b)
+    if len(data) > 1 and op in OPERAND_RULES:
+        return "operands"
+    if op in EDGE_RULES and not (len(data) == 1 and op in AFFINE_OPS):
         return "edges"
-    if node.op_type in COMBINE_OPS and len(data) > 1:
-        return "sum"
-    if node.op_type == "Shape":
+    if op == "Shape":
         return "shape"
-    if node.op_type in LAYOUT_OPS:
+    if op in LAYOUT_OPS:
         return "layout"
-    if node.op_type in ELEMENTWISE_OPS:
+    if len(data) == 1 and op in AFFINE_OPS:
+        return "affine"
+    if op in ELEMENTWISE_OPS:
         return "elementwise"
     return None
+
+
+def _same_neurons(operands) -> bool:
+    """Whether every operand carries exactly the same neuron at every element."""
+    if any(op is None for op in operands):
+        return False
+    try:
+        ids = np.broadcast_arrays(*operands)
+    except ValueError:
+        return False
+    return all(np.array_equal(ids[0], other) for other in ids[1:])
 
 
 def _why_unhandled(node, kind, data, placed) -> str:
@@ -308,7 +370,7 @@ def _why_unhandled(node, kind, data, placed) -> str:
         return f"it reads {untracked[0]!r}, which is not a tensor onnxtopo follows"
     if kind is None:
         return "onnxtopo has no rule for this op type"
-    if kind == "elementwise" and len(data) != 1:
+    if kind == "elementwise" and len(data) != 1 and node.op_type not in ELEMENTWISE_COMBINE:
         return f"it combines {len(data)} activation tensors, which onnxtopo does not support"
     if kind == "layout" and node.op_type != "Concat" and data != [node.input[0]]:
         return "its data operand is constant while another operand is computed at run time"
@@ -324,6 +386,16 @@ def _check_distinct_operands(node, operands):
     if ((ids[1:] == ids[:-1]) & (ids[1:] >= 0)).any():
         raise refuse(node, "it adds a neuron to itself (the same vertex in two operands)",
                      "onnxtopo's graphs have at most one edge between two neurons")
+
+
+def _check_disjoint_operands(node, operands):
+    """Refuse an op whose operands share a neuron (x @ x.T): its edges would run in parallel."""
+    sets = [np.unique(op[0][op[0] >= 0]) for op in operands]
+    for i, a in enumerate(sets):
+        for b in sets[i + 1:]:
+            if np.intersect1d(a, b, assume_unique=True).size:
+                raise refuse(node, "two of its operands carry the same neuron",
+                             "onnxtopo's graphs have at most one edge between two neurons")
 
 
 def _unsupported(node, reason: str) -> UnsupportedOpError:

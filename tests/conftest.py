@@ -63,3 +63,52 @@ def assert_same_edges(got: dict, expected: dict, *, rtol=1e-6, atol=0.0, what="e
     keys = sorted(expected)
     np.testing.assert_allclose([got[k] for k in keys], [expected[k] for k in keys], rtol=rtol, atol=atol,
                                err_msg=what)
+
+
+def node_jacobian(node, operands: dict, wrt: str, *, output: int = 0, step: float = 1e-6):
+    """The Jacobian ∂y/∂x of one ONNX node by central finite differences in float64.
+
+    ``operands`` maps each input name of ``node`` to its value for ONE sample, batch axis
+    included (size 1), in float64 (constants too); ``wrt`` names the input to differentiate
+    against. The node runs alone, in onnxruntime when it has a float64 kernel for the op, else in
+    onnx's reference evaluator. Returns an array of shape (output size, input size) over the
+    flattened tensors, batch axis of size 1 dropped.
+    """
+    run = _double_runner(node, operands, output)
+    x = np.asarray(operands[wrt], dtype=np.float64)
+    y0 = run({**operands, wrt: x})
+    jac = np.empty((y0.size, x.size))
+    flat = x.reshape(-1)
+    for j in range(x.size):
+        plus, minus = flat.copy(), flat.copy()
+        plus[j] += step
+        minus[j] -= step
+        jac[:, j] = (run({**operands, wrt: plus.reshape(x.shape)})
+                     - run({**operands, wrt: minus.reshape(x.shape)})).reshape(-1) / (2 * step)
+    return jac
+
+
+def _double_runner(node, operands, output):
+    names = [n for n in node.input if n]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.DOUBLE if np.asarray(operands[n]).dtype.kind == "f"
+                                            else TensorProto.INT64, np.shape(operands[n])) for n in names]
+    outputs = [helper.make_tensor_value_info(o, TensorProto.DOUBLE, None) for o in node.output if o]
+    graph = helper.make_graph([node], "one-node", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+    def feeds(values):
+        return {n: np.asarray(values[n], dtype=np.float64 if np.asarray(values[n]).dtype.kind == "f" else np.int64)
+                for n in names}
+
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session.run(None, feeds(operands))
+        return lambda values: session.run(None, feeds(values))[output]
+    except Exception:  # no float64 kernel in onnxruntime: onnx's reference evaluator
+        from onnx.reference import ReferenceEvaluator
+
+        evaluator = ReferenceEvaluator(model)
+        return lambda values: np.asarray(evaluator.run(None, feeds(values))[output], dtype=np.float64)

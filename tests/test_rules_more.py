@@ -1,4 +1,4 @@
-"""More edge rules against brute force: pooling averages, global pools, BatchNormalization,
+"""More edge rules against brute force: pooling averages, global pools, BatchNormalization's refusal,
 residual sums, Concat, Pad, run-time shapes, and the chunked (streaming) path.
 
 As in test_rules.py, every expected edge set is enumerated here with plain loops from the
@@ -119,7 +119,7 @@ def assert_consecutive_layers(plan, expected: dict):
 
 def merged_signed(plan, step, h):
     """The package's merged edges of one step: (src, dst, signed w·h), chunk by chunk concatenated."""
-    parts = list(_step_edges(plan, step, np.asarray(h, dtype=np.float64).reshape(-1), None, plan.n_vertices,
+    parts = list(_step_edges(plan, step, np.asarray(h, dtype=np.float64).reshape(-1), {}, None, plan.n_vertices,
                                  keep_zeros=True))
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
@@ -330,143 +330,12 @@ def test_avgpool_edges_reconstruct_onnxruntime_output(index):
 # --------------------------------------------------------------------------------------------
 # 2. GlobalAveragePool, GlobalMaxPool
 # --------------------------------------------------------------------------------------------
-
-GLOBAL_SPATIAL = [(7,), (3, 4), (2, 3, 2)]
-GLOBAL_C = 3
-
-
-def global_inputs(spatial, seed):
-    """Normal inputs, then integer ones full of ties (no zeros, so every edge has φ > 0)."""
-    rng = np.random.default_rng(seed)
-    shape = (BATCH, GLOBAL_C, *spatial)
-    normal = rng.normal(size=shape)
-    normal[normal == 0] = 1.0
-    ties = rng.choice([-3, -2, -1, 1, 2, 3], size=shape)
-    ties[1, :, 0] = 3  # the maximum at the first position and elsewhere
-    return np.concatenate([normal, ties]).astype(np.float32)
-
-
-@pytest.mark.parametrize("spatial", GLOBAL_SPATIAL, ids=lambda s: f"{len(s)}d")
-@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
-def test_global_pool(op, spatial):
-    model = make_model([helper.make_node(op, ["x"], ["y"])], (GLOBAL_C, *spatial))
-    x = global_inputs(spatial, len(spatial))
-    y = ort_outputs(model, x)["y"]
-    plan = onnxtopo.inspect(model)
-    assert [s.op_type for s in plan.steps] == [op]
-    rule = plan.steps[0].rule
-    assert tuple(rule.out_shape) == y.shape[1:] == (GLOBAL_C, *[1] * len(spatial))
-    S = size_of(spatial)
-    in_size = GLOBAL_C * S
-    w = 1.0 / S if op == "GlobalAveragePool" else 1.0
-    expected = {(c * S + s, c): w for c in range(GLOBAL_C) for s in range(S)}
-    p = rule.pattern
-    assert_same_edges(edges_as_dict(p.src, p.dst, p.weight), expected, rtol=1e-12, what=op)
-    for n in range(len(x)):
-        h = x[n].reshape(-1).astype(np.float64)
-        values = rule.edge_values(h)
-        if op == "GlobalAveragePool":
-            out = np.zeros(GLOBAL_C)
-            np.add.at(out, p.dst, values)
-            np.testing.assert_allclose(out, y[n].reshape(-1), rtol=1e-5, atol=1e-6)
-        else:
-            out = np.full(GLOBAL_C, -np.inf)
-            np.maximum.at(out, p.dst, values)
-            np.testing.assert_array_equal(out, y[n].reshape(-1))
-        g = build_graph(plan, {plan.input_name: x}, n)
-        expected_graph = {(u, in_size + v): abs(wt * h[u]) for (u, v), wt in expected.items()}
-        assert_same_edges(graph_dict(g), expected_graph, rtol=1e-9, what=f"{op} graph, sample {n}")
-
-
-@pytest.mark.parametrize("spatial", GLOBAL_SPATIAL, ids=lambda s: f"{len(s)}d")
-def test_global_maxpool_argmax_one_edge_from_the_first_maximum(spatial):
-    model = make_model([helper.make_node("GlobalMaxPool", ["x"], ["y"])], (GLOBAL_C, *spatial))
-    x = global_inputs(spatial, 10 + len(spatial))
-    y = ort_outputs(model, x)["y"]
-    plan = onnxtopo.inspect(model, maxpool_rule="argmax")
-    assert plan.steps[0].rule.rule_name == "argmax"
-    S = size_of(spatial)
-    in_size = GLOBAL_C * S
-    graphs = list(onnxtopo.Analyzer(plan).graphs(x, batch_size=2))
-    assert len(graphs) == len(x)
-    saw_tie = False
-    for n, g in enumerate(graphs):
-        h = x[n].reshape(-1).astype(np.float64)
-        expected = {}
-        for c in range(GLOBAL_C):
-            best = c * S
-            for u in range(c * S, (c + 1) * S):
-                if h[u] > h[best]:
-                    best = u
-            saw_tie |= int((h[c * S:(c + 1) * S] == h[best]).sum()) > 1
-            assert h[best] == y[n].reshape(-1)[c]
-            expected[(best, in_size + c)] = abs(h[best])
-        assert_same_edges(graph_dict(g), expected, rtol=1e-12, what=f"argmax graph, sample {n}")
-    assert saw_tie
-
-
+# 3. BatchNormalization in training mode (inference-mode BN: tests/test_op_affine.py)
 # --------------------------------------------------------------------------------------------
-# 3. BatchNormalization that onnxruntime cannot fold
-# --------------------------------------------------------------------------------------------
-
-BN_CASES = {
-    "input-C": dict(sample=(4,), pool=False, eps=None),
-    "input-C-L": dict(sample=(3, 7), pool=False, eps=1e-3),
-    "input-C-H-W": dict(sample=(3, 4, 5), pool=False, eps=0.5),
-    "after-maxpool": dict(sample=(3, 6, 6), pool=True, eps=1e-2),
-}
-
 
 def bn_parameters(C, rng):
     return dict(scale=rng.normal(size=C).astype(np.float32), bias=rng.normal(size=C).astype(np.float32),
                 mean=rng.normal(size=C).astype(np.float32), var=(rng.random(C) + 0.05).astype(np.float32))
-
-
-@pytest.mark.parametrize("name", list(BN_CASES))
-def test_batchnorm_standalone(name):
-    cfg = BN_CASES[name]
-    rng = np.random.default_rng(list(BN_CASES).index(name))
-    C = cfg["sample"][0]
-    params = bn_parameters(C, rng)
-    attrs = {} if cfg["eps"] is None else dict(epsilon=cfg["eps"])
-    eps = 1e-5 if cfg["eps"] is None else cfg["eps"]
-    nodes = []
-    bn_in = "x"
-    if cfg["pool"]:
-        nodes.append(helper.make_node("MaxPool", ["x"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]))
-        bn_in = "pool"
-    nodes.append(helper.make_node("BatchNormalization", [bn_in, "scale", "bias", "mean", "var"], ["y"], **attrs))
-    model = make_model(nodes, cfg["sample"], params)
-    x = rng.normal(size=(BATCH, *cfg["sample"])).astype(np.float32)
-    x[0].reshape(-1)[:2] = 0.0  # zero inputs: no edge
-    acts = ort_outputs(model, x, ("pool", "y") if cfg["pool"] else ("y",))
-    acts["x"] = x
-
-    plan = onnxtopo.inspect(model)
-    assert [s.op_type for s in plan.steps] == (["MaxPool"] if cfg["pool"] else []) + ["BatchNormalization"]
-    step = plan.steps[-1]
-    in_shape = acts[bn_in].shape[1:]
-    assert tuple(step.rule.out_shape) == in_shape == acts["y"].shape[1:]
-    per_channel = size_of(in_shape[1:])
-    factor = [float(params["scale"][c]) / math.sqrt(float(params["var"][c]) + eps) for c in range(C)]
-    expected = {(i, i): factor[i // per_channel] for i in range(size_of(in_shape))}
-    p = step.rule.pattern
-    assert_same_edges(edges_as_dict(p.src, p.dst, p.weight), expected, rtol=1e-6, what="batchnorm")
-
-    source, target = plan.layers[step.target - 1], plan.layers[step.target]
-    graphs = list(onnxtopo.Analyzer(model).graphs(x))
-    for n in range(BATCH):
-        h = acts[bn_in][n].reshape(-1).astype(np.float64)
-        out = np.zeros(h.size)
-        np.add.at(out, p.dst, step.rule.edge_values(h))
-        shift = [float(params["bias"][c]) - float(params["mean"][c]) * factor[c] for c in range(C)]
-        out += np.repeat(shift, per_channel)
-        np.testing.assert_allclose(out, acts["y"][n].reshape(-1), rtol=1e-4, atol=1e-5, err_msg=f"sample {n}")
-        want = phi_of({(source.offset + i, target.offset + i): w * h[i] for (i, _), w in expected.items()})
-        if n == 0:
-            assert len(want) < len(expected) or cfg["pool"]
-        assert_same_edges(graph_dict(graphs[n], target.offset, target.offset + target.size), want,
-                          rtol=1e-9, what=f"batchnorm graph, sample {n}")
 
 
 def test_batchnorm_training_mode_refused():

@@ -1,11 +1,18 @@
 """Op rules: how each ONNX op moves neurons or connects them.
 
 One module per op family (``op_*.py``), each registering its handlers by op type, in the spirit of
-``onnx/reference/ops``. There are three kinds of handler:
+``onnx/reference/ops``. Every rule follows one principle (design notes, section 2b): an edge
+u -> v weighs φ = |∂v/∂u · h_u| at the input's own activations, which is |w·h| on linear ops.
+There are five kinds of handler:
 
-* ``EdgeRule`` subclasses make a new layer of vertices and the edges into it (Gemm, Conv, ...);
-* layout handlers move the same vertices around (Flatten, Reshape, ...);
-* elementwise op types keep each vertex where it is (Relu, a bias Add, ...).
+* ``EdgeRule`` subclasses make a new layer of vertices and the edges into it from the op's one
+  activation operand (Gemm, Conv, Softmax, ...);
+* operand rules make a new layer fed by several activation operands, one ``EdgeRule`` per
+  operand (residual sums, products of activations, attention's MatMul, ...);
+* layout handlers move or select the same vertices (Flatten, Reshape, Slice, ...);
+* elementwise op types keep each vertex where it is (Relu, a bias Add, ...);
+* affine op types (a constant scale, BatchNormalization) keep each vertex too, and when they
+  directly follow an edge-making op they scale its edges (section 2b's fold).
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ import numpy as np
 from ..errors import UnsupportedOpError
 
 EDGE_RULES: dict[str, Callable[..., "EdgeRule"]] = {}  # rule classes, or factories choosing one
+OPERAND_RULES: dict[str, Callable[..., list["EdgeRule"]]] = {}
 LAYOUT_OPS: dict[str, Callable] = {}
 ELEMENTWISE_OPS: set[str] = set()
+AFFINE_OPS: dict[str, Callable] = {}
 
 
 def edge_rule(*op_types: str):
@@ -34,13 +43,46 @@ def edge_rule(*op_types: str):
     return register
 
 
+def operand_rule(*op_types: str):
+    """Decorator registering a factory of the rules of an op with several activation operands.
+
+    The factory gets ``(node, names, shapes, constants, options)``: the names of the node's
+    activation operands and their per-sample shapes, in input order. It returns one EdgeRule per
+    operand, all with the same ``out_shape``; the walker makes one edge step per operand into
+    one new layer.
+    """
+
+    def register(fn):
+        for op in op_types:
+            OPERAND_RULES[op] = fn
+        return fn
+
+    return register
+
+
+def affine_op(op_type: str):
+    """Function decorator registering a constant per-element affine map y = s·x + t.
+
+    The handler gets the node, the name of its activation operand, the operand's per-sample
+    shape and the constants, and returns s broadcastable to that shape, or None when the node is
+    not such a map (its activation is in a place only a nonlinear function allows: c / x, say).
+    """
+
+    def register(fn):
+        AFFINE_OPS[op_type] = fn
+        return fn
+
+    return register
+
+
 def layout_op(op_type: str):
     """Function decorator registering how an op moves vertex ids.
 
     The handler gets the node, its operands (for each input, the array of vertex ids of an
     activation, with the batch axis first, or None for a constant or absent input) and the
-    constants, and returns the array of vertex ids of the output; -1 marks an element that is
-    a constant (padding), not a neuron.
+    constants, and returns the array of vertex ids of the output (or a list of arrays, one per
+    output, for ops with several outputs); -1 marks an element that is a constant (padding),
+    not a neuron.
     """
 
     def register(fn):
@@ -51,9 +93,8 @@ def layout_op(op_type: str):
 
 
 def supported_ops() -> list[str]:
-    from .op_sum import COMBINE_OPS
-
-    return sorted(set(EDGE_RULES) | set(LAYOUT_OPS) | ELEMENTWISE_OPS | set(COMBINE_OPS) | {"Shape"})
+    return sorted(set(EDGE_RULES) | set(OPERAND_RULES) | set(LAYOUT_OPS) | ELEMENTWISE_OPS | set(AFFINE_OPS)
+                  | {"Shape"})
 
 
 #: Patterns of at most this many candidate edges are kept between inputs (24 bytes per edge).
@@ -88,6 +129,9 @@ class EdgeRule:
 
     #: the name shown by ``onnxtopo inspect`` (e.g. ``dense``, ``conv``, ``window``)
     rule_name: str = ""
+    #: Tensors besides the data input whose values the edge weights need (the op's output, its
+    #: other operands): nonlinear rules evaluate ∂v/∂u at the input's own activations.
+    reads: tuple[str, ...] = ()
     #: How the contributions of one neuron reaching an output through several input elements
     #: (after reflect padding, say) combine into one edge: "sum" for linear ops, "max" for max.
     repeats_combine: str = "sum"
@@ -126,20 +170,22 @@ class EdgeRule:
         """The candidate edges of the parts in ``part``, in pattern order."""
         raise NotImplementedError
 
-    def nonzero_edges(self, h: np.ndarray, max_edges: int | None = None):
+    def nonzero_edges(self, h: np.ndarray, max_edges: int | None = None, context: dict | None = None):
         """(src, dst, w·h) of the pattern's edges with w·h ≠ 0, in pattern order, chunk by chunk.
 
         Rules whose zero products are cheap to skip before building edges (a dense layer after
         a ReLU) override this.
         """
         for pattern in self.chunks(max_edges):
-            values = self.edge_values(h, pattern)
+            values = self.edge_values(h, pattern, context)
             nonzero = np.flatnonzero(values)
             yield pattern.src[nonzero], pattern.dst[nonzero], values[nonzero]
 
-    def edge_values(self, h: np.ndarray, pattern: EdgePattern | None = None) -> np.ndarray:
-        """Signed w·h_u for every edge of ``pattern`` (default: the whole pattern), given one
-        sample's flat data input."""
+    def edge_values(self, h: np.ndarray, pattern: EdgePattern | None = None,
+                    context: dict | None = None) -> np.ndarray:
+        """Signed ∂v/∂u·h_u (w·h_u on linear ops) for every edge of ``pattern`` (default: the
+        whole pattern), given one sample's flat data input ``h`` and, in ``context``, the flat
+        values of the tensors named in ``reads``."""
         p = self.pattern if pattern is None else pattern
         return p.weight * h[p.src]
 
@@ -164,4 +210,4 @@ def attribute(node, name: str, default=None):
 
 
 # Importing the op modules fills the registries.
-from . import op_conv, op_elementwise, op_gemm, op_layout, op_norm, op_pool  # noqa: E402,F401
+from . import op_conv, op_elementwise, op_gemm, op_layout, op_norm, op_pool, op_sum  # noqa: E402,F401

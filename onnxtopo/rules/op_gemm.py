@@ -31,7 +31,7 @@ class DenseRule(EdgeRule):
         self.outer_size = matrix.shape[0]  # parts are input rows k, for every leading index
         self.edges_per_outer = int(np.prod(self.in_shape[:-1])) * matrix.shape[1]
 
-    def nonzero_edges(self, h: np.ndarray, max_edges: int | None = None):
+    def nonzero_edges(self, h: np.ndarray, max_edges: int | None = None, context: dict | None = None):
         """Only the rows of inputs with h ≠ 0 are built: after a ReLU most rows are skipped."""
         k_all, n = self.matrix.shape
         active = np.flatnonzero(h)  # flat (lead, k) positions, ascending: pattern order

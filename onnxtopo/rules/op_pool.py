@@ -75,7 +75,8 @@ class MaxPoolRule(WindowPoolRule):
         if self.rule_name not in MAXPOOL_RULES:
             raise ValueError(f"maxpool_rule must be one of {MAXPOOL_RULES}, got {self.rule_name!r}")
 
-    def edge_values(self, h: np.ndarray, pattern: EdgePattern | None = None) -> np.ndarray:
+    def edge_values(self, h: np.ndarray, pattern: EdgePattern | None = None,
+                    context: dict | None = None) -> np.ndarray:
         p = self.pattern if pattern is None else pattern
         values = super().edge_values(h, p)
         if self.rule_name == "argmax":

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import EdgePattern, EdgeRule, refuse
-
-COMBINE_OPS = ("Add", "Sub", "Sum")
+from . import EdgePattern, EdgeRule, operand_rule, refuse
 
 
 class OperandRule(EdgeRule):
@@ -34,11 +32,18 @@ class OperandRule(EdgeRule):
         return EdgePattern(src=src, dst=np.arange(src.size, dtype=np.int64), weight=np.full(src.size, self.sign))
 
 
-def operand_rules(node, operand_shapes: list[tuple[int, ...]]) -> list[OperandRule]:
-    """One rule per activation operand of a sum node; shapes are per sample."""
+def broadcast_shape(node, operand_shapes) -> tuple[int, ...]:
+    """The per-sample shape elementwise operands broadcast to, or a refusal naming them."""
     try:
-        out_shape = np.broadcast_shapes(*operand_shapes)
+        return tuple(np.broadcast_shapes(*operand_shapes))
     except ValueError:
-        raise refuse(node, f"its operands of shapes {operand_shapes} do not broadcast together") from None
-    signs = [1.0, -1.0] if node.op_type == "Sub" else [1.0] * len(operand_shapes)
-    return [OperandRule(node, shape, out_shape, sign) for shape, sign in zip(operand_shapes, signs)]
+        raise refuse(node, f"its operands of shapes {list(operand_shapes)} do not broadcast together") from None
+
+
+@operand_rule("Add", "Sub", "Sum")
+def sum_rules(node, names, operand_shapes, constants, options) -> list[OperandRule]:
+    """One rule per activation operand of a sum node; shapes are per sample. A constant operand
+    (a bias) adds no edge."""
+    out_shape = broadcast_shape(node, operand_shapes)
+    signs = {name: -1.0 if node.op_type == "Sub" and i == 1 else 1.0 for i, name in enumerate(node.input)}
+    return [OperandRule(node, shape, out_shape, signs[name]) for name, shape in zip(names, operand_shapes)]
