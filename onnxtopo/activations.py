@@ -71,10 +71,15 @@ def validate_inputs(plan: Plan, x) -> np.ndarray:
     """The inputs as an array the model accepts, or a BadInputError saying what is wrong."""
     x = np.asarray(x)
     expected = ", ".join(map(str, plan.input_shape))
-    if x.dtype.kind not in "fiu" or (x.dtype.kind in "iu" and plan.input_dtype.kind == "f"):
+    if x.dtype.kind not in "fiub" or (x.dtype.kind in "iub" and plan.input_dtype.kind == "f"):
         raise BadInputError(
             f"inputs have dtype {x.dtype}; the model takes {plan.input_dtype}. Convert them first "
             f"(and scale them as the model was trained, e.g. pixels / 255)"
+        )
+    if plan.input_dtype.kind in "iub" and x.dtype.kind == "f":
+        raise BadInputError(
+            f"inputs have dtype {x.dtype}; the model takes {plan.input_dtype} (token ids, bytes...). "
+            f"Pass integer arrays"
         )
     if x.ndim != len(plan.input_shape) + 1 or tuple(x.shape[1:]) != plan.input_shape:
         raise BadInputError(

@@ -61,9 +61,14 @@ class Failure:
     exit_code: int
 
 
-def inspect(model, *, maxpool_rule: str = "window") -> Plan:
-    """Load, check and plan a model (path, bytes or onnx.ModelProto) without running it."""
-    return build_plan(load_model(model), PlanOptions(maxpool_rule=maxpool_rule))
+def inspect(model, *, maxpool_rule: str = "window", start: str | None = None, stop: str | None = None) -> Plan:
+    """Load, check and plan a model (path, bytes or onnx.ModelProto) without running it.
+
+    ``start`` and ``stop`` name tensors of the model: the plan then covers the sub-network from
+    ``start`` (layer 0; default: the model input, or for an integer input the first
+    floating-point tensor computed from it) to the layer ``stop`` belongs to.
+    """
+    return build_plan(load_model(model), PlanOptions(maxpool_rule=maxpool_rule, start=start, stop=stop))
 
 
 def persistence(graph: InducedGraph, *, h1: bool = False, vertices="max", engine: str = "forest") -> Persistence:
@@ -105,8 +110,10 @@ class AnalysisOptions:
 class Analyzer:
     """A planned model with its onnxruntime session, reused across batches of inputs."""
 
-    def __init__(self, model, *, maxpool_rule: str = "window", threads: int | None = None):
-        self.plan = model if isinstance(model, Plan) else inspect(model, maxpool_rule=maxpool_rule)
+    def __init__(self, model, *, maxpool_rule: str = "window", start: str | None = None, stop: str | None = None,
+                 threads: int | None = None):
+        self.plan = model if isinstance(model, Plan) else inspect(model, maxpool_rule=maxpool_rule, start=start,
+                                                                  stop=stop)
         self.runner = ActivationRunner(self.plan, threads=threads)
 
     def batches(self, inputs, batch_size: int) -> list[np.ndarray]:
@@ -212,22 +219,24 @@ def _worker_batch(batch, start, opts, skip):
     return _WORKER.analyze_batch(batch, start, opts, skip)
 
 
-def analyze(model, inputs, *, maxpool_rule: str = "window", batch_size: int = 32, workers: int = 1,
-            **options) -> list[AnalysisResult]:
+def analyze(model, inputs, *, maxpool_rule: str = "window", start: str | None = None, stop: str | None = None,
+            batch_size: int = 32, workers: int = 1, **options) -> list[AnalysisResult]:
     """Persistence of the graph each input induces in ``model``.
 
     ``model`` is a path, serialized bytes or an onnx.ModelProto; ``inputs`` an array of shape
     (n, *sample shape). Options: ``h1`` (also compute H1), ``threshold`` (keep φ ≥ threshold),
     ``percentile`` (the reference's per-step percentile filter), ``vertices`` ("max", "inf" or
     an array), ``engine`` ("forest", exact and fast, default; or "dionysus"), ``chunk_edges``.
-    Returns one AnalysisResult per input, with ``h0`` (and ``h1`` if asked) as (n, 2) arrays of
-    (birth, death) and the persistent ``subgraph``.
+    ``start``/``stop`` restrict the analysis to the sub-network between two named tensors (see
+    ``inspect``). Returns one AnalysisResult per input, with ``h0`` (and ``h1`` if asked) as (n, 2)
+    arrays of (birth, death) and the persistent ``subgraph``.
     """
-    analyzer = Analyzer(model, maxpool_rule=maxpool_rule)
+    analyzer = Analyzer(model, maxpool_rule=maxpool_rule, start=start, stop=stop)
     return list(analyzer.analyze(inputs, batch_size=batch_size, workers=workers, **options))
 
 
-def induced_graph(model, x, *, maxpool_rule: str = "window", threshold=None, percentile=None) -> InducedGraph:
+def induced_graph(model, x, *, maxpool_rule: str = "window", start: str | None = None, stop: str | None = None,
+                  threshold=None, percentile=None) -> InducedGraph:
     """The induced graph of one input ``x`` (per-sample shape, no batch axis)."""
-    analyzer = Analyzer(model, maxpool_rule=maxpool_rule)
+    analyzer = Analyzer(model, maxpool_rule=maxpool_rule, start=start, stop=stop)
     return next(analyzer.graphs(np.asarray(x)[None], threshold=threshold, percentile=percentile))

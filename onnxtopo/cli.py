@@ -37,11 +37,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--maxpool-rule", choices=MAXPOOL_RULES, default="window",
                        help="MaxPool edges: every input of the window (default) or the argmax only")
 
+    def span_options(p):
+        p.add_argument("--start", metavar="TENSOR",
+                       help="analyze from this tensor on (layer 0) instead of the model input")
+        p.add_argument("--stop", metavar="TENSOR", help="analyze up to the layer of this tensor")
+
     inspect = sub.add_parser("inspect", help="print the plan of layers, rules, neurons and edges")
     model_options(inspect)
+    span_options(inspect)
 
     analyze = sub.add_parser("analyze", help="compute diagrams and persistent subgraphs for inputs")
     model_options(analyze)
+    span_options(analyze)
     analyze.add_argument("--inputs", required=True, help=".npy or .npz file of shape (n, *sample shape)")
     analyze.add_argument("--key", help="which array of an .npz file holding several")
     analyze.add_argument("--out", default="onnxtopo-results", help="output directory (default: %(default)s)")
@@ -110,7 +117,7 @@ def labelled_inputs(p):
 def _inspect(args) -> int:
     from .api import inspect
 
-    plan = inspect(args.model, maxpool_rule=args.maxpool_rule)
+    plan = inspect(args.model, maxpool_rule=args.maxpool_rule, start=args.start, stop=args.stop)
     rows = plan.describe()
     header = ["layer", "node", "op", "rule", "input shape", "output shape", "neurons", "edges"]
     table = [[str(r["layer"]), r["node"], r["op"], r["rule"], _shape(r["input_shape"]),
@@ -118,6 +125,8 @@ def _inspect(args) -> int:
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
     print(f"model {args.model}: input {plan.input_name!r} (batch, {', '.join(map(str, plan.input_shape))}) "
           f"{plan.input_dtype}, {'dynamic batch' if plan.fixed_batch is None else f'batch {plan.fixed_batch}'}")
+    if plan.layers[0].tensor != plan.input_name:
+        print(plan.origin)
     for row in [header, *table]:
         print("  ".join(cell.rjust(w) if i in (0, 6, 7) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     total = sum(r["edges"] for r in rows)
@@ -145,7 +154,7 @@ def _analyze(args) -> int:
     from .api import Analyzer, Failure
     from .io import load_inputs, prepare_output, read_json, write_json, write_result
 
-    analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
+    analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule, start=args.start, stop=args.stop)
     plan = analyzer.plan
     limit = {"auto": default_limit(), "none": None}.get(args.memory_limit, args.memory_limit)
     check(estimate(plan, engine=args.engine, h1=args.h1, chunk_edges=args.chunk_edges, batch_size=args.batch_size),
@@ -153,6 +162,8 @@ def _analyze(args) -> int:
     inputs = validate_inputs(plan, load_inputs(args.inputs, args.key))
     options = dict(h1=args.h1, threshold=args.threshold, percentile=args.percentile, vertices=args.vertices,
                    engine=args.engine, maxpool_rule=args.maxpool_rule)
+    if args.start or args.stop:  # kept out otherwise, so that earlier runs' fingerprints still match
+        options.update(start=args.start, stop=args.stop)
     out = Path(args.out)
     width = max(5, len(str(len(inputs) - 1)))
     names = [f"input-{i:0{width}d}" for i in range(len(inputs))]
@@ -165,7 +176,7 @@ def _analyze(args) -> int:
         print(f"resuming: {len(done)} of {len(inputs)} inputs already done in {out}/", file=sys.stderr)
     results = analyzer.analyze(inputs[todo], batch_size=args.batch_size, workers=args.workers, errors="skip",
                                memory_limit=None,  # checked above, before anything was read
-                               chunk_edges=args.chunk_edges, **{k: v for k, v in options.items() if k != "maxpool_rule"}) \
+                               chunk_edges=args.chunk_edges, **{k: v for k, v in options.items() if k not in ("maxpool_rule", "start", "stop")}) \
         if todo.size else iter(())
     with tqdm(total=len(inputs), initial=len(done), unit="input", disable=args.quiet, file=sys.stderr) as bar:
         for result in results:

@@ -137,6 +137,7 @@ def load_model(model) -> onnx.ModelProto:
     """Read, check and normalize a model; the result is what the walker plans from."""
     proto = read_model(model)
     check_trusted_ops(proto)
+    proto = _initializers_as_constants(proto)
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
@@ -146,6 +147,21 @@ def load_model(model) -> onnx.ModelProto:
     except Exception as exc:
         raise BadModelError(f"onnx shape inference fails on the model: {_first_line(exc)}") from exc
     return onnx.shape_inference.infer_shapes(_optimize_basic(proto))
+
+
+def _initializers_as_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Before IR version 4 every initializer had to be listed among the graph's inputs too (as an
+    input's default value), so onnxruntime may neither fold nor fuse them. Every classic model-zoo
+    file is written so; onnxtopo treats them as the trained constants they are."""
+    initializers = {t.name for t in proto.graph.initializer}
+    if not any(i.name in initializers for i in proto.graph.input):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)  # the caller's model stays as it was
+    del copy.graph.input[:]
+    copy.graph.input.extend(i for i in proto.graph.input if i.name not in initializers)
+    copy.ir_version = max(copy.ir_version, 4)
+    return copy
 
 
 def _optimize_basic(proto: onnx.ModelProto) -> onnx.ModelProto:

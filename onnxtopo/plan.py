@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 import numpy as np
 import onnx
@@ -31,6 +31,9 @@ ELEMENTWISE_COMBINE = ("Add", "Sub", "Sum", "Mul", "Div", "Max", "Min", "Mean")
 #: Layout ops that only move neurons (a permutation): an affine map after them still folds into
 #: the edge-making op before them.
 MOVES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout")
+#: Ops that, making the last layer, turn the network's scores into probabilities: not analyzed,
+#: as in the reference (inside the network they make a layer like any other op).
+OUTPUT_HEADS = ("Softmax", "LogSoftmax")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class PlanOptions:
     """Choices that change the graph a model induces."""
 
     maxpool_rule: str = "window"
+    start: str | None = None  # layer 0: this tensor instead of the model input
+    stop: str | None = None  # the last layer: the one this tensor belongs to
+    #: The model's ai.onnx opset, set by build_plan: a few ops changed meaning (Softmax at 13).
+    opset: int | None = None
 
     def __post_init__(self):
         if self.maxpool_rule not in MAXPOOL_RULES:
@@ -107,9 +114,21 @@ class Plan:
     def n_vertices(self) -> int:
         return sum(layer.size for layer in self.layers)
 
+    @property
+    def origin(self) -> str:
+        """Where layer 0 comes from, for ``onnxtopo inspect``: the model input, or why not."""
+        first = self.layers[0].tensor
+        if first == self.input_name:
+            return f"layer 0 is the model input {first!r}"
+        if first == self.options.start:
+            return f"layer 0 is tensor {first!r} (--start)"
+        return (f"layer 0 is tensor {first!r} ({self.layers[0].op_type} node {self.layers[0].node!r}), the first "
+                f"floating-point tensor computed from the {self.input_dtype} input {self.input_name!r}")
+
     def describe(self) -> list[dict]:
         """One row per layer, for ``onnxtopo inspect``."""
-        rows = [dict(layer=0, node="(input)", op="", rule="", tensor=self.layers[0].tensor,
+        first = self.layers[0]
+        rows = [dict(layer=0, node=first.node or "(input)", op=first.op_type, rule="", tensor=first.tensor,
                      input_shape="", output_shape=self.layers[0].shape, neurons=self.layers[0].size,
                      edges=0)]
         for step in self.steps:
@@ -181,25 +200,28 @@ def _input_signature(graph) -> tuple[str, tuple[int, ...], np.dtype, int | None]
     return value.name, tuple(sample), np.dtype(dtype), batch
 
 
-def _check_broadcast(node, index: np.ndarray, constants):
+def _check_broadcast(node, index: np.ndarray, others: dict):
+    """Operands that are not the neuron (constants, run-time values) must not enlarge it."""
     for name in node.input:
-        if name in constants:
-            shape = np.shape(constants[name])
+        if name in others:
+            shape = np.shape(others[name])
             try:
                 grown = np.broadcast_shapes(index.shape, shape) != index.shape
             except ValueError:
                 grown = True
             if grown:
-                raise refuse(node, f"its constant operand {name!r} of shape {shape} changes the "
+                raise refuse(node, f"its operand {name!r} of shape {shape} changes the "
                                    f"activation's shape (batch, {', '.join(map(str, index.shape[1:]))})")
             if len(shape) == index.ndim and shape[0] != 1:
-                raise refuse(node, f"its constant operand {name!r} of shape {shape} holds one value per "
+                raise refuse(node, f"its operand {name!r} of shape {shape} holds one value per "
                                    "sample of a fixed batch", "onnxtopo needs operands shared by every sample")
 
 
 def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> Plan:
     """Walk a checked, normalized model (see ``model.load_model``) into a Plan."""
     graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    options = replace(options, opset=opset)
     input_name, sample_shape, dtype, batch = _input_signature(graph)
     walk_batch = WALK_BATCH if batch is None else batch
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -209,10 +231,21 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         ids = np.arange(layer.size, dtype=np.int64).reshape(layer.shape) + layer.offset
         return np.stack([ids + b * SAMPLE_STRIDE for b in range(walk_batch)])
 
-    layers = [Layer(0, input_name, sample_shape, 0)]
+    value_types = _value_types(model)
+    nodes = _nodes_between(graph, input_name, options, constants)
+    layers: list[Layer] = []
     steps: list[EdgeStep] = []
     scales: dict[int, np.ndarray] = {}
-    placed = {input_name: fresh(layers[0])}
+    placed: dict[str, np.ndarray] = {}
+    # Run-time values that are not neurons: everything computed from an integer input before its
+    # first floating-point tensor, or before --start. Their elements are -1, as constants'.
+    runtime: set[str] = set()
+    if options.start in (None, input_name) and dtype.kind == "f":
+        layers.append(Layer(0, input_name, sample_shape, 0))
+        placed[input_name] = fresh(layers[0])
+    else:
+        runtime.add(input_name)
+        placed[input_name] = np.full((walk_batch, *sample_shape), -1, dtype=np.int64)
     blocked: dict[str, tuple] = {}  # tensors downstream of an op without a rule: (node, reason)
     consumers = Counter(name for node in graph.node for name in node.input)
     # Tensors that are an edge-making op's output before any nonlinearity, each reached through
@@ -235,14 +268,34 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         """The layer whose edges an affine map of ``tensor`` scales, if it folds (section 2b)."""
         return pre_activation.get(tensor) if consumers[tensor] == 1 else None
 
-    for node in graph.node:
+    def first_layer(node, name):
+        shape = _sample_shape(node, name, value_types)
+        layers.append(Layer(0, name, shape, 0, node.name, node.op_type))
+        placed[name] = fresh(layers[0])
+        runtime.discard(name)
+
+    for node in nodes:
         try:
+            _check_deterministic(node)
             data = [n for n in node.input if n and n not in constants]
             if not data:
                 for name, value in zip(node.output, _fold(node, constants)):
                     constants[name] = np.asarray(value)
                 continue
+            if all(n in runtime for n in data):
+                for name in filter(None, node.output):
+                    runtime.add(name)
+                    placed[name] = np.full((walk_batch, *_sample_shape(node, name, value_types)), -1, dtype=np.int64)
+                    floating = value_types.get(name, (np.dtype(object), None))[0].kind == "f"
+                    if not layers and (name == options.start or (options.start is None and floating)):
+                        first_layer(node, name)
+                continue
+            reads_runtime = any(n in runtime for n in data)
+            if reads_runtime:
+                data = _neuron_operands(node, data, runtime)
             kind = _kind(node, data, placed)
+            if reads_runtime and kind == "affine":
+                kind = "elementwise"  # a run-time factor (a mask): diagonal, but not a constant to fold
             blocker = next((blocked[n] for n in data if n in blocked), None)
             if blocker is None:
                 reason = _why_unhandled(node, kind, data, placed)
@@ -287,7 +340,8 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                     pre_activation[node.output[0]] = pre_activation[data[0]]
             else:
                 if node.op_type != "BatchNormalization":
-                    _check_broadcast(node, index, constants)
+                    _check_broadcast(node, index, {n: constants[n] for n in node.input if n in constants})
+                    _check_broadcast(node, index, {n: placed[n][:1] for n in node.input if n in runtime})
                 placed[node.output[0]] = index
                 scale = None
                 if kind == "affine":  # its handler checks its constants' shapes
@@ -305,12 +359,93 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                 f"node {node.name or '(unnamed)'!r} ({node.op_type}): planning it needs more memory than is available"
             ) from None
 
+    if not layers:
+        raise UnsupportedOpError(
+            f"no floating-point tensor is computed from the {dtype} input {input_name!r}; onnxtopo needs one as its "
+            "first layer" if options.start is None else f"tensor {options.start!r} (--start) is not computed")
+    heads = set()
+    while options.stop is None and len(steps) > 1 and steps[-1].op_type in OUTPUT_HEADS:
+        head = steps.pop()
+        layers.pop()
+        scales.pop(head.target, None)
+        heads.add(f"{head.node or '(unnamed)'} ({head.op_type})")
     if not steps:
         raise UnsupportedOpError(
             "the model has no edge-making op (Gemm, MatMul, Conv, pooling, ...) reachable from its input"
         )
-    ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()})
+    ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()} | heads)
     return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options, scales)
+
+
+def _value_types(model) -> dict[str, tuple[np.dtype, tuple | None]]:
+    """Element type and shape (None where unknown, a string for a symbolic size) of each tensor
+    that shape inference or the graph declares."""
+    out = {}
+    graph = model.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or not tensor_type.elem_type:
+            continue
+        dims = None
+        if tensor_type.HasField("shape"):
+            dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim)
+        out[value.name] = (np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)), dims)
+    return out
+
+
+def _sample_shape(node, name, value_types) -> tuple[int, ...]:
+    """The per-sample shape of a run-time tensor onnxtopo does not follow neuron by neuron."""
+    dims = value_types.get(name, (None, None))[1]
+    if not dims or any(not isinstance(d, int) or d <= 0 for d in dims[1:]):
+        raise refuse(node, f"the shape of its output {name!r} is not known before running the model "
+                           f"({'unknown' if dims is None else dims})",
+                     "re-export the model with fixed input sizes")
+    return tuple(dims[1:])
+
+
+RANDOM_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli")
+
+
+def _check_deterministic(node) -> None:
+    if node.op_type in RANDOM_OPS:
+        raise refuse(node, "it draws random numbers, so the induced graph would change from run to run",
+                     "export the model for inference, without random ops")
+
+
+def _neuron_operands(node, data, runtime) -> list[str]:
+    """The operands carrying neurons of a node that also reads run-time values that are not
+    neurons (from an integer input or before --start). Such a value enters like a constant when
+    the op is elementwise (a bias, a mask) or when a rule reads its values (attention's MatMul);
+    otherwise the op is refused."""
+    neurons = [n for n in data if n not in runtime]
+    if node.op_type in ELEMENTWISE_COMBINE and len(neurons) == 1:
+        return neurons
+    if node.op_type in OPERAND_RULES or node.op_type in LAYOUT_OPS:
+        return data  # rules read them as values; their elements (-1) make no vertex
+    raise refuse(node, "it combines neurons with a value computed at run time before the first layer "
+                       "(from an integer input, or before --start), which onnxtopo cannot treat as a weight",
+                 "choose another --start")
+
+
+def _nodes_between(graph, input_name: str, options: PlanOptions, constants) -> list:
+    """The nodes to walk: all of them, or those between --start and --stop."""
+    produced = {name: node for node in graph.node for name in node.output if name}
+    for option, name in (("--start", options.start), ("--stop", options.stop)):
+        if name is not None and name != input_name and name not in produced:
+            what = "a constant" if name in constants else "not a tensor of the model"
+            raise UnsupportedOpError(f"{option} {name!r} is {what}; name a tensor computed by the model "
+                                     "(`onnxtopo inspect` lists the layers' tensors)")
+    if options.stop is None or options.stop == input_name:
+        if options.stop == input_name:
+            raise UnsupportedOpError(f"--stop {input_name!r} is the model input: nothing would be analyzed")
+        return list(graph.node)
+    needed, frontier = set(), [options.stop]
+    while frontier:  # the nodes --stop depends on
+        node = produced.get(frontier.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            frontier.extend(n for n in node.input if n)
+    return [node for node in graph.node if id(node) in needed]
 
 
 def _check_finite(node, constants) -> None:
@@ -399,9 +534,12 @@ def _check_disjoint_operands(node, operands):
 
 
 def _unsupported(node, reason: str) -> UnsupportedOpError:
+    before = next((n for n in node.input if n), None)
+    hint = (f"; to analyze the network up to it, pass --stop {before!r} (API: stop={before!r}), or start after it "
+            "with --start" if before else "")
     return UnsupportedOpError(
         f"node {node.name or '(unnamed)'!r} (op type {node.op_type}) feeds the network's layers but "
-        f"{reason}. Supported op types: {', '.join(supported_ops())}"
+        f"{reason}{hint}. Supported op types: {', '.join(supported_ops())}"
     )
 
 

@@ -511,13 +511,22 @@ def _refusal_model(kind):
     return make_model(nodes, RES_IN, dict(Wa=Wa, Wb=Wb, M=rng.normal(size=(size, 2)).astype(np.float32)))
 
 
-@pytest.mark.parametrize("kind", ["add-x-x", "add-r-relu-r", "sum-operand-twice", "add-r-transposed-r"])
+@pytest.mark.parametrize("kind", ["sum-operand-twice", "add-r-transposed-r"])
 def test_sum_of_a_neuron_with_itself_refused(kind):
+    """Some operands share a neuron, others do not: parallel edges, refused."""
     model = _refusal_model(kind)
     with pytest.raises(onnxtopo.UnsupportedOpError) as info:
         onnxtopo.inspect(model)
     message = str(info.value)
     assert "'residual'" in message and "adds a neuron to itself" in message, message
+
+
+@pytest.mark.parametrize("kind", ["add-x-x", "add-r-relu-r"])
+def test_sum_of_one_neuron_with_itself_is_elementwise(kind):
+    """x + x and c + relu(c) are functions of one neuron (design notes 2b): no layer."""
+    plan = onnxtopo.inspect(_refusal_model(kind))
+    assert "residual" not in [layer.node for layer in plan.layers]
+    assert [s.op_type for s in plan.steps] == (["MatMul"] if kind == "add-x-x" else ["Conv", "MatMul"])
 
 
 # --------------------------------------------------------------------------------------------

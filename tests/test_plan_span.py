@@ -1,0 +1,200 @@
+"""Where the layers start and stop: integer inputs, --start/--stop, pre-IR-4 models, refusals.
+
+Expected edges are enumerated here with plain loops from the definitions; activations come from
+onnxruntime with graph optimizations off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxtopo
+
+from conftest import assert_same_edges, edges_as_dict, make_model, ort_outputs
+
+BATCH = 3
+
+
+def int_model(nodes, seq, initializers, *, dtype=TensorProto.INT64):
+    x = helper.make_tensor_value_info("ids", dtype, ["N", seq])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()]
+    model = helper.make_model(helper.make_graph(nodes, "int", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model)
+    return model
+
+
+def dense_edges(h, M, src_offset, dst_offset):
+    """{(u, v): |M[k, j] · h_k|} of a dense layer over a flat activation h, φ = 0 dropped."""
+    return {(src_offset + k, dst_offset + j): abs(float(M[k, j]) * float(h[k]))
+            for k in range(M.shape[0]) for j in range(M.shape[1]) if M[k, j] * h[k] != 0}
+
+
+def test_embedding_lookup_is_layer_zero():
+    rng = np.random.default_rng(1)
+    vocab, seq, dim, out = 7, 4, 3, 5
+    table = rng.normal(size=(vocab, dim)).astype(np.float32)
+    M = rng.normal(size=(seq * dim, out)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"], name="embed"),
+             helper.make_node("Flatten", ["emb"], ["f"]),
+             helper.make_node("MatMul", ["f", "M"], ["y"])]
+    model = int_model(nodes, seq, dict(table=table, M=M))
+    plan = onnxtopo.inspect(model)
+    assert [(layer.tensor, layer.shape) for layer in plan.layers] == [("emb", (seq, dim)), ("y", (out,))]
+    assert "first floating-point tensor" in plan.origin and "'emb'" in plan.origin
+    ids = rng.integers(0, vocab, size=(BATCH, seq))
+    for n, g in enumerate(onnxtopo.Analyzer(model).graphs(ids)):
+        h = table[ids[n]].reshape(-1)
+        assert_same_edges(edges_as_dict(g.src, g.dst, g.phi), dense_edges(h, M, 0, seq * dim), rtol=1e-6,
+                          what=f"sample {n}")
+    for forest, oracle in zip(onnxtopo.analyze(model, ids), onnxtopo.analyze(model, ids, engine="dionysus"),
+                              strict=True):
+        np.testing.assert_array_equal(forest.h0, oracle.h0)
+
+
+def test_one_hot_bytes_with_a_mask_and_position_embedding():
+    """Bytes → Equal/Cast one-hot (layer 0), a float mask from the same input multiplies it
+    (elementwise: a run-time value, not a neuron), a constant position embedding is added."""
+    rng = np.random.default_rng(2)
+    seq, vocab, out = 3, 4, 2
+    M = rng.normal(size=(seq * vocab, out)).astype(np.float32)
+    pos = rng.normal(size=(seq, vocab)).astype(np.float32)
+    nodes = [helper.make_node("Unsqueeze", ["ids", "last"], ["ids3"]),
+             helper.make_node("Equal", ["ids3", "classes"], ["hot"]),
+             helper.make_node("Cast", ["hot"], ["onehot"], to=TensorProto.FLOAT),
+             helper.make_node("Greater", ["ids3", "zero"], ["keep"]),
+             helper.make_node("Cast", ["keep"], ["mask"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["onehot", "mask"], ["masked"]),
+             helper.make_node("Add", ["masked", "pos"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("MatMul", ["f", "M"], ["y"])]
+    model = int_model(nodes, seq, dict(last=np.array([2]), classes=np.arange(vocab), zero=np.array(0), pos=pos, M=M))
+    plan = onnxtopo.inspect(model)
+    assert [layer.tensor for layer in plan.layers] == ["onehot", "y"]
+    ids = rng.integers(0, vocab, size=(BATCH, seq))
+    ids[0, 0] = 0  # masked out
+    for n, g in enumerate(onnxtopo.Analyzer(model).graphs(ids)):
+        onehot = (ids[n][:, None] == np.arange(vocab)).astype(np.float64)
+        h = (onehot * (ids[n][:, None] > 0) + pos).reshape(-1)
+        assert_same_edges(edges_as_dict(g.src, g.dst, g.phi), dense_edges(h, M, 0, seq * vocab), rtol=1e-6)
+
+
+def test_integer_model_refuses_float_inputs():
+    model = int_model([helper.make_node("Gather", ["table", "ids"], ["emb"]), helper.make_node("Flatten", ["emb"], ["f"]),
+                       helper.make_node("MatMul", ["f", "M"], ["y"])], 2,
+                      dict(table=np.ones((3, 2), np.float32), M=np.ones((4, 1), np.float32)))
+    with pytest.raises(onnxtopo.BadInputError, match="integer"):
+        onnxtopo.analyze(model, np.zeros((1, 2), np.float32))
+
+
+def chain_model(rng):
+    """x → Conv → Relu (a) → Conv → Relu (b) → Flatten → MatMul → Relu (c) → MatMul (y)."""
+    W1 = rng.normal(size=(2, 1, 3, 3)).astype(np.float32)
+    W2 = rng.normal(size=(2, 2, 3, 3)).astype(np.float32)
+    M1 = rng.normal(size=(2 * 4 * 4, 5)).astype(np.float32)
+    M2 = rng.normal(size=(5, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["c1"]), helper.make_node("Relu", ["c1"], ["a"]),
+             helper.make_node("Conv", ["a", "W2"], ["c2"]), helper.make_node("Relu", ["c2"], ["b"]),
+             helper.make_node("Flatten", ["b"], ["f"]), helper.make_node("MatMul", ["f", "M1"], ["m1"]),
+             helper.make_node("Relu", ["m1"], ["c"]), helper.make_node("MatMul", ["c", "M2"], ["y"])]
+    return make_model(nodes, (1, 8, 8), dict(W1=W1, W2=W2, M1=M1, M2=M2)), M1, M2
+
+
+def test_start_and_stop_cut_the_layers():
+    rng = np.random.default_rng(3)
+    model, M1, M2 = chain_model(rng)
+    full = onnxtopo.inspect(model)
+    assert [layer.tensor for layer in full.layers] == ["x", "c1", "c2", "m1", "y"]
+    assert [layer.tensor for layer in onnxtopo.inspect(model, stop="b").layers] == ["x", "c1", "c2"]
+    assert [layer.tensor for layer in onnxtopo.inspect(model, stop="c2").layers] == ["x", "c1", "c2"]
+    cut = onnxtopo.inspect(model, start="f", stop="m1")
+    assert [(layer.tensor, layer.shape) for layer in cut.layers] == [("f", (32,)), ("m1", (5,))]
+    assert "--start" in cut.origin
+    x = rng.normal(size=(BATCH, 1, 8, 8)).astype(np.float32)
+    f = ort_outputs(model, x, ("f",))["f"]
+    for n, g in enumerate(onnxtopo.Analyzer(model, start="f", stop="m1").graphs(x)):
+        assert_same_edges(edges_as_dict(g.src, g.dst, g.phi), dense_edges(f[n], M1, 0, 32), rtol=1e-5)
+    # The middle of the network alone: its diagrams are those of the graph restricted to it.
+    sub = onnxtopo.analyze(model, x, start="c", stop="y")
+    c = ort_outputs(model, x, ("c",))["c"]
+    for n, result in enumerate(sub):
+        edges = dense_edges(c[n], M2, 0, 5)
+        assert result.n_edges == len(edges)
+
+
+@pytest.mark.parametrize("option, name, match", [
+    ("start", "nope", "not a tensor of the model"),
+    ("stop", "W1", "a constant"),
+    ("stop", "x", "nothing would be analyzed"),
+])
+def test_start_stop_errors(option, name, match):
+    model, _, _ = chain_model(np.random.default_rng(4))
+    with pytest.raises(onnxtopo.UnsupportedOpError, match=match):
+        onnxtopo.inspect(model, **{option: name})
+
+
+def test_runtime_weight_before_start_is_refused():
+    """A Conv whose kernel is computed before --start has no constant weights: refused."""
+    rng = np.random.default_rng(5)
+    nodes = [helper.make_node("MatMul", ["x", "A"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("MatMul", ["r", "B"], ["b"]),
+             helper.make_node("Reshape", ["b", "s"], ["b4"]), helper.make_node("Reshape", ["a", "s"], ["a4"]),
+             helper.make_node("Conv", ["b4", "a4"], ["y"], name="runtime_kernel")]
+    model = make_model(nodes, (4,), dict(A=rng.normal(size=(4, 4)).astype(np.float32),
+                                         B=rng.normal(size=(4, 4)).astype(np.float32),
+                                         s=np.array([-1, 1, 4])))
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="runtime_kernel.*computed at run time"):
+        onnxtopo.inspect(model, start="r")
+
+
+def test_unsupported_op_names_node_and_suggests_stop():
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("MatMul", ["x", "A"], ["a"]), helper.make_node("Round", ["a"], ["r"], name="rounding"),
+             helper.make_node("MatMul", ["r", "B"], ["y"])]
+    model = make_model(nodes, (3,), dict(A=rng.normal(size=(3, 3)).astype(np.float32),
+                                         B=rng.normal(size=(3, 2)).astype(np.float32)))
+    with pytest.raises(onnxtopo.UnsupportedOpError, match=r"'rounding' \(op type Round\).*--stop 'a'"):
+        onnxtopo.inspect(model)
+    assert [layer.tensor for layer in onnxtopo.inspect(model, stop="a").layers] == ["x", "a"]
+
+
+def test_random_ops_are_refused():
+    nodes = [helper.make_node("RandomNormalLike", ["x"], ["noise"], name="noise"),
+             helper.make_node("Add", ["x", "noise"], ["xn"]),
+             helper.make_node("MatMul", ["xn", "A"], ["y"])]
+    model = make_model(nodes, (3,), dict(A=np.ones((3, 2), np.float32)))
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="'noise'.*random"):
+        onnxtopo.inspect(model)
+
+
+def test_pre_ir4_initializers_listed_as_inputs_are_constants():
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(2, 1, 3, 3)).astype(np.float32)
+    scale, bias = (rng.random(2) + 0.5).astype(np.float32), rng.normal(size=2).astype(np.float32)
+    mean, var = rng.normal(size=2).astype(np.float32), (rng.random(2) + 0.5).astype(np.float32)
+    M = rng.normal(size=(2 * 3 * 3, 4)).astype(np.float32)
+    shape = np.array([1, -1], dtype=np.int64)
+    consts = dict(W=W, scale=scale, bias=bias, mean=mean, var=var, M=M, shape=shape)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["bn"]),
+             helper.make_node("Relu", ["bn"], ["r"]), helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2]),
+             helper.make_node("Reshape", ["p", "shape"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 6, 6])]
+    inputs += [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+               for k, v in consts.items()]
+    graph = helper.make_graph(nodes, "zoo", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    old = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
+    old.ir_version = 3
+    onnx.checker.check_model(old)
+    plan = onnxtopo.inspect(old)
+    assert [layer.shape for layer in plan.layers] == [(1, 6, 6), (2, 4, 4), (2, 3, 3), (4,)]
+    assert len(old.graph.input) == 1 + len(consts)  # the caller's model is left as it was
+    x = rng.normal(size=(1, 1, 6, 6)).astype(np.float32)
+    for forest, oracle in zip(onnxtopo.analyze(old, x), onnxtopo.analyze(old, x, engine="dionysus"), strict=True):
+        np.testing.assert_array_equal(forest.h0, oracle.h0)
