@@ -198,3 +198,37 @@ def test_pre_ir4_initializers_listed_as_inputs_are_constants():
     x = rng.normal(size=(1, 1, 6, 6)).astype(np.float32)
     for forest, oracle in zip(onnxtopo.analyze(old, x), onnxtopo.analyze(old, x, engine="dionysus"), strict=True):
         np.testing.assert_array_equal(forest.h0, oracle.h0)
+
+
+def test_cli_inspect_and_analyze_with_start_stop_and_integer_input(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(8)
+    model = int_model([helper.make_node("Gather", ["table", "ids"], ["emb"], name="embed"),
+                       helper.make_node("Flatten", ["emb"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["m"]),
+                       helper.make_node("Relu", ["m"], ["r"]), helper.make_node("MatMul", ["r", "M2"], ["y"])], 3,
+                      dict(table=rng.normal(size=(5, 2)).astype(np.float32),
+                           M=rng.normal(size=(6, 4)).astype(np.float32), M2=rng.normal(size=(4, 2)).astype(np.float32)))
+    path = tmp_path / "tokens.onnx"
+    onnx.save(model, path)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "onnxtopo.cli", *map(str, args)], capture_output=True,
+                              text=True, timeout=300)
+
+    proc = cli("inspect", path)
+    assert proc.returncode == 0, proc.stderr
+    assert "layer 0 is tensor 'emb' (Gather node 'embed'), the first floating-point tensor" in proc.stdout
+    proc = cli("inspect", path, "--start", "r", "--stop", "y")
+    assert proc.returncode == 0 and "layer 0 is tensor 'r' (--start)" in proc.stdout, proc.stderr
+    ids = tmp_path / "ids.npy"
+    np.save(ids, rng.integers(0, 5, size=(2, 3)))
+    proc = cli("analyze", path, "--inputs", ids, "--stop", "m", "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    import json
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [layer["tensor"] for layer in summary["layers"]] == ["emb", "m"]
+    assert summary["options"]["stop"] == "m"
+    proc = cli("inspect", path, "--stop", "nothing")
+    assert proc.returncode == 4 and "--stop 'nothing' is not a tensor of the model" in proc.stderr
