@@ -403,6 +403,17 @@ def _sample_shape(node, name, value_types) -> tuple[int, ...]:
     return tuple(dims[1:])
 
 
+#: Ops whose output does not vary smoothly with a neuron: a layer after them has no φ.
+PIECEWISE_CONSTANT = ("ArgMax", "ArgMin", "Round", "Floor", "Ceil", "Sign", "Equal", "Greater", "Less",
+                      "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf", "NonZero",
+                      "OneHot", "Hardmax", "QuantizeLinear", "DynamicQuantizeLinear", "BitShift")
+
+
+def _casts_to_float(node) -> bool:
+    to = attribute(node, "to")
+    return to is not None and np.dtype(onnx.helper.tensor_dtype_to_np_dtype(to)).kind == "f"
+
+
 RANDOM_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli")
 
 
@@ -503,6 +514,8 @@ def _why_unhandled(node, kind, data, placed) -> str:
     untracked = [n for n in data if n not in placed]
     if untracked:
         return f"it reads {untracked[0]!r}, which is not a tensor onnxtopo follows"
+    if node.op_type in PIECEWISE_CONSTANT or (node.op_type == "Cast" and not _casts_to_float(node)):
+        return "its output is piecewise constant in its input (no derivative, so no edge weight)"
     if kind is None:
         return "onnxtopo has no rule for this op type"
     if kind == "elementwise" and len(data) != 1 and node.op_type not in ELEMENTWISE_COMBINE:

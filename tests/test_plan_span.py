@@ -232,3 +232,28 @@ def test_cli_inspect_and_analyze_with_start_stop_and_integer_input(tmp_path):
     assert summary["options"]["stop"] == "m"
     proc = cli("inspect", path, "--stop", "nothing")
     assert proc.returncode == 4 and "--stop 'nothing' is not a tensor of the model" in proc.stderr
+
+
+@pytest.mark.parametrize("op, attrs", [("Round", {}), ("Cast", dict(to=TensorProto.INT32)), ("Sign", {})])
+def test_piecewise_constant_op_feeding_a_layer_is_refused(op, attrs):
+    rng = np.random.default_rng(9)
+    tail = ([helper.make_node("Cast", ["q"], ["qf"], to=TensorProto.FLOAT)] if op == "Cast" else
+            [helper.make_node("Identity", ["q"], ["qf"])])
+    nodes = [helper.make_node("MatMul", ["x", "A"], ["a"]), helper.make_node(op, ["a"], ["q"], name="step", **attrs),
+             *tail, helper.make_node("MatMul", ["qf", "B"], ["y"])]
+    model = make_model(nodes, (3,), dict(A=rng.normal(size=(3, 3)).astype(np.float32),
+                                         B=rng.normal(size=(3, 2)).astype(np.float32)))
+    with pytest.raises(onnxtopo.UnsupportedOpError, match=rf"'step' \(op type {op}\).*piecewise constant.*--stop 'a'"):
+        onnxtopo.inspect(model)
+
+
+def test_float_cast_and_argmax_after_the_last_layer():
+    """A Cast between float types keeps the neuron; an ArgMax after the last layer is ignored."""
+    rng = np.random.default_rng(10)
+    nodes = [helper.make_node("Cast", ["x"], ["xd"], to=TensorProto.DOUBLE),
+             helper.make_node("Cast", ["xd"], ["xf"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["xf", "A"], ["a"]), helper.make_node("ArgMax", ["a"], ["k"], axis=1),
+             helper.make_node("Cast", ["k"], ["y"], to=TensorProto.FLOAT)]
+    plan = onnxtopo.inspect(make_model(nodes, (3,), dict(A=rng.normal(size=(3, 4)).astype(np.float32))))
+    assert [layer.shape for layer in plan.layers] == [(3,), (4,)]
+    assert any("ArgMax" in name for name in plan.ignored)

@@ -19,8 +19,9 @@ ELEMENTWISE_OPS.update(
         "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus",
         "Softsign", "Clip", "HardSigmoid", "HardSwish", "ThresholdedRelu", "Gelu", "Mish",
         "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Pow", "Sin", "Cos",
-        # no-ops at inference
-        "Dropout", "Identity",
+        # no-ops at inference; a Cast between floating-point types (the walker refuses casts
+        # of a neuron to integers: no derivative)
+        "Dropout", "Identity", "Cast",
     }
 )
 
