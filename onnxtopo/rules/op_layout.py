@@ -2,22 +2,28 @@
 
 Each handler applies the op to integer arrays holding, for every element of the op's inputs,
 the vertex id it stands for (with the batch axis in front), and returns the array for the op's
-output. Concat joins vertices of several tensors; Pad adds constants (id -1), not vertices.
+output. None of these ops makes a layer or an edge:
+
+* Flatten, Reshape, Transpose, Squeeze, Unsqueeze, DepthToSpace (DCR and CRD modes) and
+  SpaceToDepth move vertices;
+* Concat joins the vertices of its operands; a constant operand (a vision transformer's class
+  token) holds no neuron: its elements are constants (id -1), which make no vertex and no edge;
+* Pad adds constants (id -1) in mode ``constant``, and copies of border vertices in modes
+  ``reflect``, ``edge`` and ``wrap`` (one vertex in several places); negative pads crop.
+
+A layout op never touches the batch axis: an op that would move, drop, copy or mix samples is
+refused.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from . import attribute, layout_op, refuse
 
 
-MAX_PADDED_ELEMENTS = 1 << 28  # per sample
-
-
-def _constant_operand(node, constants, position: int, what: str):
+def constant_array(node, constants, position: int, what: str) -> np.ndarray | None:
+    """Input ``position`` of ``node`` as an int64 array (its shape kept), None when absent."""
     if len(node.input) <= position or not node.input[position]:
         return None
     name = node.input[position]
@@ -27,12 +33,37 @@ def _constant_operand(node, constants, position: int, what: str):
             f"its {what} ({name!r}) is computed at run time",
             "export the model with static shapes (or constant-fold it) so the layout is known",
         )
-    return np.asarray(constants[name]).astype(np.int64).ravel().tolist()
+    return np.asarray(constants[name]).astype(np.int64)
+
+
+def constant_operand(node, constants, position: int, what: str) -> list[int] | None:
+    """Input ``position`` of ``node`` as a flat list of Python ints, None when absent."""
+    value = constant_array(node, constants, position, what)
+    return None if value is None else value.ravel().tolist()
+
+
+def sample_axis(node, axis, rank: int, what: str = "axis") -> int:
+    """``axis`` of a rank-``rank`` tensor (batch axis first) made non-negative; the batch axis and
+    axes out of range are refused."""
+    if axis is None or not -rank <= axis < rank:
+        raise refuse(node, f"its {what} {axis} does not fit a tensor of rank {rank}")
+    axis %= rank
+    if axis == 0:
+        raise refuse(node, f"its {what} is the batch axis", "onnxtopo needs the batch axis first and untouched")
+    return axis
+
+
+def check_size(node, shape) -> None:
+    """Refuse an output of per-sample ``shape`` too large to plan, before allocating it (a tiny
+    model can ask Tile or Expand for a huge tensor)."""
+    from ..plan import _check_size  # plan imports this package: a module-level import would be circular
+
+    _check_size(f"node {node.name or '(unnamed)'!r} ({node.op_type})", shape)
 
 
 def _axes(node, constants):
     axes = attribute(node, "axes")
-    return _constant_operand(node, constants, 1, "axes input") if axes is None else list(axes)
+    return constant_operand(node, constants, 1, "axes input") if axes is None else list(axes)
 
 
 @layout_op("Flatten")
@@ -45,7 +76,7 @@ def flatten(node, operands, constants):
 @layout_op("Reshape")
 def reshape(node, operands, constants):
     index = operands[0]
-    shape = _constant_operand(node, constants, 1, "target shape")
+    shape = constant_operand(node, constants, 1, "target shape")
     if shape is None:
         raise refuse(node, "it has no target shape")
     if not attribute(node, "allowzero", 0):
@@ -88,40 +119,94 @@ def unsqueeze(node, operands, constants):
     return np.expand_dims(index, axis=tuple(a % rank for a in axes))
 
 
+@layout_op("DepthToSpace")
+def depth_to_space(node, operands, constants):
+    index = operands[0]
+    b = _blocksize(node, index)
+    n, c, h, w = index.shape
+    if c % (b * b):
+        raise refuse(node, f"its {c} channels are not a multiple of blocksize² = {b * b}")
+    mode = attribute(node, "mode", "DCR")
+    if mode == "DCR":
+        blocks = index.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    elif mode == "CRD":
+        blocks = index.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    else:
+        raise refuse(node, f"DepthToSpace mode {mode!r} is not one of DCR, CRD")
+    return blocks.reshape(n, c // (b * b), h * b, w * b)
+
+
+@layout_op("SpaceToDepth")
+def space_to_depth(node, operands, constants):
+    index = operands[0]
+    b = _blocksize(node, index)
+    n, c, h, w = index.shape
+    if h % b or w % b:
+        raise refuse(node, f"its height {h} and width {w} are not multiples of blocksize {b}")
+    blocks = index.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+    return blocks.reshape(n, c * b * b, h // b, w // b)
+
+
+def _blocksize(node, index) -> int:
+    b = attribute(node, "blocksize")
+    if index.ndim != 4:
+        raise refuse(node, f"its input has rank {index.ndim}; {node.op_type} takes (N, C, H, W) tensors")
+    if b is None or b < 1:
+        raise refuse(node, f"its blocksize {b} is not a positive integer")
+    return b
+
+
 @layout_op("Concat")
 def concat(node, operands, constants):
-    if any(op is None for op in operands):
-        raise refuse(node, "it concatenates constants with activations")
-    axis = attribute(node, "axis")
-    rank = operands[0].ndim
-    if axis is None or not -rank <= axis < rank or any(op.ndim != rank for op in operands):
-        raise refuse(node, f"axis {axis} does not fit operands of rank {rank}")
-    try:
-        return np.concatenate(operands, axis=axis)
-    except ValueError:
-        raise refuse(node, f"its operands of shapes {[op.shape for op in operands]} cannot be joined") from None
+    activation = next(op for op in operands if op is not None)
+    rank = activation.ndim
+    axis = sample_axis(node, attribute(node, "axis"), rank)
+    parts = []
+    for name, op in zip(node.input, operands):
+        if op is None:
+            shape = np.shape(constants[name])
+            if len(shape) != rank:
+                raise refuse(node, f"its constant operand {name!r} of shape {shape} does not have rank {rank}")
+            # Whatever batch size the constant was folded with (an Expand to the walk's batch, or
+            # 1), it is the same constant in every sample.
+            check_size(node, shape[1:])
+            op = np.full((activation.shape[0], *shape[1:]), -1, dtype=np.int64)
+        parts.append(op)
+    shapes = [p.shape[1:] for p in parts]
+    if any(s[:axis - 1] + s[axis:] != shapes[0][:axis - 1] + shapes[0][axis:] for s in shapes):
+        raise refuse(node, f"its operands of per-sample shapes {shapes} cannot be joined on axis {axis}")
+    return np.concatenate(parts, axis=axis)
 
 
 @layout_op("Pad")
 def pad(node, operands, constants):
     index = operands[0]
+    rank = index.ndim
     mode = attribute(node, "mode", "constant")
-    pads = attribute(node, "pads")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise refuse(node, f"Pad mode {mode!r} is not one of constant, reflect, edge, wrap")
+    pads = attribute(node, "pads")  # opsets 2 to 10; an input since opset 11
     if pads is None:
-        pads = _constant_operand(node, constants, 1, "pads input")
-    axes = _constant_operand(node, constants, 3, "axes input")
-    axes = list(range(index.ndim)) if axes is None else [a % index.ndim for a in axes]
-    widths = [(0, 0)] * index.ndim
+        pads = constant_operand(node, constants, 1, "pads input")
+    axes = constant_operand(node, constants, 3, "axes input")  # opset 18
+    axes = list(range(rank)) if axes is None else axes
+    if pads is None or len(pads) != 2 * len(axes) or any(not -rank <= a < rank for a in axes):
+        raise refuse(node, f"its pads {pads} do not fit axes {axes} of a tensor of rank {rank}")
+    before, after = [0] * rank, [0] * rank
     for i, axis in enumerate(axes):
-        widths[axis] = (pads[i], pads[i + len(axes)])
-    if min(min(w) for w in widths) < 0:
-        raise refuse(node, "negative pads (cropping) are not supported")
-    padded = [n + sum(w) for n, w in zip(index.shape, widths)]
-    if widths[0] != (0, 0) or math.prod(padded[1:]) > MAX_PADDED_ELEMENTS:
-        raise refuse(node, f"its pads {pads} would make a tensor of shape {tuple(padded)}")
+        before[axis % rank], after[axis % rank] = pads[i], pads[i + len(axes)]
+    if before[0] or after[0]:
+        raise refuse(node, f"its pads {pads} pad or crop the batch axis", "onnxtopo needs the batch axis untouched")
+    if any(max(-b, 0) + max(-a, 0) > n for n, b, a in zip(index.shape, before, after)):
+        raise refuse(node, f"its pads {pads} crop more than the tensor of shape {index.shape[1:]} holds")
+    # Negative pads crop first; the padding then extends what is left (as onnxruntime does).
+    cropped = index[tuple(slice(max(-b, 0), n - max(-a, 0)) for n, b, a in zip(index.shape, before, after))]
+    widths = [(max(b, 0), max(a, 0)) for b, a in zip(before, after)]
+    check_size(node, [n + b + a for n, (b, a) in zip(cropped.shape[1:], widths[1:])])
     if mode == "constant":
         # Padding holds a constant, not a neuron: it makes no vertex and no edge.
-        return np.pad(index, widths, mode="constant", constant_values=-1)
-    if mode in ("reflect", "edge"):
-        return np.pad(index, widths, mode=mode)
-    raise refuse(node, f"Pad mode {mode!r} is not supported")
+        return np.pad(cropped, widths, mode="constant", constant_values=-1)
+    for n, (b, a) in zip(cropped.shape, widths):
+        if (b or a) and (n == 0 or (mode == "reflect" and max(b, a) > n - 1)):
+            raise refuse(node, f"its {mode} pads {pads} reach beyond the tensor of shape {cropped.shape[1:]}")
+    return np.pad(cropped, widths, mode=mode)
