@@ -48,7 +48,10 @@ class ActivationRunner:
             values = self.session.run(self.tensors, {self.plan.input_name: x})
         except Exception as exc:  # inputs are validated already: the model cannot run
             raise BadModelError(f"onnxruntime failed to run the model: {str(exc).strip().splitlines()[0]}") from exc
-        out = dict(zip(self.tensors, values))
+        # A tensor whose leading axis merges the batch with another (attention's batch × heads)
+        # is viewed batch first, as the plan sees it.
+        out = {name: value.reshape(len(x), -1, *value.shape[1:]) if value.ndim and value.shape[0] != len(x)
+               and value.shape[0] % len(x) == 0 else value for name, value in zip(self.tensors, values)}
         out[self.plan.input_name] = x
         for step in self.plan.steps:
             got = tuple(out[step.input_tensor].shape[1:])

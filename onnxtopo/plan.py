@@ -18,13 +18,12 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import BadModelError, ResourceLimitError, UnsupportedOpError
-from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, EdgeRule, attribute,
-                    refuse, supported_ops)
+from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, SAMPLE_STRIDE, EdgeRule,
+                    attribute, batch_axis, refuse, supported_ops)
 from .rules.op_pool import MAXPOOL_RULES
 
 WALK_BATCH = 2
 MAX_TENSOR_ELEMENTS = 1 << 28  # per sample; AlexNet's largest tensor has 2·10^5
-SAMPLE_STRIDE = 1 << 40  # id shift of the walk's second sample; more than any layer count of vertices
 #: Ops with several activation operands that combine them element by element (broadcasting):
 #: when every operand carries the same neuron (x · sigmoid(x)), the op is elementwise.
 ELEMENTWISE_COMBINE = ("Add", "Sub", "Sum", "Mul", "Div", "Max", "Min", "Mean")
@@ -252,16 +251,16 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
     # single-consumer moves and constant affine maps only: tensor -> the layer they make.
     pre_activation: dict[str, int] = {}
 
-    def new_layer(node, shape):
+    def new_layer(node, shape, merged=False):
         last = layers[-1]
         layer = Layer(len(layers), node.output[0], tuple(shape), last.offset + last.size, node.name, node.op_type)
         layers.append(layer)
-        placed[node.output[0]] = fresh(layer)
+        placed[node.output[0]] = _layout(fresh(layer), merged)
         pre_activation[node.output[0]] = layer.index
         return layer
 
-    def add_step(node, rule, layer, tensor):
-        vertices = placed[tensor][0].ravel().copy()
+    def add_step(node, rule, layer, tensor, ids):
+        vertices = ids[0].ravel().copy()
         steps.append(EdgeStep(node.name, node.op_type, rule, layer.index, tensor, vertices))
 
     def folds(tensor) -> int | None:
@@ -306,25 +305,37 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                     raise _unsupported(*blocker)
                 blocked.update({n: blocker for n in node.output if n})
                 continue
-            index = placed[data[0]]
+            # Ops other than layout ops see each operand batch first (a batch axis merged into
+            # the leading axis, as attention exports write (batch × heads, ...), is split out),
+            # and give their output back in the operand's layout.
+            view = {} if kind == "layout" else _batch_first_views(node, {n: placed[n] for n in data}, walk_batch)
+            merged = any(view[n].ndim != placed[n].ndim for n in view)
+            index = placed[data[0]] if kind == "layout" else view[data[0]]
             if kind == "edges":
                 _check_finite(node, constants)
                 rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
-                add_step(node, rule, new_layer(node, rule.out_shape), data[0])
+                copied = rule.copied_inputs()
+                if copied is None:
+                    add_step(node, rule, new_layer(node, rule.out_shape, merged), data[0], index)
+                else:  # the op only copies neurons: they keep their vertices
+                    flat = index.reshape(len(index), -1)
+                    placed[node.output[0]] = _layout(np.where(copied >= 0, flat[:, copied], -1).reshape(
+                        len(index), *rule.out_shape), merged)
             elif kind == "operands":
                 _check_finite(node, constants)
-                rules = OPERAND_RULES[node.op_type](node, data, [placed[n].shape[1:] for n in data],
+                rules = OPERAND_RULES[node.op_type](node, data, [view[n].shape[1:] for n in data],
                                                     constants, options)
                 if node.op_type in ELEMENTWISE_COMBINE:
-                    _check_distinct_operands(node, [placed[n] for n in data])
+                    _check_broadcast(node, np.broadcast_to(0, (len(index), *rules[0].out_shape)), constants)
+                    _check_distinct_operands(node, [view[n] for n in data])
                 else:
-                    _check_disjoint_operands(node, [placed[n] for n in data])
-                layer = new_layer(node, rules[0].out_shape)
+                    _check_disjoint_operands(node, [view[n] for n in data])
+                layer = new_layer(node, rules[0].out_shape, merged)
                 for tensor, rule in zip(data, rules, strict=True):
-                    add_step(node, rule, layer, tensor)
+                    add_step(node, rule, layer, tensor, view[tensor])
             elif kind == "shape":
                 start, end = attribute(node, "start", 0), attribute(node, "end", None)
-                constants[node.output[0]] = np.array(index.shape, dtype=np.int64)[start:end]
+                constants[node.output[0]] = np.array(placed[data[0]].shape, dtype=np.int64)[start:end]
             elif kind == "layout":
                 operands = [placed.get(n) if n and n not in constants else None for n in node.input]
                 try:
@@ -340,9 +351,9 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                     pre_activation[node.output[0]] = pre_activation[data[0]]
             else:
                 if node.op_type != "BatchNormalization":
-                    _check_broadcast(node, index, {n: constants[n] for n in node.input if n in constants})
-                    _check_broadcast(node, index, {n: placed[n][:1] for n in node.input if n in runtime})
-                placed[node.output[0]] = index
+                    _check_broadcast(node, placed[data[0]], {n: constants[n] for n in node.input if n in constants})
+                    _check_broadcast(node, placed[data[0]], {n: placed[n][:1] for n in node.input if n in runtime})
+                placed[node.output[0]] = placed[data[0]]
                 scale = None
                 if kind == "affine":  # its handler checks its constants' shapes
                     _check_finite(node, constants)
@@ -557,8 +568,33 @@ def _unsupported(node, reason: str) -> UnsupportedOpError:
 
 
 def _check_samples_kept_apart(node, moved: np.ndarray, walk_batch: int):
-    if moved.ndim == 0 or moved.shape[0] != walk_batch:
-        raise refuse(node, "it moves the batch axis", "onnxtopo needs the batch axis first and untouched")
-    sample = moved.reshape(walk_batch, -1) // SAMPLE_STRIDE
-    if not ((sample == np.arange(walk_batch)[:, None]) | (moved.reshape(walk_batch, -1) < 0)).all():
-        raise refuse(node, "it mixes elements of different samples", "keep the batch axis first and untouched")
+    """A layout op may move the batch axis (the next op that is not a layout op needs it first
+    again), never drop, copy or mix samples."""
+    axis = batch_axis(moved) if moved.ndim else None
+    if axis is not None and moved.shape[axis] == walk_batch:
+        return
+    try:  # the batch axis merged into the leading axis as its outer factor
+        _batch_first_views(node, {"": moved}, walk_batch)
+    except UnsupportedOpError:
+        raise refuse(node, "it mixes elements of different samples", "keep the batch axis apart") from None
+
+
+def _batch_first_views(node, operands: dict, walk_batch: int) -> dict:
+    """Each operand's id array with the batch axis first, the batch split out of the leading
+    axis where a layout op merged it there (a tensor of shape (batch × n, ...))."""
+    views = {}
+    for name, index in operands.items():
+        if index.ndim and batch_axis(index) == 0 and index.shape[0] == walk_batch:
+            views[name] = index
+        elif index.ndim and index.shape[0] % walk_batch == 0 and (walk_batch == 1 or batch_axis(
+                split := index.reshape(walk_batch, -1, *index.shape[1:])) == 0):
+            views[name] = index[None] if walk_batch == 1 else split
+        else:
+            raise refuse(node, f"its operand {name!r} does not have the batch axis first",
+                         "onnxtopo follows ops other than layout ops only on tensors with the batch axis first")
+    return views
+
+
+def _layout(index: np.ndarray, merged: bool) -> np.ndarray:
+    """An op's output ids in the layout of its operands: batch merged into the leading axis or not."""
+    return index.reshape(-1, *index.shape[2:]) if merged else index

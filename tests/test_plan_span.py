@@ -257,3 +257,62 @@ def test_float_cast_and_argmax_after_the_last_layer():
     plan = onnxtopo.inspect(make_model(nodes, (3,), dict(A=rng.normal(size=(3, 4)).astype(np.float32))))
     assert [layer.shape for layer in plan.layers] == [(3,), (4,)]
     assert any("ArgMax" in name for name in plan.ignored)
+
+
+def test_batch_axis_moved_and_merged_by_attention_layouts():
+    """Attention exports move the batch axis (Transpose [2, 0, 3, 1, 4] of a (batch, P, 3, H, d)
+    qkv tensor) and merge it with the heads ((batch × H, P, d)); the neurons are followed through
+    both, and a MatMul on the merged tensor is a layer of per-sample shape (H, P, k)."""
+    rng = np.random.default_rng(11)
+    P, E, H, d, k, out = 3, 4, 2, 2, 3, 2
+    W = rng.normal(size=(E, 3 * H * d)).astype(np.float32)
+    K = rng.normal(size=(d, k)).astype(np.float32)
+    M = rng.normal(size=(H * P * k, out)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Tanh", ["z"], ["t"]),
+             helper.make_node("Reshape", ["t", "qkv_shape"], ["qkv"]),
+             helper.make_node("Transpose", ["qkv"], ["heads"], perm=[2, 0, 3, 1, 4]),
+             helper.make_node("Gather", ["heads", "one"], ["key"], axis=0),
+             helper.make_node("Reshape", ["key", "merged_shape"], ["merged"]),
+             helper.make_node("MatMul", ["merged", "K"], ["m"]),
+             helper.make_node("Reshape", ["m", "flat_shape"], ["f"]),
+             helper.make_node("MatMul", ["f", "M"], ["y"])]
+    model = make_model(nodes, (P, E), dict(W=W, K=K, M=M, one=np.array(1), qkv_shape=np.array([0, P, 3, H, d]),
+                                           merged_shape=np.array([-1, P, d]), flat_shape=np.array([-1, H * P * k])))
+    plan = onnxtopo.inspect(model)
+    assert [(layer.tensor, layer.shape) for layer in plan.layers] == [
+        ("x", (P, E)), ("z", (P, 3 * H * d)), ("m", (H, P, k)), ("y", (out,))]
+    off1, off2, off3 = (layer.offset for layer in plan.layers[1:])
+    x = rng.normal(size=(BATCH, P, E)).astype(np.float32)
+    t = np.tanh(x.astype(np.float64) @ W)
+    graphs = list(onnxtopo.Analyzer(model).graphs(x))
+    for b, g in enumerate(graphs):
+        got = edges_as_dict(g.src, g.dst, g.phi)
+        expected = {}
+        key = np.zeros((H, P, k))
+        for h in range(H):
+            for p in range(P):
+                for dd in range(d):
+                    u = p * 3 * H * d + H * d + h * d + dd
+                    for j in range(k):
+                        expected[(off1 + u, off2 + (h * P + p) * k + j)] = abs(K[dd, j] * t[b, p, u - p * 3 * H * d])
+                        key[h, p, j] += K[dd, j] * t[b, p, u - p * 3 * H * d]
+        for i, value in enumerate(key.reshape(-1)):
+            for j in range(out):
+                expected[(off2 + i, off3 + j)] = abs(M[i, j] * value)
+        into_later = {e: v for e, v in got.items() if e[1] >= off2}
+        assert_same_edges(into_later, expected, rtol=1e-4, atol=1e-7, what=f"sample {b}")
+    for forest, oracle in zip(onnxtopo.analyze(model, x), onnxtopo.analyze(model, x, engine="dionysus"), strict=True):
+        np.testing.assert_array_equal(forest.h0, oracle.h0)
+
+
+def test_layout_that_mixes_samples_is_refused():
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]),
+             helper.make_node("Transpose", ["z"], ["t"], perm=[1, 0]),
+             helper.make_node("Reshape", ["t", "shape"], ["r"], name="mixer"),
+             helper.make_node("MatMul", ["r", "M"], ["y"])]
+    inits = dict(W=np.ones((3, 4), np.float32), M=np.ones((2, 1), np.float32), shape=np.array([-1, 2]))
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="MatMul.*'r' does not have the batch axis first"):
+        onnxtopo.inspect(make_model(nodes, (3,), inits))  # (4, batch) reshaped to (4, 2): batch second
+    inits["shape"] = np.array([1, -1])  # every sample's elements interleaved in one row
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="'mixer'.*mixes elements of different samples"):
+        onnxtopo.inspect(make_model(nodes, (3,), inits))

@@ -92,6 +92,29 @@ def layout_op(op_type: str):
     return register
 
 
+#: Id shift of the planner's second sample: more than any count of vertices. It tells, in any
+#: arrangement of an id array, which axis is the batch axis.
+SAMPLE_STRIDE = 1 << 40
+
+
+def batch_axis(index: np.ndarray) -> int | None:
+    """The axis of an id array (see ``layout_op``) along which the sample changes, or None when
+    the samples are mixed. Layout ops may move the batch axis (attention's heads often pass
+    through a Transpose that puts it second), so handlers ask here instead of assuming axis 0.
+    With a single sample (a model of fixed batch 1) nothing tells it apart from other axes of
+    size 1: the first axis of size 1 is taken."""
+    sample = np.where(index >= 0, index // SAMPLE_STRIDE, -1)
+    if (sample < 0).all():  # constants only: they are shared by every sample
+        return 0
+    if (sample <= 0).all():
+        return next((axis for axis, n in enumerate(index.shape) if n == 1), None)
+    for axis, n in enumerate(index.shape):
+        expected = np.arange(n).reshape([n if a == axis else 1 for a in range(index.ndim)])
+        if ((sample == expected) | (sample < 0)).all():
+            return axis
+    return None
+
+
 def supported_ops() -> list[str]:
     return sorted(set(EDGE_RULES) | set(OPERAND_RULES) | set(LAYOUT_OPS) | ELEMENTWISE_OPS | set(AFFINE_OPS)
                   | {"Shape"})
@@ -165,6 +188,12 @@ class EdgeRule:
         step = max(1, max_edges // max(1, self.edges_per_outer))
         for start in range(0, self.outer_size, step):
             yield self.build_pattern(slice(start, min(start + step, self.outer_size)))
+
+    def copied_inputs(self) -> np.ndarray | None:
+        """For an op that only copies neurons (a nearest-neighbour Resize, a sum over axes of
+        length 1), the flat input position each output element copies (-1: a constant); the
+        walker then makes no layer (design notes 2b). None for an op that mixes neurons."""
+        return None
 
     def build_pattern(self, part: slice) -> EdgePattern:
         """The candidate edges of the parts in ``part``, in pattern order."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import attribute, layout_op, refuse
+from . import attribute, batch_axis, layout_op, refuse
 
 
 def constant_array(node, constants, position: int, what: str) -> np.ndarray | None:
@@ -42,14 +42,15 @@ def constant_operand(node, constants, position: int, what: str) -> list[int] | N
     return None if value is None else value.ravel().tolist()
 
 
-def sample_axis(node, axis, rank: int, what: str = "axis") -> int:
-    """``axis`` of a rank-``rank`` tensor (batch axis first) made non-negative; the batch axis and
-    axes out of range are refused."""
+def sample_axis(node, axis, index: np.ndarray, what: str = "axis") -> int:
+    """``axis`` of the id array ``index`` made non-negative; the batch axis and axes out of range
+    are refused."""
+    rank = index.ndim
     if axis is None or not -rank <= axis < rank:
         raise refuse(node, f"its {what} {axis} does not fit a tensor of rank {rank}")
     axis %= rank
-    if axis == 0:
-        raise refuse(node, f"its {what} is the batch axis", "onnxtopo needs the batch axis first and untouched")
+    if axis == batch_axis(index):
+        raise refuse(node, f"its {what} is the batch axis", "onnxtopo needs the batch axis untouched")
     return axis
 
 
@@ -101,10 +102,13 @@ def squeeze(node, operands, constants):
     index = operands[0]
     axes = _axes(node, constants)
     if axes is None:
-        axes = [i for i, n in enumerate(index.shape) if n == 1 and i > 0]
+        axes = [i for i, n in enumerate(index.shape) if n == 1 and i != batch_axis(index)]
+    if any(not -index.ndim <= a < index.ndim for a in axes):
+        raise refuse(node, f"its axes {axes} do not fit a tensor of rank {index.ndim}")
     axes = [a % index.ndim for a in axes]
-    if any(a == 0 or index.shape[a] != 1 for a in axes):
-        raise refuse(node, f"it squeezes axes {axes} of a tensor of shape (batch, {', '.join(map(str, index.shape[1:]))})",
+    batch = batch_axis(index)
+    if any(a == batch or index.shape[a] != 1 for a in axes):
+        raise refuse(node, f"it squeezes axes {axes} of a tensor of shape {index.shape} (batch axis {batch})",
                      "only sample axes of size 1 can be squeezed")
     return np.squeeze(index, axis=tuple(axes))
 
@@ -160,7 +164,8 @@ def _blocksize(node, index) -> int:
 def concat(node, operands, constants):
     activation = next(op for op in operands if op is not None)
     rank = activation.ndim
-    axis = sample_axis(node, attribute(node, "axis"), rank)
+    axis = sample_axis(node, attribute(node, "axis"), activation)
+    batch = batch_axis(activation)
     parts = []
     for name, op in zip(node.input, operands):
         if op is None:
@@ -169,12 +174,13 @@ def concat(node, operands, constants):
                 raise refuse(node, f"its constant operand {name!r} of shape {shape} does not have rank {rank}")
             # Whatever batch size the constant was folded with (an Expand to the walk's batch, or
             # 1), it is the same constant in every sample.
-            check_size(node, shape[1:])
-            op = np.full((activation.shape[0], *shape[1:]), -1, dtype=np.int64)
+            shape = tuple(activation.shape[batch] if a == batch else n for a, n in enumerate(shape))
+            check_size(node, shape)
+            op = np.full(shape, -1, dtype=np.int64)
         parts.append(op)
-    shapes = [p.shape[1:] for p in parts]
-    if any(s[:axis - 1] + s[axis:] != shapes[0][:axis - 1] + shapes[0][axis:] for s in shapes):
-        raise refuse(node, f"its operands of per-sample shapes {shapes} cannot be joined on axis {axis}")
+    shapes = [p.shape for p in parts]
+    if any(s[:axis] + s[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:] for s in shapes):
+        raise refuse(node, f"its operands of shapes {shapes} cannot be joined on axis {axis}")
     return np.concatenate(parts, axis=axis)
 
 
@@ -195,14 +201,15 @@ def pad(node, operands, constants):
     before, after = [0] * rank, [0] * rank
     for i, axis in enumerate(axes):
         before[axis % rank], after[axis % rank] = pads[i], pads[i + len(axes)]
-    if before[0] or after[0]:
+    batch = batch_axis(index)
+    if before[batch] or after[batch]:
         raise refuse(node, f"its pads {pads} pad or crop the batch axis", "onnxtopo needs the batch axis untouched")
     if any(max(-b, 0) + max(-a, 0) > n for n, b, a in zip(index.shape, before, after)):
         raise refuse(node, f"its pads {pads} crop more than the tensor of shape {index.shape[1:]} holds")
     # Negative pads crop first; the padding then extends what is left (as onnxruntime does).
     cropped = index[tuple(slice(max(-b, 0), n - max(-a, 0)) for n, b, a in zip(index.shape, before, after))]
     widths = [(max(b, 0), max(a, 0)) for b, a in zip(before, after)]
-    check_size(node, [n + b + a for n, (b, a) in zip(cropped.shape[1:], widths[1:])])
+    check_size(node, [n + b + a for axis, (n, (b, a)) in enumerate(zip(cropped.shape, widths)) if axis != batch])
     if mode == "constant":
         # Padding holds a constant, not a neuron: it makes no vertex and no edge.
         return np.pad(cropped, widths, mode="constant", constant_values=-1)

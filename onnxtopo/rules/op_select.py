@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from . import attribute, layout_op, refuse
+from . import attribute, batch_axis, layout_op, refuse
 from .op_layout import check_size, constant_array, constant_operand, sample_axis
 
 #: Larger than any batch (and the "to the end" of exporters writing int32): a slice of the batch
@@ -72,9 +72,10 @@ def slice_(node, operands, constants):
     if len(set(axes)) != len(axes) or 0 in steps:
         raise refuse(node, f"its axes {axes} repeat an axis or its steps {steps} hold a 0")
     window = [slice(None)] * rank
+    batch = batch_axis(index)
     for start, end, axis, step in zip(starts, ends, axes, steps):
-        if axis == 0:
-            if not _keeps_every_sample(start, end, step, index.shape[0]):
+        if axis == batch:
+            if not _keeps_every_sample(start, end, step, index.shape[batch]):
                 raise refuse(node, f"it slices the batch axis ({start}:{end}:{step})",
                              "onnxtopo needs the batch axis first and untouched")
             continue
@@ -85,7 +86,7 @@ def slice_(node, operands, constants):
 @layout_op("Split")
 def split(node, operands, constants):
     index = operands[0]
-    axis = sample_axis(node, attribute(node, "axis", 0), index.ndim)
+    axis = sample_axis(node, attribute(node, "axis", 0), index)
     n, count = index.shape[axis], len(node.output)
     sizes = constant_operand(node, constants, 1, "split input")  # an input since opset 13
     if sizes is None:
@@ -125,16 +126,17 @@ def _check_batch_indices(node, index, indices):
 @layout_op("Gather")
 def gather(node, operands, constants):
     index = operands[0]
-    axis = sample_axis(node, attribute(node, "axis", 0), index.ndim)
+    axis = sample_axis(node, attribute(node, "axis", 0), index)
     indices = _indices(node, constants, index.shape[axis])
-    check_size(node, index.shape[1:axis] + indices.shape + index.shape[axis + 1:])
+    per_sample = [1 if a == batch_axis(index) else n for a, n in enumerate(index.shape)]
+    check_size(node, per_sample[:axis] + list(indices.shape) + per_sample[axis + 1:])
     return np.take(index, indices, axis=axis)
 
 
 @layout_op("GatherElements")
 def gather_elements(node, operands, constants):
     index = operands[0]
-    axis = sample_axis(node, attribute(node, "axis", 0), index.ndim)
+    axis = sample_axis(node, attribute(node, "axis", 0), index)
     indices = _indices(node, constants, index.shape[axis])
     if indices.ndim != index.ndim or any(k > n for a, (k, n) in enumerate(zip(indices.shape, index.shape))
                                          if a != axis):
@@ -178,9 +180,10 @@ def tile(node, operands, constants):
     repeats = constant_operand(node, constants, 1, "repeats input")
     if repeats is None or len(repeats) != index.ndim or min(repeats) < 0:
         raise refuse(node, f"its repeats {repeats} do not fit a tensor of rank {index.ndim}")
-    if repeats[0] != 1:
-        raise refuse(node, f"it repeats the batch axis {repeats[0]} times", "onnxtopo needs every sample apart")
-    check_size(node, [n * r for n, r in zip(index.shape[1:], repeats[1:])])
+    batch = batch_axis(index)
+    if repeats[batch] != 1:
+        raise refuse(node, f"it repeats the batch axis {repeats[batch]} times", "onnxtopo needs every sample apart")
+    check_size(node, [n * r for axis, (n, r) in enumerate(zip(index.shape, repeats)) if axis != batch])
     return np.tile(index, repeats)
 
 
