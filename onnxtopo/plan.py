@@ -29,7 +29,8 @@ MAX_TENSOR_ELEMENTS = 1 << 28  # per sample; AlexNet's largest tensor has 2·10^
 ELEMENTWISE_COMBINE = ("Add", "Sub", "Sum", "Mul", "Div", "Max", "Min", "Mean")
 #: Layout ops that only move neurons (a permutation): an affine map after them still folds into
 #: the edge-making op before them.
-MOVES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout")
+MOVES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "DepthToSpace",
+         "SpaceToDepth")
 #: Ops that, making the last layer, turn the network's scores into probabilities: not analyzed,
 #: as in the reference (inside the network they make a layer like any other op).
 OUTPUT_HEADS = ("Softmax", "LogSoftmax")
@@ -532,7 +533,9 @@ def _why_unhandled(node, kind, data, placed) -> str:
     if kind == "elementwise" and len(data) != 1 and node.op_type not in ELEMENTWISE_COMBINE:
         return f"it combines {len(data)} activation tensors, which onnxtopo does not support"
     if kind == "layout" and node.op_type != "Concat" and data != [node.input[0]]:
-        return "its data operand is constant while another operand is computed at run time"
+        late = next(n for n in data if n != node.input[0])
+        return (f"its input {late!r}, which sets how it moves the data, is computed at run time "
+                "(re-export the model with static shapes)")
     return ""  # edge rules check their operands themselves, with messages of their own
 
 
