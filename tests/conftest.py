@@ -65,16 +65,16 @@ def assert_same_edges(got: dict, expected: dict, *, rtol=1e-6, atol=0.0, what="e
                                err_msg=what)
 
 
-def node_jacobian(node, operands: dict, wrt: str, *, output: int = 0, step: float = 1e-6):
+def node_jacobian(node, operands: dict, wrt: str, *, output: int = 0, step: float = 1e-6, opset: int = OPSET):
     """The Jacobian ∂y/∂x of one ONNX node by central finite differences in float64.
 
     ``operands`` maps each input name of ``node`` to its value for ONE sample, batch axis
     included (size 1), in float64 (constants too); ``wrt`` names the input to differentiate
-    against. The node runs alone, in onnxruntime when it has a float64 kernel for the op, else in
-    onnx's reference evaluator. Returns an array of shape (output size, input size) over the
-    flattened tensors, batch axis of size 1 dropped.
+    against. The node runs alone, at ``opset``, in onnxruntime when it has a float64 kernel for
+    the op, else in onnx's reference evaluator. Returns an array of shape (output size, input
+    size) over the flattened tensors, batch axis of size 1 dropped.
     """
-    run = _double_runner(node, operands, output)
+    run = _double_runner(node, operands, output, opset)
     x = np.asarray(operands[wrt], dtype=np.float64)
     y0 = run({**operands, wrt: x})
     jac = np.empty((y0.size, x.size))
@@ -88,13 +88,13 @@ def node_jacobian(node, operands: dict, wrt: str, *, output: int = 0, step: floa
     return jac
 
 
-def _double_runner(node, operands, output):
+def _double_runner(node, operands, output, opset):
     names = [n for n in node.input if n]
     inputs = [helper.make_tensor_value_info(n, TensorProto.DOUBLE if np.asarray(operands[n]).dtype.kind == "f"
                                             else TensorProto.INT64, np.shape(operands[n])) for n in names]
     outputs = [helper.make_tensor_value_info(o, TensorProto.DOUBLE, None) for o in node.output if o]
     graph = helper.make_graph([node], "one-node", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
     def feeds(values):
         return {n: np.asarray(values[n], dtype=np.float64 if np.asarray(values[n]).dtype.kind == "f" else np.int64)
