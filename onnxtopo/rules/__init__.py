@@ -98,20 +98,27 @@ SAMPLE_STRIDE = 1 << 40
 
 
 def batch_axis(index: np.ndarray) -> int | None:
-    """The axis of an id array (see ``layout_op``) along which the sample changes, or None when
-    the samples are mixed. Layout ops may move the batch axis (attention's heads often pass
-    through a Transpose that puts it second), so handlers ask here instead of assuming axis 0.
-    With a single sample (a model of fixed batch 1) nothing tells it apart from other axes of
-    size 1: the first axis of size 1 is taken."""
+    """The axis of an id array (see ``layout_op``) that holds the samples, or None when the
+    samples are mixed. Layout ops may move the batch axis (attention's heads often pass through a
+    Transpose that puts it second) or merge it into the leading axis as its outer factor
+    ((batch × heads, ...): then 0), so handlers ask here instead of assuming axis 0. With a single
+    sample (a model of fixed batch 1) nothing tells it apart: the first axis of size 1, else 0."""
     sample = np.where(index >= 0, index // SAMPLE_STRIDE, -1)
     if (sample < 0).all():  # constants only: they are shared by every sample
         return 0
-    if (sample <= 0).all():
-        return next((axis for axis, n in enumerate(index.shape) if n == 1), None)
+    count = int(sample.max()) + 1
+    if count == 1:
+        return next((axis for axis, n in enumerate(index.shape) if n == 1), 0)
+
+    def holds_samples(values, axis):
+        expected = np.arange(values.shape[axis]).reshape([-1 if a == axis else 1 for a in range(values.ndim)])
+        return ((values == expected) | (values < 0)).all()
+
     for axis, n in enumerate(index.shape):
-        expected = np.arange(n).reshape([n if a == axis else 1 for a in range(index.ndim)])
-        if ((sample == expected) | (sample < 0)).all():
+        if n == count and holds_samples(sample, axis):
             return axis
+    if index.ndim and index.shape[0] % count == 0 and holds_samples(sample.reshape(count, -1, *index.shape[1:]), 0):
+        return 0
     return None
 
 
