@@ -79,8 +79,9 @@ def vertex_values(vertices, strongest: np.ndarray) -> np.ndarray:
 
 
 def check_vertex_values(values: np.ndarray, src: np.ndarray, dst: np.ndarray, phi: np.ndarray) -> None:
-    """Refuse vertex values under which an edge would enter before one of its vertices."""
-    late = (values[src] < phi) | (values[dst] < phi)
+    """Refuse vertex values under which an edge would enter before one of its vertices (or that
+    are NaN, which enter nowhere)."""
+    late = ~((values[src] >= phi) & (values[dst] >= phi))
     if late.any():
         e = int(np.flatnonzero(late)[0])
         raise InvalidFiltrationError(

@@ -119,7 +119,10 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
                 keep &= phi >= threshold
             if cut is not None:
                 keep &= phi > cut
-            yield i, src[keep], dst[keep], phi[keep]
+            if keep.all():  # the rules drop zero products already: usually nothing to copy
+                yield i, src, dst, phi
+            else:
+                yield i, src[keep], dst[keep], phi[keep]
 
 
 def _flat(activations, name: str, sample: int) -> np.ndarray:

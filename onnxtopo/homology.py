@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .filtration import Filtration, check_vertex_values, strongest_edges, vertex_values
+from .filtration import Filtration, check_vertex_values, vertex_values
 
 #: Edges gathered before they are reduced to a spanning forest: bounds the forest engine's memory
 #: (about 140 bytes per gathered edge at the peak of a reduction) while keeping reductions few.
@@ -79,55 +79,47 @@ def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np
     finite = np.stack([value[born], phi], axis=1)
     h0 = np.concatenate([finite[finite[:, 0] != finite[:, 1]],  # zero-persistence points dropped
                          np.stack([value[essential], np.full(essential.size, np.inf)], axis=1)])
-    h1 = None if h1_phi is None else sort_diagram(np.stack([h1_phi, np.full(h1_phi.size, np.inf)], axis=1))
+    # Every H1 point dies at +inf, so sorting by birth alone orders them as sort_diagram does.
+    h1 = None if h1_phi is None else np.stack([np.sort(h1_phi)[::-1], np.full(h1_phi.size, np.inf)], axis=1)
     subgraph = PersistentSubgraph(src=src, dst=dst, phi=phi, birth=value[born], edge=edge)
     return Persistence(sort_diagram(h0), h1, subgraph, n_simplices, n_edges)
 
 
-def _ranked_forest(src, dst, phi, edge, n_vertices, subset):
-    """Maximum spanning forest of the edges ``subset`` (indices), in entry order.
+def _reduce(forest: tuple, pending: list, n_vertices: int, batch: int) -> tuple:
+    """The maximum spanning forest of ``forest``'s edges and the ``pending`` blocks, as
+    (src, dst, phi, index) in entry order, and the largest φ of each vertex's edges among them.
 
-    Ranking the edges by entry order (φ decreasing, then edge index) makes the forest unique,
-    so scipy's compiled Kruskal finds exactly the one a reduction in entry order finds, ties
-    included.
+    Each block is read twice, in two compiled passes, and never copied: the first finds each
+    vertex's first edge (Borůvka's step) and keeps the edges above a pivot chosen from a
+    sample, about ``batch`` of them; those are joined by Kruskal; the second pass keeps the
+    lighter edges that still join two components, usually few, which Filter-Kruskal rounds
+    finish.
     """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import minimum_spanning_tree
+    from . import _forest
 
-    order = subset[np.lexsort((edge[subset], -phi[subset]))]
-    rank = np.arange(1, order.size + 1, dtype=np.float64)  # exact in float64; 0 would mean "no edge"
-    u, v = src[order], dst[order]
-    shape = (n_vertices, n_vertices)
-    tree = minimum_spanning_tree(csr_matrix((rank, (np.minimum(u, v), np.maximum(u, v))), shape=shape))
-    return order[np.sort(tree.data).astype(np.int64) - 1]
+    parts = list(pending)
+    if forest[0].size:  # its edges have lower indices than the pending ones: it goes first
+        parts.insert(0, (*_forest.take(forest, np.argsort(forest[3])), 0))
+    n_edges = sum(part[0].size for part in parts)
+    pivot = -np.inf
+    if n_edges > 2 * batch:
+        stride = n_edges // _forest.PIVOT_SAMPLE + 1
+        pivot = _forest.pivot(np.concatenate([part[2][::stride] for part in parts]), n_edges, batch)
+    strongest = np.zeros(n_vertices)
+    first_edge = np.zeros((3, n_vertices), np.int64)
+    heavy = [_forest.scan_block(*part, pivot, strongest, first_edge) for part in parts]
+    parent = np.arange(n_vertices)
+    found = [_forest.join_first_edges(strongest, first_edge, parent),
+             _forest.join_in_entry_order(_joined(heavy), parent, batch)]
+    if pivot > -np.inf:
+        label = _forest.labels(parent)
+        light = _joined([_forest.filter_block(*part, pivot, label) for part in parts])
+        found.append(_forest.join_in_entry_order(light, parent, batch))
+    return _forest.entry_sorted(_joined(found)), strongest
 
 
-def _spanning_forest(src, dst, phi, edge, n_vertices):
-    """Maximum spanning forest of many edges, as indices in entry order (Filter-Kruskal).
-
-    Sorting every edge would dominate the cost, while few edges make it into the forest. So the
-    heaviest edges (a few per vertex) are reduced first; a lighter edge whose endpoints that
-    forest already connects closes a cycle of heavier edges and can never join, so only the
-    lighter edges between its components go on to the next round. Ties never straddle a round
-    (heavy means φ ≥ the pivot, light φ < it), which keeps the result exact.
-    """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    forest = np.empty(0, dtype=np.int64)
-    rest = np.arange(src.size)
-    batch = max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX * n_vertices)
-    while rest.size:
-        if rest.size <= 2 * batch:
-            return _ranked_forest(src, dst, phi, edge, n_vertices, np.concatenate([forest, rest]))
-        weights = phi[rest]
-        heavy = weights >= np.partition(weights, weights.size - batch)[weights.size - batch]
-        forest = _ranked_forest(src, dst, phi, edge, n_vertices, np.concatenate([forest, rest[heavy]]))
-        light = rest[~heavy]
-        links = csr_matrix((np.ones(forest.size), (src[forest], dst[forest])), shape=(n_vertices, n_vertices))
-        _, label = connected_components(links, directed=False)
-        rest = light[label[src[light]] != label[dst[light]]]
-    return forest
+def _joined(edge_sets: list) -> tuple:
+    return edge_sets[0] if len(edge_sets) == 1 else tuple(np.concatenate(column) for column in zip(*edge_sets))
 
 
 def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = False,
@@ -143,64 +135,45 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     elder rule by entry position exactly as the boundary-matrix reduction does. With ``h1``,
     the φ of every edge is kept (8 bytes per edge).
     """
+    from . import _forest  # numba: imported (its compiled code loaded from disk) on first use
+
     given = None if isinstance(vertices, str) else vertex_values(vertices, np.zeros(n_vertices))
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
-    forest, pending, pending_edges, n_edges, all_phi = empty, [], 0, 0, []
-
-    def reduce(forest, pending):
-        merged = tuple(np.concatenate(parts) for parts in zip(forest, *pending))
-        keep = _spanning_forest(*merged, n_vertices)
-        return tuple(part[keep] for part in merged)
-
+    forest = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    pending, pending_edges, n_edges, all_phi = [], 0, 0, []
+    batch = max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX * n_vertices)
     for src, dst, phi in blocks:
+        # One array type per argument, so that the compiled code has one version to load.
+        src, dst = np.ascontiguousarray(src, np.int64), np.ascontiguousarray(dst, np.int64)
+        phi = np.ascontiguousarray(phi, np.float64)
         if given is not None:
             check_vertex_values(given, src, dst, phi)
         if pending and pending_edges + src.size > chunk_edges:
-            forest, pending, pending_edges = reduce(forest, pending), [], 0
-        pending.append((src, dst, phi, np.arange(n_edges, n_edges + src.size)))
+            (forest, _), pending, pending_edges = _reduce(forest, pending, n_vertices, batch), [], 0
+        pending.append((src, dst, phi, _forest.NO_INDEX, n_edges))
         n_edges += src.size
         pending_edges += src.size
         if h1:
             all_phi.append(phi)
-    forest = reduce(forest, pending)
+    strongest = np.zeros(n_vertices)
+    if pending:
+        # A vertex's strongest edge is in the forest (it is the heaviest edge across the cut
+        # between the vertex and the rest), so the last reduction sees every vertex's.
+        forest, strongest = _reduce(forest, pending, n_vertices, batch)
     del pending
 
-    # A vertex's strongest edge is always in the forest (it is the heaviest edge across the cut
-    # between the vertex and the rest), so the forest alone gives every vertex value.
-    strongest = strongest_edges(n_vertices, forest[0], forest[1], forest[2])
-    present = strongest > 0
     value = vertex_values(vertices, strongest) if given is None else given
-    in_complex = np.flatnonzero(present)
-    in_complex = in_complex[np.lexsort((in_complex, -value[in_complex]))]  # vertex entry order
+    in_complex = np.flatnonzero(strongest > 0)
+    in_complex = in_complex[_forest.decreasing_order(value[in_complex])]  # entry order; ties by id
     entry = np.empty(n_vertices, dtype=np.int64)
     entry[in_complex] = np.arange(in_complex.size)
-    # Plain lists: the loop touches single elements, where lists beat numpy arrays. It runs once
-    # per forest edge, i.e. fewer times than there are vertices.
-    parent = list(range(n_vertices))
-    oldest = list(range(n_vertices))  # per root: the component's earliest vertex, carrying its class
-    entry_l = entry.tolist()
-    born = np.empty(forest[0].size, dtype=np.int64)
-
-    def find(v):
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    for k, (u, w) in enumerate(zip(forest[0].tolist(), forest[1].tolist())):
-        ru, rw = find(u), find(w)
-        elder, younger = (ru, rw) if entry_l[oldest[ru]] < entry_l[oldest[rw]] else (rw, ru)
-        born[k] = oldest[younger]
-        parent[younger] = elder
-
-    roots = in_complex[np.array(parent, dtype=np.int64)[in_complex] == in_complex]
+    born, eldest = _forest.elder_pairing(forest[0], forest[1], entry, n_vertices)
     h1_phi = None
     if h1:
         outside = np.ones(n_edges, dtype=bool)
         outside[forest[3]] = False
         h1_phi = np.concatenate(all_phi)[outside] if all_phi else np.empty(0)
-    return _assemble(value, born, forest, np.array(oldest, dtype=np.int64)[roots], h1_phi,
-                     in_complex.size + n_edges, n_edges)
+    essential = in_complex[eldest[in_complex] == in_complex]  # each component's eldest vertex
+    return _assemble(value, born, forest, essential, h1_phi, in_complex.size + n_edges, n_edges)
 
 
 def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
