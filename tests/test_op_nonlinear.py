@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
-from onnxtopo.errors import BadModelError, UnsupportedOpError
+from onnxtopo.errors import BadInputError, BadModelError, UnsupportedOpError
 from onnxtopo.plan import build_plan
 
 from conftest import assert_same_edges, edges_as_dict, make_model, node_jacobian, ort_outputs
@@ -253,6 +253,28 @@ def test_layer_norm_refusals():
              helper.make_node("MatMul", ["s", "W2"], ["y"])]
     with pytest.raises(UnsupportedOpError, match="'ln'.*constant scale"):
         onnxtopo.inspect(make_model(nodes, (3, 4), inits))
+
+
+@pytest.mark.parametrize("op", ["LayerNormalization", "LRN"])
+def test_an_input_making_a_derivative_infinite_is_refused(op):
+    """A group without variance and epsilon 0, an LRN denominator below zero: the op's output is
+    not finite either. The op makes the only layer, so no later step reads that output."""
+    rng = np.random.default_rng(44)
+    if op == "LayerNormalization":
+        node = helper.make_node(op, ["x", "scale"], ["y"], epsilon=0.0, name="the_op")
+        model = make_model([node], (3, 4), dict(scale=np.ones(4, np.float32)))
+        x = rng.normal(size=(2, 3, 4)).astype(np.float32)
+        x[1, 0] = 0.5  # a constant row
+    else:
+        model = make_model([helper.make_node(op, ["x"], ["y"], size=3, bias=-1.0, name="the_op")], (5, 2, 2))
+        x = rng.normal(scale=0.1, size=(2, 5, 2, 2)).astype(np.float32)
+    with pytest.raises(BadInputError, match="'the_op'.*infinite or undefined derivative"):
+        onnxtopo.analyze(model, x)
+    results = list(onnxtopo.Analyzer(model).analyze(x, errors="skip"))
+    if op == "LayerNormalization":
+        assert results[0].n_edges > 0 and "'the_op'" in results[1].error
+    else:
+        assert all("'the_op'" in r.error for r in results)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ elements, σ = √(σ² + ε), x̂ = (x − μ)/σ and γ_i the scale applied to
   ∂y_c/∂x_k = δ_ck / d_c^β − 2β · alpha/size · x_c · x_k / d_c^(β+1).
 
 Biases add no edge. An edge whose derivative is exactly zero (γ_i = 0, a group of one element)
-is not in the graph.
+is not in the graph. An input at which a derivative is infinite or undefined (a group without
+variance and epsilon 0, an LRN denominator that is not positive) is refused (BadInputError).
 """
 
 from __future__ import annotations
@@ -32,8 +33,19 @@ import math
 
 import numpy as np
 
+from ..errors import BadInputError
 from . import EdgePattern, EdgeRule, attribute, edge_rule, refuse
 from .windows import window_inputs
+
+
+def _finite(node, values: np.ndarray) -> np.ndarray:
+    """The edge values, unless the input makes a derivative infinite or undefined: the op's own
+    output is then not finite either."""
+    if not np.isfinite(values).all():
+        raise BadInputError(f"node {node.name or '(unnamed)'!r} ({node.op_type}) has an infinite or undefined "
+                            "derivative at this input (a normalized group without variance, a denominator that "
+                            "is not positive); check the input and the node's epsilon or bias")
+    return values
 
 
 class GroupRule(EdgeRule):
@@ -76,7 +88,9 @@ class GroupRule(EdgeRule):
         x = h[self._first_elements(groups)[:, None] + np.arange(self.n, dtype=np.int64)[None, :] * self.inner]
         i = (p.dst // self.inner) % self.n
         j = (p.src // self.inner) % self.n
-        return p.weight * self.derivative(x, group - first, i, j) * h[p.src]
+        with np.errstate(all="ignore"):
+            values = p.weight * self.derivative(x, group - first, i, j) * h[p.src]
+        return _finite(self.node, values)
 
     def derivative(self, x: np.ndarray, g: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """∂y_i/∂x_j of each edge (without the target's constant factor), for edges in groups
@@ -213,6 +227,9 @@ class LRNRule(EdgeRule):
         d = self.bias + self.alpha / self.size * squares
         centre, k, s = p.dst // self.spatial, p.src // self.spatial, position - first
         d_c, x_c, x_k = d[centre, s], x[centre, s], x[k, s]
-        derivative = ((centre == k) * d_c ** -self.beta
-                      - 2 * self.beta * self.alpha / self.size * x_c * x_k * d_c ** (-self.beta - 1))
-        return derivative * h[p.src]
+        with np.errstate(all="ignore"):
+            derivative = ((centre == k) * d_c ** -self.beta
+                          - 2 * self.beta * self.alpha / self.size * x_c * x_k * d_c ** (-self.beta - 1))
+            values = derivative * h[p.src]
+        return _finite(self.node, values)
+
