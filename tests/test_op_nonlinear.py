@@ -227,6 +227,23 @@ def test_layer_norm_end_to_end():
     assert_engines_agree(model, rng.normal(size=(BATCH, 3, 4)).astype(np.float32))
 
 
+def test_layer_norm_scale_as_a_following_mul_gives_the_same_graph():
+    """Design notes 2b: a constant Mul and Add after the op fold into its edges, so the scale and
+    bias written as separate ops (as some exporters do) give the same graph."""
+    rng = np.random.default_rng(45)
+    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2), gamma=weights(rng, 5), beta=weights(rng, 5),
+                 ones=np.ones(5, np.float32))
+    first, last = helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("MatMul", ["s", "W2"], ["y"])
+    inside = make_model([first, helper.make_node("LayerNormalization", ["z", "gamma", "beta"], ["s"]), last],
+                        (3, 4), inits)
+    outside = make_model([first, helper.make_node("LayerNormalization", ["z", "ones"], ["n"]),
+                          helper.make_node("Mul", ["n", "gamma"], ["m"]), helper.make_node("Add", ["m", "beta"], ["s"]),
+                          last], (3, 4), inits)
+    x = rng.normal(size=(BATCH, 3, 4)).astype(np.float32)
+    for a, b in zip(onnxtopo.Analyzer(inside).graphs(x), onnxtopo.Analyzer(outside).graphs(x), strict=True):
+        assert_same_edges(edges_as_dict(a.src, a.dst, a.phi), edges_as_dict(b.src, b.dst, b.phi), rtol=1e-5)
+
+
 def test_layer_norm_statistics_outputs():
     """Its Mean and InvStdDev outputs are statistics, not neurons: unused or only a model
     output they change nothing, an op reading them on the way to a layer is refused."""
@@ -292,7 +309,8 @@ def conv_model(op_node, channels, rng, inits, *, spatial=(4, 4), opset=17):
              helper.make_node("MatMul", ["f", "W2"], ["y"])]
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, *spatial])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
-    graph = helper.make_graph(nodes, "test", [x], [y], [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    constants = [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()]
+    graph = helper.make_graph(nodes, "test", [x], [y], constants)
     model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
     onnx.checker.check_model(model)
     return model, inits
