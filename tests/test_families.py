@@ -86,10 +86,11 @@ def test_analysis_runs_and_engines_agree(stem, samples):
     plan = onnxtopo.inspect(path)
     x = samples[stem]
     forest = onnxtopo.analyze(path, x)
-    dionysus = onnxtopo.analyze(path, x, engine="dionysus")
-    assert len(forest) == len(dionysus) == len(x)
-    for a, b in zip(forest, dionysus):
-        assert a.n_vertices == b.n_vertices == sum(layer.size for layer in plan.layers)
-        assert a.n_edges == b.n_edges > 0
-        assert len(a.h0) > 0
-        np.testing.assert_array_equal(a.h0, b.h0)
+    assert len(forest) == len(x)
+    for result in forest:
+        assert result.n_vertices == sum(layer.size for layer in plan.layers)
+        assert result.n_edges > 0 and len(result.h0) > 0
+    # dionysus is slow: the first sample is enough to compare the engines.
+    [dionysus] = onnxtopo.analyze(path, x[:1], engine="dionysus")
+    assert dionysus.n_vertices == forest[0].n_vertices and dionysus.n_edges == forest[0].n_edges
+    np.testing.assert_array_equal(forest[0].h0, dionysus.h0)

@@ -20,7 +20,8 @@ initializers, ...). Nothing is trained and nothing is downloaded: every weight c
                          rewritten to IR version 3 with every initializer also a graph input
 
 plus ``inputs.npz`` (key = file stem): a few sample inputs per model, and ``manifest.json``: each
-file's family, framework and exporter (read by scripts/coverage.py). Every export is checked
+file's family, framework and exporter (read by scripts/coverage.py); both are updated in place, so
+the entries of ``vit-tiny-jax`` (from build_family_jax.py, JAX) are kept. Every export is checked
 (onnx.checker with full_check, onnxruntime against PyTorch on the samples, size < 1 MB).
 
 Environment: ``requirements-families.txt`` (torch 2.14.1, onnxscript for the dynamo exporter).
@@ -229,8 +230,8 @@ class EmbeddingConv(nn.Module):
 
 
 class UNetMini(nn.Module):
-    """Encoder 16×16 → 8×8 → 4×4; decoder: nearest Upsample, bilinear Upsample (align_corners), and a
-    ConvTranspose, each followed by a skip Concat; a final bilinear interpolation to 32×32."""
+    """Encoder 8×8 → 4×4 → 2×2; decoder: nearest Upsample, bilinear Upsample (align_corners), and a
+    ConvTranspose, each followed by a skip Concat; a final bilinear interpolation to 16×16."""
 
     def __init__(self):
         super().__init__()
@@ -282,11 +283,11 @@ class AlexNetTiny(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), LRN(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(), LRN(), nn.MaxPool2d(3, 2),
             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), LRN(), nn.MaxPool2d(3, 2),
             nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
             nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2))
-        self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(16 * 3 * 3, 32), nn.ReLU(), nn.Dropout(),
+        self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(16, 32), nn.ReLU(), nn.Dropout(),
                                         nn.Linear(32, 10))
 
     def forward(self, x):
@@ -376,7 +377,7 @@ FAMILIES = [
     Family("layernorm-mlp", "MLP with LayerNorm (decomposed at opset 14)", LayerNormMLP, (32,), "torchscript", 14),
     Family("embedding-conv", "token embedding, Conv1d, mean (integer input)", EmbeddingConv, (SEQ_LEN,),
            "torchscript", 17, integer_input=True),
-    Family("unet-mini", "U-Net (Resize nearest/bilinear, ConvTranspose, skip Concat)", UNetMini, (3, 16, 16),
+    Family("unet-mini", "U-Net (Resize nearest/bilinear, ConvTranspose, skip Concat)", UNetMini, (3, 8, 8),
            "torchscript", 17),
     Family("alexnet-tiny-opset9", "classic zoo CNN: AlexNet-like with LRN, IR version 3", AlexNetTiny, (3, 32, 32),
            "torchscript", 9, ir3=True),
