@@ -28,6 +28,7 @@ minutes on 2 cores; the table goes to --out (default benchmarks/coverage.md) and
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import subprocess
@@ -201,9 +202,7 @@ def main() -> None:
                         default=["torchscript", "dynamo"], help="exporters for the torchvision models")
     args = parser.parse_args()
     rows = family_rows(args.only)
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torchvision") is None:
         print("torch/torchvision not importable: shipped models only", file=sys.stderr)
     else:
         rows += torchvision_rows(args.only, args.exporters)

@@ -8,6 +8,7 @@ the elements of the layer tensors.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,26 +28,25 @@ def samples():
         return dict(archive)
 
 
-def onnxruntime_shapes(path: Path, names, x) -> dict[str, tuple[int, ...]]:
+def onnxruntime_shapes(path: Path, input_name: str, names, x) -> dict[str, tuple[int, ...]]:
     """Shapes onnxruntime gives the named tensors (intermediate ones made graph outputs) on ``x``."""
     model = onnx.load(str(path))
     outputs = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in outputs)
+    computed = [n for n in dict.fromkeys(names) if n != input_name]
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in computed if n not in outputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    input_name = next(i.name for i in session.get_inputs())
-    names = list(dict.fromkeys(names))
-    values = session.run([n for n in names if n != input_name], {input_name: x})
-    shapes = {n: v.shape for n, v in zip([n for n in names if n != input_name], values)}
-    if input_name in names:
-        shapes[input_name] = x.shape
-    return shapes
+    values = session.run(computed, {input_name: x})
+    return {input_name: x.shape, **{n: v.shape for n, v in zip(computed, values)}}
 
 
-def test_every_model_has_samples(samples):
-    assert len(STEMS) >= 9
+def test_every_model_has_samples_and_a_description(samples):
+    assert len(STEMS) >= 10
     assert set(samples) == set(STEMS)
+    manifest = json.loads((FAMILIES / "manifest.json").read_text())
+    assert set(manifest) == set(STEMS)
+    assert all(entry["family"] and entry["framework"] and entry["exporter"] for entry in manifest.values())
     for stem in STEMS:
         assert FAMILIES.joinpath(f"{stem}.onnx").stat().st_size < 1 << 20
         assert len(samples[stem]) >= 2
@@ -69,7 +69,7 @@ def test_plan_shapes_are_onnxruntimes(stem, samples):
     plan = onnxtopo.inspect(path)
     x = samples[stem]
     read = [layer.tensor for layer in plan.layers] + [step.input_tensor for step in plan.steps]
-    shapes = onnxruntime_shapes(path, read, x)
+    shapes = onnxruntime_shapes(path, plan.input_name, read, x)
     offset = 0
     for layer in plan.layers:
         assert shapes[layer.tensor] == (len(x), *layer.shape), layer.tensor
