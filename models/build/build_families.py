@@ -27,7 +27,7 @@ the entries of ``vit-tiny-jax`` (from build_family_jax.py, JAX) are kept. Every 
 Environment: ``requirements-families.txt`` (torch 2.14.1, onnxscript for the dynamo exporter).
 Usage (from the repository root):
 
-    /work/venv-build/bin/python models/build/build_families.py [--out DIR] [--only STEM ...]
+    ../venv-build/bin/python models/build/build_families.py [--out DIR] [--only STEM ...]
 """
 
 from __future__ import annotations
