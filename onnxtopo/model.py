@@ -138,6 +138,7 @@ def load_model(model) -> onnx.ModelProto:
     proto = read_model(model)
     check_trusted_ops(proto)
     proto = _initializers_as_constants(proto)
+    proto = _drop_absent_trailing_inputs(proto)
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
@@ -161,6 +162,20 @@ def _initializers_as_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
     del copy.graph.input[:]
     copy.graph.input.extend(i for i in proto.graph.input if i.name not in initializers)
     copy.ir_version = max(copy.ir_version, 4)
+    return copy
+
+
+def _drop_absent_trailing_inputs(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """An optional input given as an empty name at the end of a node's inputs means the same as
+    no input, but onnxruntime crashes the process on some (LayerNormalization without a bias,
+    as PyTorch exports LayerNorm(bias=False)); so they are removed, from a copy."""
+    if not any(node.input and not node.input[-1] for node in proto.graph.node):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for node in copy.graph.node:
+        while node.input and not node.input[-1]:
+            node.input.pop()
     return copy
 
 

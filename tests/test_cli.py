@@ -73,19 +73,19 @@ def test_analyze_writes_diagrams_and_subgraphs(tmp_path):
 def unsupported_model(tmp_path):
     w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
     nodes = [helper.make_node("MatMul", ["x", "w"], ["a"], name="fc1"),
-             helper.make_node("Softmax", ["a"], ["s"], name="the_softmax"),
+             helper.make_node("Hardmax", ["a"], ["s"], name="the_hardmax"),
              helper.make_node("MatMul", ["s", "w2"], ["y"], name="fc2")]
     w2 = numpy_helper.from_array(np.ones((3, 2), np.float32), "w2")
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [w, w2])
-    path = tmp_path / "softmax.onnx"
+    path = tmp_path / "hardmax.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
 
 def test_unsupported_op_is_refused_by_name(unsupported_model, tmp_path):
     proc = run("inspect", unsupported_model)
-    assert_clean_error(proc, 4, "'the_softmax'", "Softmax", "Supported op types", "Conv", "MaxPool")
+    assert_clean_error(proc, 4, "'the_hardmax'", "Hardmax", "Supported op types", "Conv", "MaxPool")
 
 
 @pytest.mark.parametrize(

@@ -316,3 +316,16 @@ def test_layout_that_mixes_samples_is_refused():
     inits["shape"] = np.array([1, -1])  # every sample's elements interleaved in one row
     with pytest.raises(onnxtopo.UnsupportedOpError, match="'mixer'.*mixes elements of different samples"):
         onnxtopo.inspect(make_model(nodes, (3,), inits))
+
+
+def test_layernorm_without_bias_as_pytorch_exports_it():
+    """LayerNormalization(x, scale, "") (LayerNorm(bias=False)) made onnxruntime crash the process."""
+    rng = np.random.default_rng(12)
+    nodes = [helper.make_node("MatMul", ["x", "A"], ["a"]),
+             helper.make_node("LayerNormalization", ["a", "gamma", ""], ["n"], axis=-1),
+             helper.make_node("MatMul", ["n", "B"], ["y"])]
+    model = make_model(nodes, (3,), dict(A=rng.normal(size=(3, 4)).astype(np.float32),
+                                         gamma=rng.normal(size=4).astype(np.float32),
+                                         B=rng.normal(size=(4, 2)).astype(np.float32)))
+    results = onnxtopo.analyze(model, rng.normal(size=(2, 3)).astype(np.float32))
+    assert len(results) == 2 and list(model.graph.node[1].input) == ["a", "gamma", ""]

@@ -30,10 +30,10 @@ def read_rows(path):
 
 
 def unsupported_model():
-    """MatMul -> Softmax -> MatMul: a Softmax feeding a layer, which no rule handles."""
+    """MatMul -> Hardmax -> MatMul: a Hardmax (piecewise constant: no derivative) feeding a layer."""
     inits = [numpy_helper.from_array(np.ones((4, 3), np.float32), "w1"),
              numpy_helper.from_array(np.ones((3, 2), np.float32), "w2")]
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Softmax", ["h"], ["s"]),
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Hardmax", ["h"], ["s"]),
              helper.make_node("MatMul", ["s", "w2"], ["y"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
@@ -49,7 +49,7 @@ def collection(tmp_path):
     shutil.copy(MODELS / "ccff-relu.onnx", root / "torch" / "ccff.onnx")
     shutil.copy(MODELS / "mlp-sklearn.onnx", root / "sklearn" / "mlp.onnx")
     (root / "broken.onnx").write_bytes((MODELS / "ccff-relu.onnx").read_bytes()[:1000])
-    (root / "softmax.onnx").write_bytes(unsupported_model())
+    (root / "hardmax.onnx").write_bytes(unsupported_model())
     (root / "notes.txt").write_text("not a model")
     return root
 
@@ -63,12 +63,12 @@ def test_a_zoo_gives_one_row_per_model(collection, tmp_path, capsys):
     assert "model" in captured.err  # the progress bar, on stderr
     rows = read_rows(out)
     assert list(rows[0]) == list(zoo.COLUMNS)
-    assert [r["path"] for r in rows] == ["broken.onnx", "sklearn/mlp.onnx", "softmax.onnx", "torch/ccff.onnx"]
+    assert [r["path"] for r in rows] == ["broken.onnx", "hardmax.onnx", "sklearn/mlp.onnx", "torch/ccff.onnx"]
     by = {r["path"]: r for r in rows}
     assert by["broken.onnx"]["status"] == "error" and by["broken.onnx"]["error_class"] == "BadModelError"
     assert by["broken.onnx"]["exit_code"] == "3" and by["broken.onnx"]["error_message"]
-    assert by["softmax.onnx"]["error_class"] == "UnsupportedOpError" and by["softmax.onnx"]["exit_code"] == "4"
-    assert "Softmax" in by["softmax.onnx"]["error_message"] and by["softmax.onnx"]["op_types"] == "MatMul;Softmax"
+    assert by["hardmax.onnx"]["error_class"] == "UnsupportedOpError" and by["hardmax.onnx"]["exit_code"] == "4"
+    assert "Hardmax" in by["hardmax.onnx"]["error_message"] and by["hardmax.onnx"]["op_types"] == "Hardmax;MatMul"
     ccff = by["torch/ccff.onnx"]
     assert ccff["status"] == "ok" and ccff["error_class"] == "" and ccff["exit_code"] == "0"
     assert (ccff["producer"], ccff["producer_version"], ccff["opset"]) == ("pytorch", "2.13.0", "17")
@@ -104,7 +104,7 @@ def test_a_list_file_names_models_relative_to_its_folder(collection, tmp_path):
 
 
 def test_resume_skips_finished_models_and_a_kill_loses_only_the_current_one(collection, tmp_path, monkeypatch):
-    for bad in ("broken.onnx", "softmax.onnx"):
+    for bad in ("broken.onnx", "hardmax.onnx"):
         (collection / bad).unlink()
     shutil.copy(MODELS / "ccff-sigmoid.onnx", collection / "torch" / "sigmoid.onnx")
     out = tmp_path / "zoo.csv"
