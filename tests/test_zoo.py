@@ -208,4 +208,4 @@ def test_a_local_run_never_imports_dask(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
-    assert len(read_rows(tmp_path / "t.csv")) == len(list(MODELS.glob("*.onnx")))
+    assert len(read_rows(tmp_path / "t.csv")) == len(list(MODELS.rglob("*.onnx")))  # sub-folders too
