@@ -11,8 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 
 
-def make_model(nodes, sample_shape, initializers=None, *, input_name="x", output_name="y"):
-    """A float32 model with one input of shape ("N", *sample_shape) and one output.
+def make_model(nodes, sample_shape, initializers=None, *, input_name="x", output_name="y", opset=OPSET):
+    """A float32 model with one input of shape ("N", *sample_shape) and one output, at ``opset``.
 
     The output's shape is filled by onnx shape inference, so the model passes onnx.checker.
     """
@@ -21,7 +21,7 @@ def make_model(nodes, sample_shape, initializers=None, *, input_name="x", output
     y = helper.make_tensor_value_info(output_name, TensorProto.FLOAT, None)
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()]
     graph = helper.make_graph(list(nodes), "test", [x], [y], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model)
     return model

@@ -1,8 +1,16 @@
-"""Conv: an edge from every input neuron a kernel element multiplies to the output neuron.
+"""Conv and ConvTranspose: an edge from every input neuron a kernel element multiplies to the
+output neuron it contributes to.
 
-w_{u->v} is the kernel element that multiplies input ``u`` in the window of output ``v``; each
-output channel only sees the input channels of its group. Padding makes no vertex and no edge.
-Any number of spatial axes, strides, pads, auto_pad, dilations and groups (depthwise too).
+* Conv: w_{u->v} is the kernel element that multiplies input ``u`` in the window of output ``v``;
+  each output channel only sees the input channels of its group.
+* ConvTranspose: input (c, i) is spread over the outputs (m, i·stride − pad_begin + k·dilation),
+  w_{u->v} = W[c, m mod (M / group), k] for the output channels m of c's group. Along each axis
+  the kernel offset k is fixed by i and the output position, so one input reaches one output
+  through one kernel element at most.
+
+Padding (and a transposed convolution's cropping) makes no vertex and no edge; the bias adds no
+edge. Any number of spatial axes, strides, pads, auto_pad, dilations and groups (depthwise too);
+ConvTranspose also output_padding and output_shape.
 """
 
 from __future__ import annotations
@@ -10,7 +18,17 @@ from __future__ import annotations
 import numpy as np
 
 from . import EdgePattern, EdgeRule, attribute, edge_rule, refuse
+from .op_layout import check_size
 from .windows import window_attributes, window_inputs
+
+
+def constant_kernel(node, constants) -> np.ndarray:
+    """The kernel W of a convolution, checking that its weights and bias are constants."""
+    if len(node.input) < 2 or node.input[1] not in constants:
+        raise refuse(node, "its kernel is not a constant", "onnxtopo needs trained, fixed weights")
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
+        raise refuse(node, "its bias is computed at run time", "onnxtopo needs constant weights and biases")
+    return np.asarray(constants[node.input[1]], dtype=np.float64)
 
 
 @edge_rule("Conv")
@@ -19,9 +37,7 @@ class ConvRule(EdgeRule):
 
     def __init__(self, node, in_shape, constants, options):
         super().__init__(node, in_shape, constants, options)
-        if len(node.input) < 2 or node.input[1] not in constants:
-            raise refuse(node, "its kernel is not a constant", "onnxtopo needs trained, fixed weights")
-        self.kernel = np.asarray(constants[node.input[1]], dtype=np.float64)
+        self.kernel = constant_kernel(node, constants)
         if self.kernel.ndim < 3:
             raise refuse(node, f"its kernel has shape {self.kernel.shape}; expected (M, C/group, k1, ...)")
         if len(in_shape) < 2:
@@ -65,3 +81,82 @@ class ConvRule(EdgeRule):
             dst=np.broadcast_to(dst, shape)[keep].astype(np.int64),
             weight=np.broadcast_to(weight, shape)[keep],
         )
+
+
+@edge_rule("ConvTranspose")
+class ConvTransposeRule(EdgeRule):
+    rule_name = "conv-transpose"
+
+    def __init__(self, node, in_shape, constants, options):
+        super().__init__(node, in_shape, constants, options)
+        self.kernel = constant_kernel(node, constants)
+        if self.kernel.ndim < 3 or len(in_shape) != self.kernel.ndim - 1:
+            raise refuse(node, f"its kernel of shape {self.kernel.shape} does not fit an input of per-sample "
+                               f"shape {in_shape}, expected (C, M/group, k1, ...) and (C, spatial...)")
+        channels, spatial = in_shape[0], tuple(in_shape[1:])
+        kernel_shape = tuple(self.kernel.shape[2:])
+        self.group = int(attribute(node, "group", 1))
+        if self.group < 1 or self.kernel.shape[0] != channels or channels % self.group:
+            raise refuse(node, f"{channels} input channels and group={self.group} do not fit kernel "
+                               f"{self.kernel.shape}")
+        declared = attribute(node, "kernel_shape")
+        if declared is not None and tuple(declared) != kernel_shape:
+            raise refuse(node, f"kernel_shape {tuple(declared)} differs from the kernel {kernel_shape}")
+        strides, dilations, begin, out_spatial = self._geometry(node, spatial, kernel_shape)
+        self.out_shape = (self.kernel.shape[1] * self.group, *out_spatial)
+        check_size(node, self.out_shape)
+        # Rows are input positions, columns kernel offsets: which output each pair reaches.
+        self.targets, self.valid = window_inputs(out_spatial, spatial, kernel_shape, strides, dilations, begin)
+        self.outer_size = channels  # parts are input channels
+        self.edges_per_outer = self.kernel.shape[1] * int(self.valid.sum())
+
+    @staticmethod
+    def _geometry(node, spatial, kernel):
+        """Strides, dilations, padding before each axis and output size, as onnxruntime (and the
+        ONNX spec) derive them."""
+        nd = len(spatial)
+        strides = list(attribute(node, "strides", [1] * nd))
+        dilations = list(attribute(node, "dilations", [1] * nd))
+        pads = list(attribute(node, "pads", [0] * (2 * nd)))
+        output_padding = list(attribute(node, "output_padding", [0] * nd))
+        output_shape = attribute(node, "output_shape")
+        auto_pad = attribute(node, "auto_pad", "NOTSET")
+        if (len(strides), len(dilations), len(pads), len(output_padding)) != (nd, nd, 2 * nd, nd) or (
+                output_shape is not None and len(output_shape) != nd):
+            raise refuse(node, f"strides/dilations/pads/output_padding/output_shape do not match its {nd} "
+                               "spatial axes")
+        if min(strides) < 1 or min(dilations) < 1 or min(pads) < 0 or min(output_padding) < 0:
+            raise refuse(node, "strides and dilations must be positive, pads and output_padding non-negative")
+        if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+            raise refuse(node, f"unknown auto_pad {auto_pad!r}")
+        # The output before any cropping: every input spread over its whole kernel.
+        full = [(i - 1) * s + p + (k - 1) * d + 1
+                for i, s, p, k, d in zip(spatial, strides, output_padding, kernel, dilations)]
+        if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            wanted = list(output_shape) if output_shape is not None else [i * s for i, s in zip(spatial, strides)]
+            total = [max(0, f - w) for f, w in zip(full, wanted)]
+            begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+            out = wanted if output_shape is not None else [f - t for f, t in zip(full, total)]
+        elif auto_pad == "VALID":
+            begin, out = [0] * nd, full
+        else:
+            begin, out = pads[:nd], [f - b - e for f, b, e in zip(full, pads[:nd], pads[nd:])]
+        if min(out) < 1:
+            raise refuse(node, f"its output would have spatial shape {tuple(out)}: pads crop everything")
+        return strides, dilations, begin, out
+
+    def build_pattern(self, part: slice) -> EdgePattern:
+        channels, per_group = self.kernel.shape[:2]
+        n_in, n_k = self.targets.shape
+        n_out = int(np.prod(self.out_shape[1:]))
+        c = np.arange(channels)[part]
+        m = (c // (channels // self.group))[:, None] * per_group + np.arange(per_group)[None, :]
+        # Axes: (input channel, output channel of its group, input position, kernel offset).
+        shape = (len(c), per_group, n_in, n_k)
+        src = c[:, None, None, None] * n_in + np.arange(n_in)[None, None, :, None]
+        dst = m[:, :, None, None] * n_out + self.targets[None, None]
+        weight = self.kernel[part].reshape(len(c), per_group, 1, n_k)
+        keep = np.broadcast_to(self.valid[None, None], shape)
+        return EdgePattern(src=np.broadcast_to(src, shape)[keep].astype(np.int64),
+                           dst=np.broadcast_to(dst, shape)[keep].astype(np.int64),
+                           weight=np.broadcast_to(weight, shape)[keep])

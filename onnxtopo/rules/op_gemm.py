@@ -3,6 +3,8 @@
 w_{u->v} = alpha · B[u, v] after transB (MatMul: alpha = 1), for Gemm's A or MatMul's left
 operand as the activation (Gemm's transA = 0). MatMul(W, X) with a constant W multiplies each
 column of the activation: w = W[m, k] from (…, k, n) to (…, m, n). Gemm's C adds no edge.
+Gemm's operands are matrices whose first axis is the batch: with the activation as B, or as A
+with transA = 1, the op would sum over the batch or move it off the first axis, so it is refused.
 """
 
 from __future__ import annotations
@@ -63,10 +65,19 @@ class DenseRule(EdgeRule):
 class GemmRule(DenseRule):
     def __init__(self, node, in_shape, constants, options):
         super().__init__(node, in_shape, constants, options)
-        if node.input[0] in constants or node.input[1] not in constants:
-            raise refuse(node, "onnxtopo supports Gemm with the activation as A and a constant B")
+        # Gemm's operands are matrices whose rows are the batch only for A without transA: any
+        # other place for the activation puts the batch on a contracted or an output column axis.
+        if node.input[1] not in constants:
+            trans_b = attribute(node, "transB", 0)
+            raise refuse(node, "its operand B is an activation, whose first axis (the batch) is "
+                               + ("the output's column axis (Y = A·Bᵀ puts the batch second)" if trans_b
+                                  else "summed over (Y = A·B mixes the samples of a batch)"),
+                         "export the layer as Gemm(x, W) or MatMul(x, W), the activation first")
+        if len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
+            raise refuse(node, "its bias C is computed at run time", "export the sum as a separate Add")
         if attribute(node, "transA", 0):
-            raise refuse(node, "transA=1 is not supported", "export the layer with transA=0")
+            raise refuse(node, "transA=1 makes the activation's first axis (the batch) Gemm's summed axis K, "
+                               "mixing the samples of a batch", "export the layer with transA=0")
         if len(in_shape) != 1:
             raise refuse(node, f"its input A has per-sample shape {in_shape}, expected (K,)")
         b = np.asarray(constants[node.input[1]], dtype=np.float64)
