@@ -20,6 +20,7 @@ from onnx import numpy_helper
 from .errors import BadModelError, ResourceLimitError, UnsupportedOpError
 from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, SAMPLE_STRIDE, EdgeRule,
                     attribute, batch_axis, refuse, supported_ops)
+from .rules.decomposed import recognize_decomposed
 from .rules.op_pool import MAXPOOL_RULES
 
 WALK_BATCH = 2
@@ -232,7 +233,8 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         return np.stack([ids + b * SAMPLE_STRIDE for b in range(walk_batch)])
 
     value_types = _value_types(model)
-    nodes = _nodes_between(graph, input_name, options, constants)
+    nodes = recognize_decomposed(_nodes_between(graph, input_name, options, constants), constants,
+                                 {name: len(dims) for name, (_, dims) in value_types.items() if dims is not None})
     layers: list[Layer] = []
     steps: list[EdgeStep] = []
     scales: dict[int, np.ndarray] = {}
