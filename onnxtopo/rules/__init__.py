@@ -249,3 +249,4 @@ def attribute(node, name: str, default=None):
 from . import op_conv, op_elementwise, op_gemm, op_layout, op_norm, op_pool, op_select, op_sum  # noqa: E402,F401
 from . import op_normalization, op_softmax  # noqa: E402,F401
 from . import op_reduce, op_resize  # noqa: E402,F401
+from . import op_einsum, op_max, op_product  # noqa: E402,F401
