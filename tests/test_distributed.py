@@ -34,7 +34,7 @@ def read_rows(path):
 
 def test_zoo_on_the_cluster_gives_the_local_table(cluster, tmp_path):
     models = tmp_path / "models"
-    shutil.copytree(MODELS, models, ignore=shutil.ignore_patterns("build", "*.md", "*.npz", "*.npy"))
+    shutil.copytree(MODELS, models, ignore=shutil.ignore_patterns("build", "families", "*.md", "*.npz", "*.npy"))
     (models / "broken.onnx").write_bytes(b"not a model")
     local, remote = tmp_path / "local.csv", tmp_path / "remote.csv"
     options = dict(inputs=np.load(SAMPLE), max_inputs=5, batch_size=2, progress=False)

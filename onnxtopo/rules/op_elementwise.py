@@ -26,7 +26,7 @@ ELEMENTWISE_OPS.update(
 )
 
 
-def _per_sample(value: np.ndarray, rank: int) -> np.ndarray:
+def per_sample(value: np.ndarray, rank: int) -> np.ndarray:
     """A constant operand as it broadcasts over one sample of a rank-``rank`` activation (its
     batch axis, if it has one, is of size 1: the walker checked it does not enlarge the batch)."""
     value = np.asarray(value, dtype=np.float64)
@@ -46,7 +46,7 @@ def subtract_scale(node, operand, in_shape, constants):
 
 @affine_op("Mul")
 def multiply_scale(node, operand, in_shape, constants):
-    others = [_per_sample(constants[n], len(in_shape)) for n in node.input if n != operand]
+    others = [per_sample(constants[n], len(in_shape)) for n in node.input if n != operand]
     return np.prod(np.broadcast_arrays(*others), axis=0) if others else np.ones(())
 
 
@@ -54,4 +54,4 @@ def multiply_scale(node, operand, in_shape, constants):
 def divide_scale(node, operand, in_shape, constants):
     if node.input[0] != operand:
         return None  # c / x: a nonlinear function of the neuron
-    return 1.0 / _per_sample(constants[node.input[1]], len(in_shape))
+    return 1.0 / per_sample(constants[node.input[1]], len(in_shape))

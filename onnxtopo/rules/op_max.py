@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import ELEMENTWISE_OPS, EdgePattern, affine_op, edge_rule, operand_rule, refuse
-from .op_elementwise import _per_sample
-from .op_product import aligned_shape
+from .op_elementwise import per_sample
+from .op_sum import broadcast_shape
 from .op_reduce import ReduceRule
 from .op_sum import OperandRule
 
@@ -63,7 +63,7 @@ class ExtremumOperandRule(OperandRule):
     def _winners(self, context) -> np.ndarray:
         """Per output (flat), the input index attaining the extremum, the lowest on ties."""
         # the walker checked that constants broadcast to the output without enlarging it
-        values = [np.reshape(context[c[0]], c[1]) if isinstance(c, tuple) else _per_sample(c, len(self.out_shape))
+        values = [np.reshape(context[c[0]], c[1]) if isinstance(c, tuple) else per_sample(c, len(self.out_shape))
                   for c in self.competitors]
         stacked = np.stack([np.broadcast_to(v, self.out_shape) for v in values])
         pick = np.argmax if self.node.op_type == "Max" else np.argmin  # both take the first extremum
@@ -72,7 +72,7 @@ class ExtremumOperandRule(OperandRule):
 
 @operand_rule("Max", "Min", "Mean")
 def extremum_rules(node, names, operand_shapes, constants, options) -> list[OperandRule]:
-    out_shape = aligned_shape(node, operand_shapes)
+    out_shape = broadcast_shape(node, operand_shapes)
     shapes = dict(zip(names, map(tuple, operand_shapes)))
     positions = [i for i, name in enumerate(node.input) if name in shapes]
     if node.op_type == "Mean":

@@ -21,20 +21,7 @@ import numpy as np
 
 from . import EdgePattern, operand_rule, refuse
 from .op_einsum import ContractionRule, contraction
-from .op_sum import OperandRule, broadcast_shape
-
-
-def check_same_rank(node, operand_shapes) -> None:
-    if len({len(shape) for shape in operand_shapes}) > 1:
-        raise refuse(node, f"its operands have per-sample shapes {list(map(tuple, operand_shapes))} of different "
-                           "ranks: ONNX would line up the batch axis of one with a sample axis of another",
-                     "give every operand the same rank (Unsqueeze the smaller ones)")
-
-
-def aligned_shape(node, operand_shapes) -> tuple[int, ...]:
-    """The per-sample shape operands of one rank broadcast to; operands of different ranks refused."""
-    check_same_rank(node, operand_shapes)
-    return broadcast_shape(node, operand_shapes)
+from .op_sum import OperandRule, broadcast_shape, check_same_rank
 
 
 class ProductRule(OperandRule):
@@ -53,7 +40,7 @@ class ProductRule(OperandRule):
 
 @operand_rule("Mul", "Div")
 def product_rules(node, names, operand_shapes, constants, options) -> list[ProductRule]:
-    out_shape = aligned_shape(node, operand_shapes)
+    out_shape = broadcast_shape(node, operand_shapes)
     signs = [1.0, -1.0 if node.op_type == "Div" else 1.0]
     return [ProductRule(node, shape, out_shape, sign) for shape, sign in zip(operand_shapes, signs, strict=True)]
 

@@ -32,8 +32,18 @@ class OperandRule(EdgeRule):
         return EdgePattern(src=src, dst=np.arange(src.size, dtype=np.int64), weight=np.full(src.size, self.sign))
 
 
+def check_same_rank(node, operand_shapes) -> None:
+    """Activation operands of different ranks are refused: ONNX would line up the batch axis of
+    one with a sample axis of another."""
+    if len({len(shape) for shape in operand_shapes}) > 1:
+        raise refuse(node, f"its operands have per-sample shapes {list(map(tuple, operand_shapes))} of different "
+                           "ranks: ONNX would line up the batch axis of one with a sample axis of another",
+                     "give every operand the same rank (Unsqueeze the smaller ones)")
+
+
 def broadcast_shape(node, operand_shapes) -> tuple[int, ...]:
-    """The per-sample shape elementwise operands broadcast to, or a refusal naming them."""
+    """The per-sample shape activation operands of one rank broadcast to, or a refusal naming them."""
+    check_same_rank(node, operand_shapes)
     try:
         return tuple(np.broadcast_shapes(*operand_shapes))
     except ValueError:
