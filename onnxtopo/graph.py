@@ -14,6 +14,7 @@ import scipy.sparse
 
 
 from .plan import Plan
+from .rules import EdgeRule
 
 
 @dataclass(frozen=True)
@@ -140,20 +141,20 @@ def _step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int |
     are built whole so that no such pair straddles chunks. Constant affine maps folded into the
     op (``plan.scales``) scale each edge by its target's factor.
     """
+    from . import _compiled
+
     offset = plan.layers[step.target].offset
-    scale = plan.scales.get(step.target)
+    scale = plan.scales.get(step.target, _compiled.NO_SCALE)
     rule, limit = step.rule, None if step.repeats else max_edges
-    if keep_zeros:
+    if keep_zeros or type(rule).nonzero_edges is EdgeRule.nonzero_edges:
+        # The default nonzero_edges only drops zero values, which the compiled pass below does
+        # along with the rest, in one pass instead of four.
         parts = ((p.src, p.dst, rule.edge_values(h, p, context)) for p in rule.chunks(limit))
     else:
         parts = rule.nonzero_edges(h, limit, context)
     for src, dst, values in parts:
-        if scale is not None:
-            values = values * scale[dst]
-        src, dst = step.input_vertices[src], dst + offset
-        if step.reads_constants:
-            neuron = src >= 0
-            src, dst, values = src[neuron], dst[neuron], values[neuron]
+        src, dst, values = _compiled.global_edges(src, dst, values, step.input_vertices, offset, scale,
+                                                  not keep_zeros)
         if step.repeats:
             pairs, where = np.unique(src * n_vertices + dst, return_inverse=True)
             if step.rule.repeats_combine == "max":

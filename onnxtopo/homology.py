@@ -11,6 +11,7 @@ dionysus's ``init_diagrams`` drops them. Rows are sorted by decreasing birth, th
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,8 @@ DEFAULT_CHUNK_EDGES = 1 << 24
 #: vertices) edges at once: enough to connect most vertices, few enough to sort quickly.
 FILTER_BATCH_MIN = 1024
 FILTER_EDGES_PER_VERTEX = 1
+#: φ values sampled to choose a Filter-Kruskal pivot.
+PIVOT_SAMPLE = 1024
 
 
 @dataclass(frozen=True)
@@ -90,36 +93,105 @@ def _reduce(forest: tuple, pending: list, n_vertices: int, batch: int) -> tuple:
     (src, dst, phi, index) in entry order, and the largest φ of each vertex's edges among them.
 
     Each block is read twice, in two compiled passes, and never copied: the first finds each
-    vertex's first edge (Borůvka's step) and keeps the edges above a pivot chosen from a
-    sample, about ``batch`` of them; those are joined by Kruskal; the second pass keeps the
-    lighter edges that still join two components, usually few, which Filter-Kruskal rounds
-    finish.
+    vertex's first edge in entry order (Borůvka's step) and keeps the edges above a pivot
+    chosen from a sample, about ``batch`` of them, which Kruskal then joins; the second keeps
+    the lighter edges that still join two components, usually few, which Filter-Kruskal rounds
+    finish. Forest edges are found out of order (Borůvka's first) and sorted at the end.
     """
-    from . import _forest
+    from . import _compiled
 
-    parts = list(pending)
-    if forest[0].size:  # its edges have lower indices than the pending ones: it goes first
-        parts.insert(0, (*_forest.take(forest, np.argsort(forest[3])), 0))
+    parts = [(*forest, 0), *pending] if forest[0].size else pending
     n_edges = sum(part[0].size for part in parts)
     pivot = -np.inf
     if n_edges > 2 * batch:
-        stride = n_edges // _forest.PIVOT_SAMPLE + 1
-        pivot = _forest.pivot(np.concatenate([part[2][::stride] for part in parts]), n_edges, batch)
+        stride = n_edges // PIVOT_SAMPLE + 1
+        pivot = _pivot(np.concatenate([part[2][::stride] for part in parts]), n_edges, batch)
     strongest = np.zeros(n_vertices)
     first_edge = np.zeros((3, n_vertices), np.int64)
-    heavy = [_forest.scan_block(*part, pivot, strongest, first_edge) for part in parts]
+    heavy = [_compiled.scan_block(*part, pivot, strongest, first_edge) for part in parts]
     parent = np.arange(n_vertices)
-    found = [_forest.join_first_edges(strongest, first_edge, parent),
-             _forest.join_in_entry_order(_joined(heavy), parent, batch)]
+    found = [_compiled.join_first_edges(strongest, first_edge, parent),
+             *_join_in_entry_order(_joined(heavy), parent, batch)]
     if pivot > -np.inf:
-        label = _forest.labels(parent)
-        light = _joined([_forest.filter_block(*part, pivot, label) for part in parts])
-        found.append(_forest.join_in_entry_order(light, parent, batch))
-    return _forest.entry_sorted(_joined(found)), strongest
+        label = _compiled.labels(parent)
+        light = _joined([_compiled.filter_block(*part, pivot, label) for part in parts])
+        found += _join_in_entry_order(light, parent, batch)
+    forest = _joined(found)
+    return _compiled.take(forest, _entry_order(forest[2], forest[3])), strongest
+
+
+def _join_in_entry_order(edges: tuple, parent: np.ndarray, batch: int) -> list:
+    """Kruskal over ``edges``, continuing the forest in ``parent``: the edges that join it.
+
+    Filter-Kruskal rounds: each sorts about ``batch`` of the heaviest edges left and joins
+    them; a lighter edge whose endpoints are then connected closes a cycle of edges that enter
+    before it and can never join, so only the lighter edges between components go on. Heavy
+    means φ ≥ the pivot, light φ < it: ties never straddle a round. ``parent`` may hold only
+    edges that enter before all of ``edges`` or are in the forest whatever comes (Borůvka's).
+    """
+    from . import _compiled
+
+    found = []
+    while edges[0].size:
+        phi = edges[2]
+        if phi.size <= 2 * batch:
+            found.append(_compiled.kruskal(edges, _entry_order(phi, edges[3]), parent))
+            break
+        pivot = _pivot(phi[::phi.size // PIVOT_SAMPLE + 1], phi.size, batch)
+        heavy = _compiled.take(edges, np.flatnonzero(phi >= pivot))
+        found.append(_compiled.kruskal(heavy, _entry_order(heavy[2], heavy[3]), parent))
+        edges = _compiled.filter_block(*edges, 0, pivot, _compiled.labels(parent))
+    return found
+
+
+def _pivot(sample: np.ndarray, n_edges: int, batch: int) -> float:
+    """A φ with about ``batch`` of ``n_edges`` edges at or above it, from a sample of their φ."""
+    sample = np.sort(sample)
+    return sample[sample.size - 1 - (sample.size * batch) // n_edges]
+
+
+def _entry_order(values: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """Positions of positive ``values`` in entry order: decreasing, ties by ``tiebreak`` (edge
+    index, vertex id) increasing. Integer keys packed from the values' bit patterns go through
+    numpy's sort (vectorized, far faster than any argsort); the rare ties left are settled."""
+    from . import _compiled
+
+    return _compiled.settle_ties(np.sort(_compiled.packed_keys(values)), values, tiebreak)
 
 
 def _joined(edge_sets: list) -> tuple:
     return edge_sets[0] if len(edge_sets) == 1 else tuple(np.concatenate(column) for column in zip(*edge_sets))
+
+
+def _stream_compiled(blocks, n_vertices: int, chunk_edges: int):
+    """The maximum spanning forest of a stream of edge blocks (see ``_reduce``), the largest φ
+    of each vertex's edges, and the number of edges.
+
+    Blocks are gathered into chunks of about ``chunk_edges`` edges. While a full chunk is
+    reduced, in a second thread (the compiled loops release the GIL), the next one is gathered:
+    producing edges and reducing them use both cores, and at most two chunks are held.
+    """
+    from . import _compiled
+
+    batch = max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX * n_vertices)
+    reduced = ((np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)),
+               np.zeros(n_vertices))
+    pending, pending_edges, n_edges, running = [], 0, 0, None
+    with ThreadPoolExecutor(max_workers=1) as reducer:  # its thread starts with a second chunk
+        for src, dst, phi in blocks:
+            if pending and pending_edges + src.size > chunk_edges:
+                reduced = running.result() if running else reduced
+                running = reducer.submit(_reduce, reduced[0], pending, n_vertices, batch)
+                pending, pending_edges = [], 0
+            pending.append((src, dst, phi, _compiled.NO_INDEX, n_edges))
+            n_edges += src.size
+            pending_edges += src.size
+        reduced = running.result() if running else reduced
+    if pending:
+        # A vertex's strongest edge is in the forest (it is the heaviest edge across the cut
+        # between the vertex and the rest), so the last reduction sees every vertex's.
+        reduced = _reduce(reduced[0], pending, n_vertices, batch)
+    return (*reduced, n_edges)
 
 
 def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = False,
@@ -135,38 +207,29 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     elder rule by entry position exactly as the boundary-matrix reduction does. With ``h1``,
     the φ of every edge is kept (8 bytes per edge).
     """
-    from . import _forest  # numba: imported (its compiled code loaded from disk) on first use
+    from . import _compiled  # numba: imported (its compiled code loaded from disk) on first use
 
     given = None if isinstance(vertices, str) else vertex_values(vertices, np.zeros(n_vertices))
-    forest = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
-    pending, pending_edges, n_edges, all_phi = [], 0, 0, []
-    batch = max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX * n_vertices)
-    for src, dst, phi in blocks:
-        # One array type per argument, so that the compiled code has one version to load.
-        src, dst = np.ascontiguousarray(src, np.int64), np.ascontiguousarray(dst, np.int64)
-        phi = np.ascontiguousarray(phi, np.float64)
-        if given is not None:
-            check_vertex_values(given, src, dst, phi)
-        if pending and pending_edges + src.size > chunk_edges:
-            (forest, _), pending, pending_edges = _reduce(forest, pending, n_vertices, batch), [], 0
-        pending.append((src, dst, phi, _forest.NO_INDEX, n_edges))
-        n_edges += src.size
-        pending_edges += src.size
-        if h1:
-            all_phi.append(phi)
-    strongest = np.zeros(n_vertices)
-    if pending:
-        # A vertex's strongest edge is in the forest (it is the heaviest edge across the cut
-        # between the vertex and the rest), so the last reduction sees every vertex's.
-        forest, strongest = _reduce(forest, pending, n_vertices, batch)
-    del pending
+    all_phi = []
 
+    def checked(blocks):
+        for src, dst, phi in blocks:
+            # One array type per argument, so that the compiled code has one version to load.
+            src, dst = np.ascontiguousarray(src, np.int64), np.ascontiguousarray(dst, np.int64)
+            phi = np.ascontiguousarray(phi, np.float64)
+            if given is not None:
+                check_vertex_values(given, src, dst, phi)
+            if h1:
+                all_phi.append(phi)
+            yield src, dst, phi
+
+    forest, strongest, n_edges = _stream_compiled(checked(blocks), n_vertices, chunk_edges)
     value = vertex_values(vertices, strongest) if given is None else given
     in_complex = np.flatnonzero(strongest > 0)
-    in_complex = in_complex[_forest.decreasing_order(value[in_complex])]  # entry order; ties by id
+    in_complex = in_complex[_entry_order(value[in_complex], in_complex)]
     entry = np.empty(n_vertices, dtype=np.int64)
     entry[in_complex] = np.arange(in_complex.size)
-    born, eldest = _forest.elder_pairing(forest[0], forest[1], entry, n_vertices)
+    born, eldest = _compiled.elder_pairing(forest[0], forest[1], entry, n_vertices)
     h1_phi = None
     if h1:
         outside = np.ones(n_edges, dtype=bool)
