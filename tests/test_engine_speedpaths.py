@@ -1,0 +1,178 @@
+"""The forest engine's fast paths against plain Python written here: entry order from packed
+integer keys, Borůvka's step and Filter-Kruskal rounds, chunks reduced in a second thread, and
+the compiled pass that turns a rule's edges into global ones.
+
+Exactness is the point: edges enter by φ decreasing (in float64, not float32), then by index;
+the forest and the diagrams must not depend on how the edges were cut into blocks, chunks or
+rounds.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import onnxtopo
+from onnxtopo import InducedGraph, InvalidFiltrationError
+from onnxtopo import homology
+
+FIELDS = ("src", "dst", "phi", "birth", "edge")
+
+
+def kruskal_in_entry_order(src, dst, phi, n_vertices):
+    """Indices of the maximum spanning forest's edges, in entry order: a plain Kruskal."""
+    order = sorted(range(len(phi)), key=lambda e: (-phi[e], e))
+    parent = list(range(n_vertices))
+
+    def find(v):
+        while parent[v] != v:
+            v = parent[v]
+        return v
+
+    forest = []
+    for e in order:
+        a, b = find(src[e]), find(dst[e])
+        if a != b:
+            parent[a] = b
+            forest.append(e)
+    return forest
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry order
+
+
+def expected_order(values, tiebreak):
+    return sorted(range(len(values)), key=lambda i: (-values[i], tiebreak[i]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 63, 64, 65, 1000, 1024, 1025])
+def test_entry_order_with_ties_and_neighbouring_floats(n):
+    """Exact ties, floats one ulp apart (equal in float32, not in float64), +inf, and tie-breaks
+    out of position order."""
+    rng = np.random.default_rng(n)
+    levels = np.array([1.0, np.nextafter(1.0, 2), np.nextafter(1.0, 0), 0.5, 3e-7, 2.5e5, np.inf])
+    values = rng.choice(levels, size=n)
+    assert np.float32(levels[0]) == np.float32(levels[1]) == np.float32(levels[2])
+    tiebreak = rng.permutation(n).astype(np.int64)
+    order = homology._entry_order(values, tiebreak)
+    assert order.tolist() == expected_order(values.tolist(), tiebreak.tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=1e-300, max_value=1e300), min_size=1, max_size=300),
+       st.integers(0, 2**32 - 1))
+def test_entry_order_of_any_positive_floats(values, seed):
+    values = np.array(values)
+    tiebreak = np.random.default_rng(seed).permutation(values.size).astype(np.int64)
+    assert homology._entry_order(values, tiebreak).tolist() == expected_order(values.tolist(), tiebreak.tolist())
+
+
+def test_entry_order_long_runs_sharing_their_packed_bits():
+    """Thousands of values within a few ulps of each other share the packed top bits: their
+    runs are settled by merge sort, not insertion."""
+    rng = np.random.default_rng(3)
+    base = np.float64(0.7)
+    values = base + rng.integers(0, 50, 5000) * np.spacing(base)
+    tiebreak = rng.permutation(values.size).astype(np.int64) * 7
+    assert homology._entry_order(values, tiebreak).tolist() == expected_order(values.tolist(), tiebreak.tolist())
+
+
+# ----------------------------------------------------------------------------------------------
+# Spanning forest: Borůvka's step, Filter-Kruskal rounds, chunks and blocks
+
+
+def random_graph(rng, n_vertices, n_edges, levels):
+    pairs = set()
+    while len(pairs) < n_edges:
+        u, v = sorted(rng.integers(0, n_vertices, 2).tolist())
+        if u != v:
+            pairs.add((u, v))
+    pairs = np.array(sorted(pairs, key=lambda p: rng.random()))
+    flip = rng.random(len(pairs)) < 0.5  # either endpoint may be the source
+    src = np.where(flip, pairs[:, 1], pairs[:, 0])
+    dst = np.where(flip, pairs[:, 0], pairs[:, 1])
+    return src, dst, rng.choice(levels, size=len(pairs))
+
+
+LEVELS = {"ties": np.array([1.0, 2.0, 3.0]),
+          "ulps": 1.0 + np.arange(6) * np.spacing(1.0),  # one float32, six float64 values
+          "spread": np.geomspace(1e-6, 1e3, 200)}
+
+
+@pytest.mark.parametrize("levels", LEVELS, ids=str)
+@pytest.mark.parametrize("chunk_edges, block_size, batch_min", [
+    (1 << 24, 10_000, 1024),  # one reduction, few rounds
+    (1 << 24, 10_000, 8),  # many Filter-Kruskal rounds
+    (700, 300, 16),  # several chunks, reduced in the second thread
+    (50, 7, 4),  # chunks of a few blocks, forests carried from chunk to chunk
+])
+def test_forest_equals_plain_kruskal(levels, chunk_edges, block_size, batch_min):
+    rng = np.random.default_rng([len(levels), chunk_edges, block_size, batch_min])
+    n_vertices = 300
+    src, dst, phi = random_graph(rng, n_vertices, 3000, LEVELS[levels])
+    blocks = [(src[i:i + block_size], dst[i:i + block_size], phi[i:i + block_size])
+              for i in range(0, len(src), block_size)]
+    with mock.patch.object(homology, "FILTER_BATCH_MIN", batch_min), \
+            mock.patch.object(homology, "FILTER_EDGES_PER_VERTEX", 0):
+        result = homology.forest_persistence(blocks, n_vertices, h1=True, chunk_edges=chunk_edges)
+    expected = kruskal_in_entry_order(src.tolist(), dst.tolist(), phi.tolist(), n_vertices)
+    assert result.subgraph.edge.tolist() == expected
+    np.testing.assert_array_equal(result.subgraph.src, src[expected])
+    np.testing.assert_array_equal(result.subgraph.dst, dst[expected])
+    np.testing.assert_array_equal(result.subgraph.phi, phi[expected])
+    outside = np.setdiff1d(np.arange(len(src)), expected)
+    np.testing.assert_array_equal(result.h1[:, 0], np.sort(phi[outside])[::-1])
+    # The same edges in one block, one chunk: the same results, byte for byte.
+    whole = homology.forest_persistence([(src, dst, phi)], n_vertices, h1=True)
+    np.testing.assert_array_equal(whole.h0, result.h0)
+    np.testing.assert_array_equal(whole.h1, result.h1)
+    for field in FIELDS:
+        np.testing.assert_array_equal(getattr(whole.subgraph, field), getattr(result.subgraph, field))
+
+
+def test_first_edge_of_a_vertex_at_ties_is_the_earliest():
+    """A star whose edges all weigh the same, listed in an order that is not by target: the
+    forest is every edge (a tree), in index order; with a heavier chord the chord enters first
+    and the later of the two edges it closes a cycle with is the one left out."""
+    src = [0, 0, 0, 0, 2]
+    dst = [3, 1, 4, 2, 1]
+    phi = [1.0, 1.0, 1.0, 1.0, 5.0]
+    graph = InducedGraph.from_edges([5], src, dst, phi)
+    result = onnxtopo.persistence(graph, h1=True)
+    assert result.subgraph.edge.tolist() == kruskal_in_entry_order(src, dst, phi, 5) == [4, 0, 1, 2]
+    assert result.h1.tolist() == [[1.0, np.inf]]
+
+
+def test_vertex_values_nan_are_refused():
+    graph = InducedGraph.from_edges([2, 2], [0, 1], [2, 3], [1.0, 2.0])
+    with pytest.raises(InvalidFiltrationError):
+        onnxtopo.persistence(graph, vertices=np.array([1.0, np.nan, 3.0, 3.0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiled pass of edge production
+
+
+@pytest.mark.parametrize("drop_zeros", [True, False])
+@pytest.mark.parametrize("scaled", [True, False])
+def test_global_edges_matches_numpy(drop_zeros, scaled):
+    from onnxtopo import _compiled
+
+    rng = np.random.default_rng(5)
+    n_in, n_out, n = 40, 30, 2000
+    src = rng.integers(0, n_in, n)
+    dst = rng.integers(0, n_out, n)
+    values = rng.standard_normal(n) * (rng.random(n) < 0.5)  # half zero products
+    input_vertices = rng.integers(100, 200, n_in)
+    input_vertices[rng.random(n_in) < 0.2] = -1  # constants (padding)
+    scale = rng.standard_normal(n_out) * (rng.random(n_out) < 0.8) if scaled else _compiled.NO_SCALE
+    got = _compiled.global_edges(src, dst, values, input_vertices, 500, scale, drop_zeros)
+    signed = values * scale[dst] if scaled else values
+    keep = (input_vertices[src] >= 0) & ((signed != 0) | (not drop_zeros))
+    for a, b in zip(got, (input_vertices[src][keep], dst[keep] + 500, signed[keep])):
+        np.testing.assert_array_equal(a, b)
