@@ -329,3 +329,24 @@ def test_layernorm_without_bias_as_pytorch_exports_it():
                                          B=rng.normal(size=(4, 2)).astype(np.float32)))
     results = onnxtopo.analyze(model, rng.normal(size=(2, 3)).astype(np.float32))
     assert len(results) == 2 and list(model.graph.node[1].input) == ["a", "gamma", ""]
+
+
+def test_gemm_over_rows_that_merge_batch_and_tokens():
+    """jax2onnx writes a dense layer over tokens as Gemm on (batch × tokens, K)."""
+    rng = np.random.default_rng(13)
+    T, K, N = 3, 4, 2
+    W = rng.normal(size=(K, N)).astype(np.float32)
+    M = rng.normal(size=(T * N, 1)).astype(np.float32)
+    nodes = [helper.make_node("Reshape", ["x", "rows"], ["r"]), helper.make_node("Gemm", ["r", "W"], ["g"]),
+             helper.make_node("Reshape", ["g", "back"], ["b"]), helper.make_node("Tanh", ["b"], ["t"]),
+             helper.make_node("Reshape", ["t", "flat"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["y"])]
+    model = make_model(nodes, (T, K), dict(W=W, M=M, rows=np.array([-1, K]), back=np.array([-1, T, N]),
+                                           flat=np.array([-1, T * N])))
+    plan = onnxtopo.inspect(model)
+    assert [(layer.tensor, layer.shape) for layer in plan.layers] == [("x", (T, K)), ("g", (T, N)), ("y", (1,))]
+    x = rng.normal(size=(BATCH, T, K)).astype(np.float32)
+    for b, g in enumerate(onnxtopo.Analyzer(model).graphs(x)):
+        expected = {(t * K + k, T * K + t * N + n): abs(float(W[k, n]) * float(x[b, t, k]))
+                    for t in range(T) for k in range(K) for n in range(N)}
+        got = {e: v for e, v in edges_as_dict(g.src, g.dst, g.phi).items() if e[1] < T * K + T * N}
+        assert_same_edges(got, expected, rtol=1e-5)

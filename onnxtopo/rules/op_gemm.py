@@ -78,8 +78,10 @@ class GemmRule(DenseRule):
         if attribute(node, "transA", 0):
             raise refuse(node, "transA=1 makes the activation's first axis (the batch) Gemm's summed axis K, "
                                "mixing the samples of a batch", "export the layer with transA=0")
-        if len(in_shape) != 1:
+        if not in_shape:
             raise refuse(node, f"its input A has per-sample shape {in_shape}, expected (K,)")
+        # Per-sample rank 2: A's rows merge the batch with another axis (jax2onnx writes a dense
+        # layer over tokens as (batch × tokens, K) · B); each row is then a dense layer of its own.
         b = np.asarray(constants[node.input[1]], dtype=np.float64)
         if attribute(node, "transB", 0):
             b = b.T
