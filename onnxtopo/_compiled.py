@@ -12,29 +12,49 @@ its first edge).
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
-from numba import njit
+from numba import config, njit
+
+
+def _writable(path: str) -> bool:
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.access(path, os.W_OK)
+
+
+# numba caches next to this file or, where that is read-only (a system-wide install), in the
+# user's cache directory; where neither can be written (no home either), it refuses to cache at
+# all, and this module would not import: then the temporary directory holds the cache.
+if not config.CACHE_DIR and not _writable(os.path.dirname(__file__)) and not _writable(
+        os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "numba")):
+    config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"onnxtopo-numba-{getattr(os, 'getuid', lambda: 0)()}")
 
 #: The index array of a block whose edge indices are consecutive.
 NO_INDEX = np.empty(0, np.int64)
-#: The scale of a step without a folded affine map.
-NO_SCALE = np.empty(0)
+#: The scale of a step without a folded affine map; the activations of a rule's own values.
+NO_SCALE = NO_H = np.empty(0)
 #: Runs of keys tied in their packed bits longer than this are sorted by merge sort.
 _SHORT_RUN = 16
 _TOP = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
 @njit(cache=True, nogil=True)
-def global_edges(src, dst, values, input_vertices, offset, scale, drop_zeros):
+def global_edges(src, dst, values, h, input_vertices, offset, scale, drop_zeros):
     """A step's edges in global vertex ids: sources through ``input_vertices`` (-1: a constant,
     which makes no edge), targets shifted by the layer's ``offset``, values scaled by their
-    target's ``scale`` (if not empty); edges whose value is 0 dropped if ``drop_zeros``."""
+    target's ``scale`` (if not empty); edges whose value is 0 dropped if ``drop_zeros``. With
+    ``h`` (not empty), ``values`` are a linear rule's weights and each value is weight · h[src]."""
     n = src.size
     out_src, out_dst, out_values = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
     k = 0
     for i in range(n):
         u = input_vertices[src[i]]
-        value = values[i] * scale[dst[i]] if scale.size else values[i]
+        value = values[i] * h[src[i]] if h.size else values[i]
+        if scale.size:
+            value *= scale[dst[i]]
         # Written always, kept by moving on: no branch to mispredict on ReLU's random zeros.
         out_src[k], out_dst[k], out_values[k] = u, dst[i] + offset, value
         k += (u >= 0) & ((value != 0) | (not drop_zeros))

@@ -181,6 +181,7 @@ class Analyzer:
         return results
 
     def _analyze_one(self, index, activations, sample, opts: AnalysisOptions) -> AnalysisResult:
+        n_vertices = self.plan.n_vertices
         if opts.engine == "dionysus":
             graph = build_graph(self.plan, activations, sample, threshold=opts.threshold, percentile=opts.percentile)
             result = persistence(graph, h1=opts.h1, vertices=opts.vertices, engine=opts.engine)
@@ -188,9 +189,9 @@ class Analyzer:
             blocks = ((src, dst, phi) for _, src, dst, phi in
                       edge_blocks(self.plan, activations, sample, threshold=opts.threshold,
                                   percentile=opts.percentile, max_edges=opts.chunk_edges))
-            result = forest_persistence(blocks, self.plan.n_vertices, vertices=opts.vertices, h1=opts.h1,
+            result = forest_persistence(blocks, n_vertices, vertices=opts.vertices, h1=opts.h1,
                                         chunk_edges=opts.chunk_edges)
-        return AnalysisResult(index, self.plan.n_vertices, result.n_edges, result)
+        return AnalysisResult(index, n_vertices, result.n_edges, result)
 
     def _parallel(self, batches, starts, opts, skip, workers):
         import multiprocessing

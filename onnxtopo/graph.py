@@ -14,7 +14,7 @@ import scipy.sparse
 
 
 from .plan import Plan
-from .rules import EdgeRule
+from .rules import PATTERN_CACHE_EDGES, EdgeRule
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,8 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
     edge step, edges with φ strictly above that percentile of |w·h| over the step's candidate
     edges (zero products included) are kept.
     """
-    n_vertices = plan.n_vertices
+    last = plan.layers[-1]
+    n_vertices = last.offset + last.size  # as plan.n_vertices, without summing every layer per input
     for i, step in enumerate(plan.steps):
         h = _flat(activations, step.input_tensor, sample)
         context = {name: _flat(activations, name, sample) for name in step.rule.reads}
@@ -146,14 +147,19 @@ def _step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int |
     offset = plan.layers[step.target].offset
     scale = plan.scales.get(step.target, _compiled.NO_SCALE)
     rule, limit = step.rule, None if step.repeats else max_edges
-    if keep_zeros or type(rule).nonzero_edges is EdgeRule.nonzero_edges:
-        # The default nonzero_edges only drops zero values, which the compiled pass below does
-        # along with the rest, in one pass instead of four.
-        parts = ((p.src, p.dst, rule.edge_values(h, p, context)) for p in rule.chunks(limit))
+    # A rule's own nonzero_edges only skips zero products early (the base class's drops them
+    # after computing them all); on a pattern small enough to be kept, the compiled pass below
+    # drops them faster, along with the rest. A linear rule's values are computed there too.
+    kept = rule.candidate_count <= min(limit or PATTERN_CACHE_EDGES, PATTERN_CACHE_EDGES)
+    if keep_zeros or kept or type(rule).nonzero_edges is EdgeRule.nonzero_edges:
+        if type(rule).edge_values is EdgeRule.edge_values:
+            parts = ((p.src, p.dst, p.weight, h) for p in rule.chunks(limit))
+        else:
+            parts = ((p.src, p.dst, rule.edge_values(h, p, context), _compiled.NO_H) for p in rule.chunks(limit))
     else:
-        parts = rule.nonzero_edges(h, limit, context)
-    for src, dst, values in parts:
-        src, dst, values = _compiled.global_edges(src, dst, values, step.input_vertices, offset, scale,
+        parts = ((*edges, _compiled.NO_H) for edges in rule.nonzero_edges(h, limit, context))
+    for src, dst, values, weighted in parts:
+        src, dst, values = _compiled.global_edges(src, dst, values, weighted, step.input_vertices, offset, scale,
                                                   not keep_zeros)
         if step.repeats:
             pairs, where = np.unique(src * n_vertices + dst, return_inverse=True)

@@ -19,7 +19,8 @@ import numpy as np
 from .filtration import Filtration, check_vertex_values, vertex_values
 
 #: Edges gathered before they are reduced to a spanning forest: bounds the forest engine's memory
-#: (about 140 bytes per gathered edge at the peak of a reduction) while keeping reductions few.
+#: (24 bytes per gathered edge; two chunks are held while one is reduced and the next gathered)
+#: while keeping reductions few.
 DEFAULT_CHUNK_EDGES = 1 << 24
 #: A Filter-Kruskal round reduces the heaviest max(FILTER_BATCH_MIN, FILTER_EDGES_PER_VERTEX ×
 #: vertices) edges at once: enough to connect most vertices, few enough to sort quickly.

@@ -9,6 +9,7 @@ rounds.
 
 from __future__ import annotations
 
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -20,6 +21,7 @@ import onnxtopo
 from onnxtopo import InducedGraph, InvalidFiltrationError
 from onnxtopo import homology
 
+REPO = Path(__file__).resolve().parents[1]
 FIELDS = ("src", "dst", "phi", "birth", "edge")
 
 
@@ -158,21 +160,44 @@ def test_vertex_values_nan_are_refused():
 # The compiled pass of edge production
 
 
+@pytest.mark.parametrize("linear", [True, False])
 @pytest.mark.parametrize("drop_zeros", [True, False])
 @pytest.mark.parametrize("scaled", [True, False])
-def test_global_edges_matches_numpy(drop_zeros, scaled):
+def test_global_edges_matches_numpy(linear, drop_zeros, scaled):
+    """Values given, or a linear rule's weights times h; ids mapped, constants dropped, a folded
+    scale applied, zero products dropped or kept."""
     from onnxtopo import _compiled
 
     rng = np.random.default_rng(5)
     n_in, n_out, n = 40, 30, 2000
     src = rng.integers(0, n_in, n)
     dst = rng.integers(0, n_out, n)
-    values = rng.standard_normal(n) * (rng.random(n) < 0.5)  # half zero products
+    h = rng.standard_normal(n_in) * (rng.random(n_in) < 0.5)  # ReLU-like zeros
+    weight = rng.standard_normal(n) * (rng.random(n) < 0.9)
+    values = weight * h[src]
     input_vertices = rng.integers(100, 200, n_in)
     input_vertices[rng.random(n_in) < 0.2] = -1  # constants (padding)
     scale = rng.standard_normal(n_out) * (rng.random(n_out) < 0.8) if scaled else _compiled.NO_SCALE
-    got = _compiled.global_edges(src, dst, values, input_vertices, 500, scale, drop_zeros)
+    given = (weight, h) if linear else (values, _compiled.NO_H)
+    got = _compiled.global_edges(src, dst, *given, input_vertices, 500, scale, drop_zeros)
     signed = values * scale[dst] if scaled else values
     keep = (input_vertices[src] >= 0) & ((signed != 0) | (not drop_zeros))
     for a, b in zip(got, (input_vertices[src][keep], dst[keep] + 500, signed[keep])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dense_rule_edges_whatever_path():
+    """A dense layer's edges are the same whether its own nonzero_edges skips zero rows (a
+    pattern too large to keep) or the compiled pass drops zero products (a kept pattern)."""
+    from onnxtopo.graph import edge_blocks
+
+    x = np.load(REPO / "models" / "mnist-sample.npy")[:2]
+    analyzer = onnxtopo.Analyzer(REPO / "models" / "ccff-relu.onnx")
+    activations = analyzer.runner.run(x)
+    dense = max(step.candidate_edges for step in analyzer.plan.steps)
+    for sample in range(2):
+        kept = list(edge_blocks(analyzer.plan, activations, sample, max_edges=dense))
+        rebuilt = list(edge_blocks(analyzer.plan, activations, sample, max_edges=dense - 1))
+        for column in range(1, 4):
+            np.testing.assert_array_equal(np.concatenate([b[column] for b in kept]),
+                                          np.concatenate([b[column] for b in rebuilt]))
