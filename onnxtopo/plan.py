@@ -20,7 +20,7 @@ from onnx import numpy_helper
 from .errors import BadModelError, ResourceLimitError, UnsupportedOpError
 from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, SAMPLE_STRIDE, EdgeRule,
                     attribute, batch_axis, refuse, supported_ops)
-from .rules.decomposed import recognize_decomposed
+from .rules.decomposed import DecomposedOps
 from .rules.op_pool import MAXPOOL_RULES
 
 WALK_BATCH = 2
@@ -166,6 +166,19 @@ def _fold(node, constants) -> list[np.ndarray]:
         raise refuse(node, f"its constant inputs could not be evaluated ({exc})") from exc
 
 
+def _fold_ahead(nodes, constants) -> None:
+    """Evaluate every node computed from constants alone, before the walk: recognizing a
+    decomposed op needs its constants (an ε cast to float, axes) before the walk reaches them."""
+    for node in nodes:
+        if all(name in constants for name in node.input if name) and node.op_type not in RANDOM_OPS:
+            try:
+                values = _fold(node, constants)
+            except UnsupportedOpError:
+                continue  # the walker reports it if the node matters
+            for name, value in zip(node.output, values):
+                constants[name] = np.asarray(value)
+
+
 def _input_signature(graph) -> tuple[str, tuple[int, ...], np.dtype, int | None]:
     # Before IR version 4 every initializer was also listed as a graph input: those are constants.
     initializers = {t.name for t in graph.initializer}
@@ -233,8 +246,9 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         return np.stack([ids + b * SAMPLE_STRIDE for b in range(walk_batch)])
 
     value_types = _value_types(model)
-    nodes = recognize_decomposed(_nodes_between(graph, input_name, options, constants), constants,
-                                 {name: len(dims) for name, (_, dims) in value_types.items() if dims is not None})
+    nodes = _nodes_between(graph, input_name, options, constants)
+    _fold_ahead(nodes, constants)
+    decomposed = DecomposedOps(nodes, {name: len(dims) for name, (_, dims) in value_types.items() if dims is not None})
     layers: list[Layer] = []
     steps: list[EdgeStep] = []
     scales: dict[int, np.ndarray] = {}
@@ -276,13 +290,17 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
         placed[name] = fresh(layers[0])
         runtime.discard(name)
 
-    for node in nodes:
+    for original in nodes:
+        node = decomposed.substitute(original, constants)
+        if node is None:
+            continue
         try:
             _check_deterministic(node)
             data = [n for n in node.input if n and n not in constants]
             if not data:
-                for name, value in zip(node.output, _fold(node, constants)):
-                    constants[name] = np.asarray(value)
+                if not all(name in constants for name in node.output if name):  # not folded ahead
+                    for name, value in zip(node.output, _fold(node, constants)):
+                        constants[name] = np.asarray(value)
                 continue
             if all(n in runtime for n in data):
                 for name in filter(None, node.output):
@@ -367,6 +385,8 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                         layer = layers[target]
                         factors = scales.setdefault(target, np.ones(layer.size))
                         factors[index[0].ravel() - layer.offset] *= np.broadcast_to(scale, index.shape[1:]).ravel()
+                    pre_activation[node.output[0]] = target
+                elif node.op_type == "Cast" and target is not None:  # a float cast: the identity, for the fold
                     pre_activation[node.output[0]] = target
         except MemoryError:
             raise ResourceLimitError(
