@@ -329,9 +329,12 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
             # Ops other than layout ops see each operand batch first (a batch axis merged into
             # the leading axis, as attention exports write (batch × heads, ...), is split out),
             # and give their output back in the operand's layout.
-            view = {} if kind == "layout" else _batch_first_views(node, {n: placed[n] for n in data}, walk_batch)
+            free = kind in ("layout", "shape")  # these read any layout as it is
+            view = {} if free else _batch_first_views(node, {n: placed[n] for n in data}, walk_batch)
             merged = any(view[n].ndim != placed[n].ndim for n in view)
-            index = placed[data[0]] if kind == "layout" else view[data[0]]
+            if merged and kind in ("edges", "operands"):
+                _check_axes_from_the_end(node, constants, options.opset)
+            index = placed[data[0]] if free else view[data[0]]
             if kind == "edges":
                 _check_finite(node, constants)
                 rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
@@ -618,6 +621,20 @@ def _batch_first_views(node, operands: dict, walk_batch: int) -> dict:
             raise refuse(node, f"its operand {name!r} does not have the batch axis first",
                          "onnxtopo follows ops other than layout ops only on tensors with the batch axis first")
     return views
+
+
+def _check_axes_from_the_end(node, constants, opset) -> None:
+    """Rules count an op's axes with the batch axis first; on a tensor whose leading axis merges
+    the batch with another, a non-negative axis would count differently, so only axes counted
+    from the end are accepted there."""
+    axes = [attribute(node, name) for name in ("axis", "axes")]
+    if axes[0] is None and node.op_type in ("Softmax", "LogSoftmax") and (opset or 0) < 13:
+        axes.append(1)  # their default axis before opset 13
+    if node.op_type.startswith("Reduce") and len(node.input) > 1 and node.input[1] in constants:
+        axes.append(constants[node.input[1]])
+    if any(a is not None and (np.asarray(a) >= 0).any() for a in axes):
+        raise refuse(node, "its input merges the batch with another axis (batch × n, ...) and its axes are "
+                           "counted from the front", "onnxtopo follows such an op when its axes are negative")
 
 
 def _layout(index: np.ndarray, merged: bool) -> np.ndarray:

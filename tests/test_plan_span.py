@@ -350,3 +350,22 @@ def test_gemm_over_rows_that_merge_batch_and_tokens():
                     for t in range(T) for k in range(K) for n in range(N)}
         got = {e: v for e, v in edges_as_dict(g.src, g.dst, g.phi).items() if e[1] < T * K + T * N}
         assert_same_edges(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("axis, refused", [(-1, False), (2, True)])
+def test_axes_on_a_merged_batch_must_count_from_the_end(axis, refused):
+    """On (batch × H, P, d) a Softmax over axis 2 is the last axis; a rule counting axes with the
+    batch first would take another one, so non-negative axes are refused there."""
+    rng = np.random.default_rng(14)
+    H, P, d = 2, 3, 4
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Reshape", ["z", "merge"], ["m"]),
+             helper.make_node("Softmax", ["m"], ["s"], axis=axis, name="attention"),
+             helper.make_node("Reshape", ["s", "flat"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["y"])]
+    model = make_model(nodes, (H, P, d), dict(W=rng.normal(size=(d, d)).astype(np.float32),
+                                              M=rng.normal(size=(H * P * d, 2)).astype(np.float32),
+                                              merge=np.array([-1, P, d]), flat=np.array([-1, H * P * d])))
+    if refused:
+        with pytest.raises(onnxtopo.UnsupportedOpError, match="'attention'.*counted from the front"):
+            onnxtopo.inspect(model)
+    else:
+        assert [layer.op_type for layer in onnxtopo.inspect(model).layers] == ["", "MatMul", "Softmax", "MatMul"]
