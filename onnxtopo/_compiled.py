@@ -120,17 +120,17 @@ def scan_block(src, dst, phi, index, first, pivot, strongest, first_edge):
     keep = np.empty(src.size, np.int64)
     n_keep = 0
     for i in range(src.size):
-        w = phi[i]
-        e = _index(index, first, i)
-        for v in (src[i], dst[i]):
-            if w > strongest[v] or (w == strongest[v] and e < first_edge[0, v]):
-                strongest[v] = w
-                first_edge[0, v] = e
-                first_edge[1, v] = src[i]
-                first_edge[2, v] = dst[i]
-        if w >= pivot:
-            keep[n_keep] = i
-            n_keep += 1
+        w, s, d = phi[i], src[i], dst[i]
+        if w >= strongest[s] or w >= strongest[d]:  # rarely, once each vertex has seen a few edges
+            e = _index(index, first, i)
+            for v in (s, d):
+                if w > strongest[v] or (w == strongest[v] and e < first_edge[0, v]):
+                    strongest[v] = w
+                    first_edge[0, v] = e
+                    first_edge[1, v] = s
+                    first_edge[2, v] = d
+        keep[n_keep] = i  # kept by moving on (no branch to mispredict)
+        n_keep += w >= pivot
     return _gather(src, dst, phi, index, first, keep[:n_keep])
 
 
@@ -215,6 +215,22 @@ def settle_ties(keys, values, tiebreak):
                 order[j] = p
         start = end
     return order
+
+
+@njit(cache=True, nogil=True)
+def decreasing_without(values, removed):
+    """Sorted ``values`` less one occurrence of each of ``removed`` (a sub-multiset of them,
+    sorted too), in decreasing order."""
+    out = np.empty(values.size - removed.size)
+    j = removed.size - 1
+    k = 0
+    for i in range(values.size - 1, -1, -1):
+        if j >= 0 and values[i] == removed[j]:
+            j -= 1
+        else:
+            out[k] = values[i]
+            k += 1
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -71,12 +71,12 @@ def sort_diagram(points: np.ndarray) -> np.ndarray:
 
 
 def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np.ndarray,
-              h1_phi: np.ndarray | None, n_simplices: int, n_edges: int) -> Persistence:
+              h1_births: np.ndarray | None, n_simplices: int, n_edges: int) -> Persistence:
     """A result from an engine's pairing.
 
     ``killers`` = (src, dst, phi, edge index) of the edges that kill an H0 class, in entry order,
     ``born`` the vertex whose class each kills, ``essential`` the vertices whose classes never
-    die, ``h1_phi`` the φ of every other edge (each starts a never-dying H1 class, a graph having
+    die, ``h1_births`` the φ of every other edge, decreasing (each starts a never-dying H1 class, a graph having
     no 2-simplices), or None when H1 was not asked for.
     """
     src, dst, phi, edge = killers
@@ -84,7 +84,8 @@ def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np
     h0 = np.concatenate([finite[finite[:, 0] != finite[:, 1]],  # zero-persistence points dropped
                          np.stack([value[essential], np.full(essential.size, np.inf)], axis=1)])
     # Every H1 point dies at +inf, so sorting by birth alone orders them as sort_diagram does.
-    h1 = None if h1_phi is None else np.stack([np.sort(h1_phi)[::-1], np.full(h1_phi.size, np.inf)], axis=1)
+    # Every H1 point dies at +inf: births in decreasing order are sort_diagram's order.
+    h1 = None if h1_births is None else np.stack([h1_births, np.full(h1_births.size, np.inf)], axis=1)
     subgraph = PersistentSubgraph(src=src, dst=dst, phi=phi, birth=value[born], edge=edge)
     return Persistence(sort_diagram(h0), h1, subgraph, n_simplices, n_edges)
 
@@ -164,7 +165,7 @@ def _joined(edge_sets: list) -> tuple:
     return edge_sets[0] if len(edge_sets) == 1 else tuple(np.concatenate(column) for column in zip(*edge_sets))
 
 
-def _stream_compiled(blocks, n_vertices: int, chunk_edges: int):
+def _stream_forest(blocks, n_vertices: int, chunk_edges: int):
     """The maximum spanning forest of a stream of edge blocks (see ``_reduce``), the largest φ
     of each vertex's edges, and the number of edges.
 
@@ -224,20 +225,20 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
                 all_phi.append(phi)
             yield src, dst, phi
 
-    forest, strongest, n_edges = _stream_compiled(checked(blocks), n_vertices, chunk_edges)
+    forest, strongest, n_edges = _stream_forest(checked(blocks), n_vertices, chunk_edges)
     value = vertex_values(vertices, strongest) if given is None else given
     in_complex = np.flatnonzero(strongest > 0)
     in_complex = in_complex[_entry_order(value[in_complex], in_complex)]
     entry = np.empty(n_vertices, dtype=np.int64)
     entry[in_complex] = np.arange(in_complex.size)
     born, eldest = _compiled.elder_pairing(forest[0], forest[1], entry, n_vertices)
-    h1_phi = None
+    h1_births = None
     if h1:
-        outside = np.ones(n_edges, dtype=bool)
-        outside[forest[3]] = False
-        h1_phi = np.concatenate(all_phi)[outside] if all_phi else np.empty(0)
+        every = np.concatenate(all_phi) if all_phi else np.empty(0)
+        every.sort()
+        h1_births = _compiled.decreasing_without(every, np.sort(forest[2]))
     essential = in_complex[eldest[in_complex] == in_complex]  # each component's eldest vertex
-    return _assemble(value, born, forest, essential, h1_phi, in_complex.size + n_edges, n_edges)
+    return _assemble(value, born, forest, essential, h1_births, in_complex.size + n_edges, n_edges)
 
 
 def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
@@ -263,13 +264,13 @@ def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persist
     by_entry = np.argsort(partner[paired], kind="stable")
     killer = indices[partner[paired][by_entry]]
     born = indices[vertex_positions[paired][by_entry]]
-    h1_phi = None
+    h1_births = None
     if h1:
         outside = np.ones(graph.n_edges, dtype=bool)
         outside[killer] = False
-        h1_phi = graph.phi[outside]
+        h1_births = np.sort(graph.phi[outside])[::-1]
     killers = (graph.src[killer], graph.dst[killer], graph.phi[killer], killer)
-    return _assemble(filtration.vertex_value, born, killers, indices[vertex_positions[~paired]], h1_phi,
+    return _assemble(filtration.vertex_value, born, killers, indices[vertex_positions[~paired]], h1_births,
                      len(filtration), graph.n_edges)
 
 
