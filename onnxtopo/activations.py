@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from .errors import BadInputError, BadModelError, UnsupportedOpError
-from .plan import Plan
+from .plan import Plan, batch_first
 
 
 class ActivationRunner:
@@ -48,10 +48,15 @@ class ActivationRunner:
             values = self.session.run(self.tensors, {self.plan.input_name: x})
         except Exception as exc:  # inputs are validated already: the model cannot run
             raise BadModelError(f"onnxruntime failed to run the model: {str(exc).strip().splitlines()[0]}") from exc
-        # A tensor whose leading axis merges the batch with another (attention's batch × heads)
-        # is viewed batch first, as the plan sees it.
-        out = {name: value.reshape(len(x), -1, *value.shape[1:]) if value.ndim and value.shape[0] != len(x)
-               and value.shape[0] % len(x) == 0 else value for name, value in zip(self.tensors, values)}
+        # A tensor whose samples lie along a moved or merged axis (attention's batch × heads) is
+        # viewed batch first, as the plan sees it.
+        out = dict(zip(self.tensors, values))
+        for name, layout in self.plan.layouts.items():
+            value = out[name]
+            if value.ndim <= layout.axis or value.shape[layout.axis] != layout.outer * len(x) * layout.inner:
+                raise UnsupportedOpError(f"onnxruntime gives tensor {name!r} shape {value.shape}, where the plan "
+                                         f"expects {layout.outer} × {len(x)} × {layout.inner} along axis {layout.axis}")
+            out[name] = batch_first(value, layout, len(x))
         out[self.plan.input_name] = x
         for step in self.plan.steps:
             got = tuple(out[step.input_tensor].shape[1:])

@@ -18,8 +18,8 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import BadModelError, ResourceLimitError, UnsupportedOpError
-from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, SAMPLE_STRIDE, EdgeRule,
-                    attribute, batch_axis, refuse, supported_ops)
+from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, SAMPLE_STRIDE, BatchLayout,
+                    EdgeRule, attribute, batch_layout, refuse, supported_ops)
 from .rules.decomposed import DecomposedOps
 from .rules.op_pool import MAXPOOL_RULES
 
@@ -110,6 +110,9 @@ class Plan:
     #: Per layer index, the scale s of each vertex (flat) from constant affine maps folded into
     #: the op that makes the layer (design notes 2b); layers without one are absent.
     scales: dict[int, np.ndarray] = field(default_factory=dict)
+    #: Tensors the steps read whose samples are not along a batch axis in front (attention's
+    #: layouts), with where they are: the runner views their values batch first as the plan does.
+    layouts: dict[str, BatchLayout] = field(default_factory=dict)
 
     @property
     def n_vertices(self) -> int:
@@ -231,13 +234,18 @@ def _check_broadcast(node, index: np.ndarray, others: dict):
                                    "sample of a fixed batch", "onnxtopo needs operands shared by every sample")
 
 
-def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> Plan:
-    """Walk a checked, normalized model (see ``model.load_model``) into a Plan."""
+def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, walk_batch: int | None = None) -> Plan:
+    """Walk a checked, normalized model (see ``model.load_model``) into a Plan.
+
+    The walk follows ``walk_batch`` samples (default 2, or the model's fixed batch). Where layout
+    ops move or merge the batch axis, the walk is repeated with 3 samples: the samples'
+    arrangement must not depend on the batch size (a reshape can look sample-preserving for
+    one batch size only)."""
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     options = replace(options, opset=opset)
     input_name, sample_shape, dtype, batch = _input_signature(graph)
-    walk_batch = WALK_BATCH if batch is None else batch
+    walk_batch = walk_batch or (WALK_BATCH if batch is None else batch)
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
 
     def fresh(layer):
@@ -268,11 +276,11 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
     # single-consumer moves and constant affine maps only: tensor -> the layer they make.
     pre_activation: dict[str, int] = {}
 
-    def new_layer(node, shape, merged=False):
+    def new_layer(node, shape, restored):
         last = layers[-1]
         layer = Layer(len(layers), node.output[0], tuple(shape), last.offset + last.size, node.name, node.op_type)
         layers.append(layer)
-        placed[node.output[0]] = _layout(fresh(layer), merged)
+        placed[node.output[0]] = restored(fresh(layer))
         pre_activation[node.output[0]] = layer.index
         return layer
 
@@ -330,21 +338,31 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
             # the leading axis, as attention exports write (batch × heads, ...), is split out),
             # and give their output back in the operand's layout.
             free = kind in ("layout", "shape")  # these read any layout as it is
-            view = {} if free else _batch_first_views(node, {n: placed[n] for n in data}, walk_batch)
-            merged = any(view[n].ndim != placed[n].ndim for n in view)
-            if merged and kind in ("edges", "operands"):
+            view, layout = ({}, FIRST) if free else _batch_first_views(node, {n: placed[n] for n in data}, walk_batch)
+            if layout != FIRST and kind in ("edges", "operands"):
+                if layout.axis == placed[data[0]].ndim - 1:
+                    raise refuse(node, "its input holds the samples along its last axis, which the op mixes",
+                                 "keep the batch axis apart")
                 _check_axes_from_the_end(node, constants, options.opset)
+
+            def restored(ids):
+                out = _restore(ids, layout)
+                if out is None:
+                    raise refuse(node, "its input holds the samples along a merged or moved axis that its "
+                                       "output does not keep", "onnxtopo needs the batch axis kept apart")
+                return out
+
             index = placed[data[0]] if free else view[data[0]]
             if kind == "edges":
                 _check_finite(node, constants)
                 rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
                 copied = rule.copied_inputs()
                 if copied is None:
-                    add_step(node, rule, new_layer(node, rule.out_shape, merged), data[0], index)
+                    add_step(node, rule, new_layer(node, rule.out_shape, restored), data[0], index)
                 else:  # the op only copies neurons: they keep their vertices
                     flat = index.reshape(len(index), -1)
-                    placed[node.output[0]] = _layout(np.where(copied >= 0, flat[:, copied], -1).reshape(
-                        len(index), *rule.out_shape), merged)
+                    placed[node.output[0]] = restored(np.where(copied >= 0, flat[:, copied], -1).reshape(
+                        len(index), *rule.out_shape))
             elif kind == "operands":
                 _check_finite(node, constants)
                 rules = OPERAND_RULES[node.op_type](node, data, [view[n].shape[1:] for n in data],
@@ -354,7 +372,7 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
                     _check_distinct_operands(node, [view[n] for n in data])
                 else:
                     _check_disjoint_operands(node, [view[n] for n in data])
-                layer = new_layer(node, rules[0].out_shape, merged)
+                layer = new_layer(node, rules[0].out_shape, restored)
                 for tensor, rule in zip(data, rules, strict=True):
                     add_step(node, rule, layer, tensor, view[tensor])
             elif kind == "shape":
@@ -411,7 +429,16 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions()) -> 
             "the model has no edge-making op (Gemm, MatMul, Conv, pooling, ...) reachable from its input"
         )
     ignored = sorted({f"{n.name or '(unnamed)'} ({n.op_type})" for n, _ in blocked.values()} | heads)
-    return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options, scales)
+    read = {t for step in steps for t in (step.input_tensor, *step.rule.reads)}
+    layouts = {t: layout for t in sorted(read) for layout in [_layout_of(placed[t], walk_batch)] if layout != FIRST}
+    if layouts and batch is None and walk_batch == WALK_BATCH:
+        again = build_plan(model, options, walk_batch=WALK_BATCH + 1).layouts
+        if again != layouts:
+            moved = next(t for t in layouts if again.get(t) != layouts[t])
+            raise UnsupportedOpError(f"the samples' arrangement in tensor {moved!r} depends on the batch size (its "
+                                     "layout ops reshape the batch axis together with others); onnxtopo needs "
+                                     "each sample's elements in the same places for every batch size")
+    return Plan(model, input_name, sample_shape, dtype, batch, layers, steps, ignored, options, scales, layouts)
 
 
 def _value_types(model) -> dict[str, tuple[np.dtype, tuple | None]]:
@@ -595,32 +622,62 @@ def _unsupported(node, reason: str) -> UnsupportedOpError:
     )
 
 
+FIRST = BatchLayout(0, 1, 1)
+
+
 def _check_samples_kept_apart(node, moved: np.ndarray, walk_batch: int):
-    """A layout op may move the batch axis (the next op that is not a layout op needs it first
-    again), never drop, copy or mix samples."""
-    axis = batch_axis(moved) if moved.ndim else None
-    if axis is not None and moved.shape[axis] == walk_batch:
-        return
-    try:  # the batch axis merged into the leading axis as its outer factor
-        _batch_first_views(node, {"": moved}, walk_batch)
-    except UnsupportedOpError:
-        raise refuse(node, "it mixes elements of different samples", "keep the batch axis apart") from None
+    """A layout op may move the batch axis or merge it with others (the ops after it see the
+    samples apart again, see ``batch_first``), never drop, copy or mix samples."""
+    layout = batch_layout(moved) if moved.ndim else None
+    if layout is None or moved.shape[layout.axis] != layout.outer * walk_batch * layout.inner:
+        raise refuse(node, "it mixes elements of different samples", "keep the batch axis apart")
 
 
-def _batch_first_views(node, operands: dict, walk_batch: int) -> dict:
-    """Each operand's id array with the batch axis first, the batch split out of the leading
-    axis where a layout op merged it there (a tensor of shape (batch × n, ...))."""
-    views = {}
+def batch_first(index: np.ndarray, layout: BatchLayout, batch: int) -> np.ndarray:
+    """An array (ids, or values at run time) of the given layout with the samples first: the
+    batch axis is split out of its axis and moved to the front. With the batch axis first
+    already, as is; otherwise the sample's rank is the tensor's (its axis keeps outer × inner)."""
+    if layout == FIRST and index.shape[0] == batch:
+        return index
+    axis, outer, inner = layout
+    split = index.reshape(*index.shape[:axis], outer, batch, inner, *index.shape[axis + 1:])
+    return np.moveaxis(split, axis + 1, 0).reshape(batch, *index.shape[:axis], outer * inner, *index.shape[axis + 1:])
+
+
+def _restore(index: np.ndarray, layout: BatchLayout) -> np.ndarray:
+    """The inverse of ``batch_first``: an op's output ids in the layout of its operand."""
+    if layout == FIRST:
+        return index
+    axis, outer, inner = layout
+    batch = index.shape[0]
+    if index.ndim < axis + 2 or index.shape[axis + 1] != outer * inner:
+        return None
+    split = index.reshape(batch, *index.shape[1:axis + 1], outer, inner, *index.shape[axis + 2:])
+    moved = np.moveaxis(split, 0, axis + 1)
+    return moved.reshape(*index.shape[1:axis + 1], outer * batch * inner, *index.shape[axis + 2:])
+
+
+def _layout_of(index: np.ndarray, walk_batch: int) -> BatchLayout | None:
+    layout = batch_layout(index) if index.ndim else None
+    if layout == FIRST and index.shape[0] != walk_batch:  # a single sample without its axis
+        layout = BatchLayout(0, 1, index.shape[0])
+    return layout
+
+
+def _batch_first_views(node, operands: dict, walk_batch: int) -> tuple[dict, BatchLayout]:
+    """Each operand's id array with the samples first (``batch_first``), and their layout, which
+    must be the same for all (the op's output gets it back)."""
+    views, layouts = {}, set()
     for name, index in operands.items():
-        if index.ndim and batch_axis(index) == 0 and index.shape[0] == walk_batch:
-            views[name] = index
-        elif index.ndim and index.shape[0] % walk_batch == 0 and (walk_batch == 1 or batch_axis(
-                split := index.reshape(walk_batch, -1, *index.shape[1:])) == 0):
-            views[name] = index[None] if walk_batch == 1 else split
-        else:
-            raise refuse(node, f"its operand {name!r} does not have the batch axis first",
-                         "onnxtopo follows ops other than layout ops only on tensors with the batch axis first")
-    return views
+        layout = _layout_of(index, walk_batch)
+        if layout is None:
+            raise refuse(node, f"its operand {name!r} mixes samples", "keep the batch axis apart")
+        views[name] = batch_first(index, layout, walk_batch)
+        layouts.add(layout)
+    if len(layouts) > 1:
+        raise refuse(node, "its operands hold their samples along different axes",
+                     "onnxtopo needs every operand's batch axis in the same place")
+    return views, layouts.pop()
 
 
 def _check_axes_from_the_end(node, constants, opset) -> None:
@@ -633,10 +690,7 @@ def _check_axes_from_the_end(node, constants, opset) -> None:
     if node.op_type.startswith("Reduce") and len(node.input) > 1 and node.input[1] in constants:
         axes.append(constants[node.input[1]])
     if any(a is not None and (np.asarray(a) >= 0).any() for a in axes):
-        raise refuse(node, "its input merges the batch with another axis (batch × n, ...) and its axes are "
+        raise refuse(node, "its input holds the samples along a moved or merged axis and its axes are "
                            "counted from the front", "onnxtopo follows such an op when its axes are negative")
 
 
-def _layout(index: np.ndarray, merged: bool) -> np.ndarray:
-    """An op's output ids in the layout of its operands: batch merged into the leading axis or not."""
-    return index.reshape(-1, *index.shape[2:]) if merged else index

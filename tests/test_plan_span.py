@@ -311,10 +311,10 @@ def test_layout_that_mixes_samples_is_refused():
              helper.make_node("Reshape", ["t", "shape"], ["r"], name="mixer"),
              helper.make_node("MatMul", ["r", "M"], ["y"])]
     inits = dict(W=np.ones((3, 4), np.float32), M=np.ones((2, 1), np.float32), shape=np.array([-1, 2]))
-    with pytest.raises(onnxtopo.UnsupportedOpError, match="MatMul.*'r' does not have the batch axis first"):
-        onnxtopo.inspect(make_model(nodes, (3,), inits))  # (4, batch) reshaped to (4, 2): batch second
-    inits["shape"] = np.array([1, -1])  # every sample's elements interleaved in one row
-    with pytest.raises(onnxtopo.UnsupportedOpError, match="'mixer'.*mixes elements of different samples"):
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="MatMul.*samples along its last axis"):
+        onnxtopo.inspect(make_model(nodes, (3,), inits))  # (4, batch) reshaped to (4, 2): batch last
+    inits["shape"] = np.array([1, -1])  # every sample's elements interleaved in one row: still the last axis
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="MatMul.*samples along its last axis"):
         onnxtopo.inspect(make_model(nodes, (3,), inits))
 
 
@@ -369,3 +369,51 @@ def test_axes_on_a_merged_batch_must_count_from_the_end(axis, refused):
             onnxtopo.inspect(model)
     else:
         assert [layer.op_type for layer in onnxtopo.inspect(model).layers] == ["", "MatMul", "Softmax", "MatMul"]
+
+
+def test_samples_arranged_differently_for_other_batch_sizes_are_refused():
+    """(batch, 4) → Transpose → (4, batch) → Reshape to (batch, -1): for a batch of 2 each row's
+    second element is sample 1's, for a batch of 3 the samples interleave across rows."""
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Transpose", ["z"], ["t"], perm=[1, 0]),
+             helper.make_node("Shape", ["z"], ["zs"]), helper.make_node("Gather", ["zs", "zero"], ["b"]),
+             helper.make_node("Concat", ["b", "minus"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["t", "shape"], ["r"]), helper.make_node("Tanh", ["r"], ["y0"]),
+             helper.make_node("Unsqueeze", ["y0", "one"], ["y1"]),
+             helper.make_node("MatMul", ["y1", "M"], ["y"])]
+    model = make_model(nodes, (3,), dict(W=np.ones((3, 4), np.float32), M=np.ones((1, 2), np.float32),
+                                         zero=np.array([0]), minus=np.array([-1]), one=np.array([2])))
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="depends on the batch size|mixes"):
+        onnxtopo.inspect(model)
+
+
+def test_batch_second_and_tokens_times_batch_rows():
+    """nn.MultiheadAttention's export: (batch, L, E) → Transpose → (L, batch, E) → MatMul → Reshape
+    (L × batch, E) → Gemm → Reshape → Transpose back. Edges as for the plain dense layers."""
+    rng = np.random.default_rng(15)
+    L, E, F = 3, 4, 2
+    W = rng.normal(size=(E, F)).astype(np.float32)
+    G = rng.normal(size=(F, F)).astype(np.float32)
+    M = rng.normal(size=(L * F, 1)).astype(np.float32)
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+             helper.make_node("MatMul", ["t", "W"], ["a"]), helper.make_node("Tanh", ["a"], ["ta"]),
+             helper.make_node("Reshape", ["ta", "rows"], ["r"]), helper.make_node("Gemm", ["r", "G"], ["g"]),
+             helper.make_node("Reshape", ["g", "back"], ["gb"]), helper.make_node("Transpose", ["gb"], ["u"], perm=[1, 0, 2]),
+             helper.make_node("Tanh", ["u"], ["tu"]), helper.make_node("Reshape", ["tu", "flat"], ["f"]),
+             helper.make_node("MatMul", ["f", "M"], ["y"])]
+    model = make_model(nodes, (L, E), dict(W=W, G=G, M=M, rows=np.array([-1, F]), back=np.array([L, -1, F]),
+                                           flat=np.array([-1, L * F])))
+    plan = onnxtopo.inspect(model)
+    assert [(layer.tensor, layer.shape) for layer in plan.layers] == [
+        ("x", (L, E)), ("a", (L, 1, F)), ("g", (L, F)), ("y", (1,))]
+    off_a, off_g, off_y = (layer.offset for layer in plan.layers[1:])
+    x = rng.normal(size=(BATCH, L, E)).astype(np.float32)
+    for b, graph in enumerate(onnxtopo.Analyzer(model).graphs(x)):
+        a = np.tanh(x[b].astype(np.float64) @ W)  # (L, F)
+        g = np.tanh(a @ G)
+        expected = {(l * E + e, off_a + l * F + f): abs(W[e, f] * x[b, l, e])
+                    for l in range(L) for e in range(E) for f in range(F)}
+        expected.update({(off_a + l * F + f, off_g + l * F + k): abs(G[f, k] * a[l, f])
+                         for l in range(L) for f in range(F) for k in range(F)})
+        expected.update({(off_g + i, off_y): abs(M[i, 0] * g.reshape(-1)[i]) for i in range(L * F)})
+        assert_same_edges(edges_as_dict(graph.src, graph.dst, graph.phi), expected, rtol=1e-4, atol=1e-7,
+                          what=f"sample {b}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -97,29 +97,47 @@ def layout_op(op_type: str):
 SAMPLE_STRIDE = 1 << 40
 
 
-def batch_axis(index: np.ndarray) -> int | None:
-    """The axis of an id array (see ``layout_op``) that holds the samples, or None when the
-    samples are mixed. Layout ops may move the batch axis (attention's heads often pass through a
-    Transpose that puts it second) or merge it into the leading axis as its outer factor
-    ((batch × heads, ...): then 0), so handlers ask here instead of assuming axis 0. With a single
-    sample (a model of fixed batch 1) nothing tells it apart: the first axis of size 1, else 0."""
+class BatchLayout(NamedTuple):
+    """Where the samples are in an id array: axis ``axis`` has size outer × batch × inner and
+    position p holds sample (p // inner) % batch. Batch first is (0, 1, 1). Layout ops may move
+    the batch axis (attention's heads often pass through a Transpose that puts it second) or
+    merge it with others ((batch × heads, ...) or (tokens × batch, ...))."""
+
+    axis: int
+    outer: int
+    inner: int
+
+
+def batch_layout(index: np.ndarray) -> BatchLayout | None:
+    """The BatchLayout of an id array (see ``layout_op``), or None when its samples are mixed.
+    With a single sample (a model of fixed batch 1) nothing tells the batch axis apart: the
+    first axis of size 1 is taken, else the leading axis, as the outer factor (0, 1, n)."""
     sample = np.where(index >= 0, index // SAMPLE_STRIDE, -1)
-    if (sample < 0).all():  # constants only: they are shared by every sample
-        return 0
+    if (sample < 0).all() or index.ndim == 0:  # constants only: they are shared by every sample
+        return BatchLayout(0, 1, 1)
     count = int(sample.max()) + 1
     if count == 1:
-        return next((axis for axis, n in enumerate(index.shape) if n == 1), 0)
-
-    def holds_samples(values, axis):
-        expected = np.arange(values.shape[axis]).reshape([-1 if a == axis else 1 for a in range(values.ndim)])
-        return ((values == expected) | (values < 0)).all()
-
+        axis = next((axis for axis, n in enumerate(index.shape) if n == 1), None)
+        return BatchLayout(0, 1, index.shape[0]) if axis is None else BatchLayout(axis, 1, 1)
     for axis, n in enumerate(index.shape):
-        if n == count and holds_samples(sample, axis):
-            return axis
-    if index.ndim and index.shape[0] % count == 0 and holds_samples(sample.reshape(count, -1, *index.shape[1:]), 0):
-        return 0
+        if n % count:
+            continue
+        line = np.moveaxis(sample, axis, 0).reshape(n, -1).max(axis=1)  # constants (-1) lose to samples
+        if not ((sample == line.reshape([-1 if a == axis else 1 for a in range(index.ndim)])) | (sample < 0)).all():
+            continue
+        inner = int(np.argmax(line != line[0])) if (line != line[0]).any() else n
+        if inner and n % (count * inner) == 0:
+            pattern = np.arange(count).repeat(inner)
+            if (line.reshape(-1, count * inner) == pattern).all():
+                return BatchLayout(axis, n // (count * inner), inner)
     return None
+
+
+def batch_axis(index: np.ndarray) -> int | None:
+    """The axis of an id array that holds the samples (merged with others or not), or None when
+    the samples are mixed: handlers ask here instead of assuming axis 0."""
+    layout = batch_layout(index)
+    return None if layout is None else layout.axis
 
 
 def supported_ops() -> list[str]:
