@@ -23,7 +23,6 @@ from onnxtopo.errors import BadInputError, BadModelError, UnsupportedOpError
 from onnxtopo.plan import build_plan
 
 from conftest import assert_same_edges, edges_as_dict, make_model, node_jacobian, ort_outputs
-from test_rules_more import model_with_opset
 
 BATCH = 2
 JACOBIAN_TOL = 1e-7  # finite differences in float64 are accurate to about 1e-10 here
@@ -104,7 +103,7 @@ def softmax_model(op, attrs, opset, rng):
     inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
     node = helper.make_node(op, ["z"], ["s"], **attrs)
     nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), node, helper.make_node("MatMul", ["s", "W2"], ["y"])]
-    return model_with_opset(nodes, (3, 4), inits, opset), node, inits
+    return make_model(nodes, (3, 4), inits, opset=opset), node, inits
 
 
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])

@@ -26,7 +26,7 @@ from onnxtopo.rules.op_einsum import einsum_rules
 
 from conftest import assert_same_edges, make_model, node_jacobian, ort_outputs
 from test_rules import flat_index, size_of
-from test_rules_more import graph_dict, layer_of, model_with_opset, positions
+from test_rules_more import graph_dict, layer_of, positions
 
 BATCH = 2
 TOL = dict(rtol=1e-4, atol=1e-6)  # the analysis runs the optimized model: fused kernels round apart
@@ -80,7 +80,7 @@ class Net:
         self.nodes.append(op_node)
         head = [helper.make_node("Reshape", ["p", self.const_int("per_sample", [-1, size_of(out_shape)])], ["f"]),
                 helper.make_node("MatMul", ["f", self.const("W_head", (size_of(out_shape), 2))], ["y"])]
-        model = model_with_opset(self.nodes + head, self.sample, self.inits, opset)
+        model = make_model(self.nodes + head, self.sample, self.inits, opset=opset)
         x = self.rng.normal(size=(BATCH, *self.sample)).astype(np.float32)
         names = sorted(({n for n in op_node.input if n and n not in self.inits} | {"p"}
                         | {layer for layer, _ in self.sources.values()}) - {"x"})

@@ -25,7 +25,7 @@ from onnxtopo.errors import ResourceLimitError, UnsupportedOpError
 
 from conftest import assert_same_edges, edges_as_dict, ort_outputs
 from test_rules import flat_index, size_of
-from test_rules_more import graph_dict, merged_signed, positions
+from test_rules_more import graph_dict, merged_signed, pad_source, positions
 
 BATCH = 3
 K, OUT = 3, 3  # x's last axis, y's last axis
@@ -194,23 +194,6 @@ def brute_space_to_depth(bs):
             mapping[(co, y, xx)] = (ch, y * bs + i, xx * bs + j)
         return (c * bs * bs, h // bs, w // bs), mapping
     return brute
-
-
-def pad_source(p, before, n, mode):
-    """Input index held at position p of an axis of size n padded by ``before`` (after any crop),
-    None for the constant."""
-    i = p - before
-    if 0 <= i < n:
-        return i
-    if mode == "constant":
-        return None
-    if mode == "edge":
-        return clamp(i, 0, n - 1)
-    if mode == "wrap":
-        return i % n
-    while not 0 <= i < n:  # reflect, the border itself not repeated
-        i = -i if i < 0 else 2 * (n - 1) - i
-    return i
 
 
 def brute_pad(pads, mode, axes=None):

@@ -16,10 +16,8 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-import onnx
-import onnx.shape_inference
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import onnxtopo
 from onnxtopo.graph import _step_edges, build_graph
@@ -37,20 +35,6 @@ TOL = dict(rtol=1e-4, atol=1e-6)
 
 def positions(shape):
     return itertools.product(*(range(int(n)) for n in shape))
-
-
-def model_with_opset(nodes, sample_shape, initializers, opset):
-    """conftest.make_model, at another opset (AveragePool's dilations need opset 19)."""
-    if opset == 17:
-        return make_model(nodes, sample_shape, initializers)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *sample_shape])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()]
-    graph = helper.make_graph(list(nodes), "test", [x], [y], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model = onnx.shape_inference.infer_shapes(model)
-    onnx.checker.check_model(model)
-    return model
 
 
 def conv_reads(in_shape, W, out_spatial, *, begin, strides):
@@ -256,7 +240,7 @@ def avgpool_case(index):
     if any(d != 1 for d in cfg["dilations"]):
         attrs["dilations"], opset = cfg["dilations"], 19
     sample = (cfg["C"], *cfg["spatial"])
-    model = model_with_opset([helper.make_node("AveragePool", ["x"], ["y"], **attrs)], sample, {}, opset)
+    model = make_model([helper.make_node("AveragePool", ["x"], ["y"], **attrs)], sample, {}, opset=opset)
     rng = np.random.default_rng(4000 + index)
     x = rng.normal(size=(BATCH, *sample)).astype(np.float32)
     x[x == 0] = 1.0
@@ -656,8 +640,9 @@ for _c in PAD_CASES:
     _c.setdefault("value", None)
 
 
-def padded_source(p, before, n, mode):
-    """The input index an element of a padded axis holds, None for the constant."""
+def pad_source(p, before, n, mode):
+    """Input index held at position p of an axis of size n padded by ``before`` (after any crop),
+    None for the constant."""
     i = p - before
     if 0 <= i < n:
         return i
@@ -665,8 +650,9 @@ def padded_source(p, before, n, mode):
         return None
     if mode == "edge":
         return min(max(i, 0), n - 1)
-    assert mode == "reflect"
-    while not 0 <= i < n:
+    if mode == "wrap":
+        return i % n
+    while not 0 <= i < n:  # reflect, the border itself not repeated
         i = -i if i < 0 else 2 * (n - 1) - i
     return i
 
@@ -676,7 +662,7 @@ def padded_vertices(in_shape, before, after, mode, offset):
     padded = (in_shape[0], *[n + b + a for n, b, a in zip(in_shape[1:], before, after)])
     ids = np.empty(padded, dtype=np.int64)
     for pos in positions(padded):
-        src = [padded_source(p, b, n, mode) for p, b, n in zip(pos[1:], before, in_shape[1:])]
+        src = [pad_source(p, b, n, mode) for p, b, n in zip(pos[1:], before, in_shape[1:])]
         ids[pos] = -1 if None in src else offset + flat_index((pos[0], *src), in_shape)
     return ids
 
