@@ -126,7 +126,7 @@ class Plan:
             return f"layer 0 is the model input {first!r}"
         if first == self.options.start:
             return f"layer 0 is tensor {first!r} (--start)"
-        return (f"layer 0 is tensor {first!r} ({self.layers[0].op_type} node {self.layers[0].node!r}), the first "
+        return (f"layer 0 is tensor {first!r} ({self.layers[0].op_type} node {self.layers[0].node or '(unnamed)'!r}), the first "
                 f"floating-point tensor computed from the {self.input_dtype} input {self.input_name!r}")
 
     def describe(self) -> list[dict]:
