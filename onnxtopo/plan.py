@@ -340,12 +340,12 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, 
             free = kind in ("layout", "shape")  # these read any layout as it is
             view, layout = ({}, FIRST) if free else _batch_first_views(node, {n: placed[n] for n in data}, walk_batch)
             if layout != FIRST and kind in ("edges", "operands"):
-                if layout.axis == placed[data[0]].ndim - 1:
+                if layout.axis == placed[data[0]].ndim - 1 and node.op_type != "Gemm":  # its rule knows
                     raise refuse(node, "its input holds the samples along its last axis, which the op mixes",
                                  "keep the batch axis apart")
                 _check_axes_from_the_end(node, constants, options.opset)
 
-            def restored(ids):
+            def restored(ids, layout=layout):
                 out = _restore(ids, layout)
                 if out is None:
                     raise refuse(node, "its input holds the samples along a merged or moved axis that its "
@@ -358,7 +358,9 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, 
                 rule = EDGE_RULES[node.op_type](node, index.shape[1:], constants, options)
                 copied = rule.copied_inputs()
                 if copied is None:
-                    add_step(node, rule, new_layer(node, rule.out_shape, restored), data[0], index)
+                    add_step(node, rule, new_layer(node, rule.out_shape,
+                                                   lambda ids: restored(ids, rule.output_layout(layout))),
+                             data[0], index)
                 else:  # the op only copies neurons: they keep their vertices
                     flat = index.reshape(len(index), -1)
                     placed[node.output[0]] = restored(np.where(copied >= 0, flat[:, copied], -1).reshape(

@@ -417,3 +417,55 @@ def test_batch_second_and_tokens_times_batch_rows():
         expected.update({(off_g + i, off_y): abs(M[i, 0] * g.reshape(-1)[i]) for i in range(L * F)})
         assert_same_edges(edges_as_dict(graph.src, graph.dst, graph.phi), expected, rtol=1e-4, atol=1e-7,
                           what=f"sample {b}")
+
+
+@pytest.mark.parametrize("form", ["transA", "activation-as-B", "activation-as-B-transB", "transA-merged"])
+def test_gemm_of_a_transposed_activation(form):
+    """Gemm(Xᵀ, W, transA=1), Gemm(W, Xᵀ) and Gemm(W, X, transB=1): the samples sit on the
+    activation's columns and move to the output's rows or columns; the edges are those of
+    the dense layer X·W (resp. X·Wᵀ), enumerated here from the weights."""
+    rng = np.random.default_rng(16)
+    K, N, T = 4, 3, 2
+    Wn = rng.normal(size=(K, N)).astype(np.float32)  # the layer as X · Wn
+    x_shape = (T, K) if form == "transA-merged" else (K,)
+    inits = dict(M=rng.normal(size=(N * (T if form == "transA-merged" else 1), 1)).astype(np.float32))
+    nodes = [helper.make_node("Tanh", ["x"], ["h"])]
+    if form == "transA":
+        nodes += [helper.make_node("Transpose", ["h"], ["ht"], perm=[1, 0]),
+                  helper.make_node("Gemm", ["ht", "W"], ["y0"], transA=1), helper.make_node("Identity", ["y0"], ["o"])]
+        inits["W"] = Wn
+    elif form == "transA-merged":  # (batch, T, K) → (K, batch × T)
+        inits.update(W=Wn, rows=np.array([-1, K]), back=np.array([-1, T * N]))
+        nodes += [helper.make_node("Reshape", ["h", "rows"], ["hr"]),
+                  helper.make_node("Transpose", ["hr"], ["ht"], perm=[1, 0]),
+                  helper.make_node("Gemm", ["ht", "W"], ["y0"], transA=1), helper.make_node("Reshape", ["y0", "back"], ["o"])]
+    elif form == "activation-as-B":  # Y (N, batch) = Wnᵀ · Xᵀ
+        nodes += [helper.make_node("Transpose", ["h"], ["ht"], perm=[1, 0]),
+                  helper.make_node("Gemm", ["W", "ht"], ["y0"]), helper.make_node("Transpose", ["y0"], ["o"], perm=[1, 0])]
+        inits["W"] = np.ascontiguousarray(Wn.T)
+    else:  # Y (N, batch) = Wnᵀ · Xᵀ with B = X, transB = 1
+        nodes += [helper.make_node("Gemm", ["W", "h"], ["y0"], transB=1),
+                  helper.make_node("Transpose", ["y0"], ["o"], perm=[1, 0])]
+        inits["W"] = np.ascontiguousarray(Wn.T)
+    nodes += [helper.make_node("Relu", ["o"], ["ro"]), helper.make_node("MatMul", ["ro", "M"], ["y"])]
+    model = make_model(nodes, x_shape, inits)
+    plan = onnxtopo.inspect(model)
+    assert [s.op_type for s in plan.steps] == ["Gemm", "MatMul"]
+    x = rng.normal(size=(BATCH, *x_shape)).astype(np.float32)
+    expected_out = ort_outputs(model, x, ("o",))["o"]
+    first = plan.layers[1]
+    for b, graph in enumerate(onnxtopo.Analyzer(model).graphs(x)):
+        h = np.tanh(x[b].astype(np.float64)).reshape(-1, K)  # rows t
+        expected = {}
+        for t in range(h.shape[0]):
+            for k in range(K):
+                for n in range(N):
+                    if form.startswith("activation"):  # layer (N, 1): vertex n
+                        v = first.offset + n
+                    else:
+                        v = first.offset + t * N + n
+                    expected[(t * K + k, v)] = abs(float(Wn[k, n]) * h[t, k])
+        got = {e: phi for e, phi in edges_as_dict(graph.src, graph.dst, graph.phi).items() if e[1] < first.offset + first.size}
+        assert_same_edges(got, expected, rtol=1e-5, what=f"{form}, sample {b}")
+        # the weights expected above reproduce onnxruntime's output of the layer
+        np.testing.assert_allclose((h @ Wn).reshape(-1), expected_out[b].reshape(-1), rtol=1e-4, atol=1e-5)

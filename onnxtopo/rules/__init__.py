@@ -214,6 +214,12 @@ class EdgeRule:
         for start in range(0, self.outer_size, step):
             yield self.build_pattern(slice(start, min(start + step, self.outer_size)))
 
+    def output_layout(self, layout):
+        """Where the output holds the samples, given where the data input holds them (see
+        ``BatchLayout``): the same place, for every op but a few that move them (Gemm of a
+        transposed activation)."""
+        return layout
+
     def copied_inputs(self) -> np.ndarray | None:
         """For an op that only copies neurons (a nearest-neighbour Resize, a sum over axes of
         length 1), the flat input position each output element copies (-1: a constant); the

@@ -61,23 +61,11 @@ class DenseRule(EdgeRule):
         )
 
 
-@edge_rule("Gemm")
 class GemmRule(DenseRule):
+    """Gemm(A, B) with the activation as A (transA = 0): the rows of A are the samples."""
+
     def __init__(self, node, in_shape, constants, options):
         super().__init__(node, in_shape, constants, options)
-        # Gemm's operands are matrices whose rows are the batch only for A without transA: any
-        # other place for the activation puts the batch on a contracted or an output column axis.
-        if node.input[1] not in constants:
-            trans_b = attribute(node, "transB", 0)
-            raise refuse(node, "its operand B is an activation, whose first axis (the batch) is "
-                               + ("the output's column axis (Y = A·Bᵀ puts the batch second)" if trans_b
-                                  else "summed over (Y = A·B mixes the samples of a batch)"),
-                         "export the layer as Gemm(x, W) or MatMul(x, W), the activation first")
-        if len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
-            raise refuse(node, "its bias C is computed at run time", "export the sum as a separate Add")
-        if attribute(node, "transA", 0):
-            raise refuse(node, "transA=1 makes the activation's first axis (the batch) Gemm's summed axis K, "
-                               "mixing the samples of a batch", "export the layer with transA=0")
         if not in_shape:
             raise refuse(node, f"its input A has per-sample shape {in_shape}, expected (K,)")
         # Per-sample rank 2: A's rows merge the batch with another axis (jax2onnx writes a dense
@@ -86,6 +74,77 @@ class GemmRule(DenseRule):
         if attribute(node, "transB", 0):
             b = b.T
         self._set_matrix(float(attribute(node, "alpha", 1.0)) * b)
+
+
+class TransposedGemmRule(EdgeRule):
+    """Gemm whose activation holds the samples along its columns: A with transA = 1 (A = Xᵀ), or
+    the activation as B (Y = W·Xᵀ with transB = 1, or W·X where X = (K, batch)).
+
+    Per sample the activation is a matrix X of R columns (R > 1 where the batch is merged with
+    another axis) and the product contracts its K axis with the constant: the edge from X[k, r]
+    to output (r, c) (or (c, r)) weighs the constant's coefficient of k in column c. The samples
+    move between the output's axes: ``output_layout`` says where.
+    """
+
+    rule_name = "dense"
+
+    def __init__(self, node, in_shape, constants, options):
+        super().__init__(node, in_shape, constants, options)
+        activation_is_a = node.input[0] not in constants
+        trans_a, trans_b = attribute(node, "transA", 0), attribute(node, "transB", 0)
+        alpha = float(attribute(node, "alpha", 1.0))
+        other = np.asarray(constants[node.input[1 if activation_is_a else 0]], dtype=np.float64)
+        if other.ndim != 2:
+            raise refuse(node, f"its constant operand has shape {other.shape}, not a matrix")
+        rows_first = activation_is_a or not trans_b  # X per sample is (K, R); else (R, K)
+        if rows_first and len(in_shape) != 2:
+            raise refuse(node, "its activation would contract the batch axis (Gemm's rows are the samples "
+                               "only for A without transA)", "export the layer as Gemm(x, W) or MatMul(x, W)")
+        k, r = (in_shape if len(in_shape) == 2 else (1, *in_shape))[::1 if rows_first else -1]
+        if activation_is_a:  # Y (R, N) = Xᵀ · B
+            weights = alpha * (other.T if trans_b else other)  # (K, N)
+            self.out_shape = (weights.shape[1],) if r == 1 else (r, weights.shape[1])
+            self._moves = (1, 0)
+        else:  # Y (M, R) = A · X, or A · Xᵀ
+            weights = alpha * (other if trans_a else other.T)  # (K, M)
+            self.out_shape = (weights.shape[1], r)
+            self._moves = (1, 1) if rows_first else (0, 1)
+        if weights.shape[0] != k:
+            raise refuse(node, f"its constant of shape {other.shape} does not fit an activation of per-sample "
+                               f"shape {in_shape}")
+        self.weights, self.k, self.r, self.rows_first, self.activation_is_a = weights, k, r, rows_first, activation_is_a
+        self.outer_size, self.edges_per_outer = k, r * weights.shape[1]
+
+    def output_layout(self, layout):
+        """The samples leave along the output's axis (0 or 1) the product puts the activation's
+        columns (or rows) on."""
+        start, end = self._moves
+        return layout if layout.axis != start else type(layout)(end, layout.outer, layout.inner)
+
+    def build_pattern(self, part: slice) -> EdgePattern:
+        c = self.weights.shape[1]
+        k = np.arange(self.k)[part][:, None, None]
+        r = np.arange(self.r)[None, :, None]
+        col = np.arange(c)[None, None, :]
+        shape = (k.shape[0], self.r, c)
+        src = k * self.r + r if self.rows_first else r * self.k + k
+        dst = r * c + col if self.activation_is_a else col * self.r + r
+        return EdgePattern(src=np.broadcast_to(src, shape).ravel().astype(np.int64),
+                           dst=np.broadcast_to(dst, shape).ravel().astype(np.int64),
+                           weight=np.broadcast_to(self.weights[k[:, :, 0]][:, None, :], shape).ravel())
+
+
+@edge_rule("Gemm")
+def gemm_rule(node, in_shape, constants, options) -> EdgeRule:
+    """Gemm with a constant operand; the activation as A (rows: samples) or anywhere else, when
+    it holds the samples along its columns."""
+    if len(node.input) < 2 or (node.input[0] in constants) == (node.input[1] in constants):
+        raise refuse(node, "onnxtopo supports Gemm of one activation by a constant matrix")
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in constants:
+        raise refuse(node, "its bias C is computed at run time", "export the sum as a separate Add")
+    if node.input[0] not in constants and not attribute(node, "transA", 0):
+        return GemmRule(node, in_shape, constants, options)
+    return TransposedGemmRule(node, in_shape, constants, options)
 
 
 class LeftDenseRule(EdgeRule):
