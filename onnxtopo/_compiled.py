@@ -62,6 +62,41 @@ def global_edges(src, dst, values, h, input_vertices, offset, scale, drop_zeros)
 
 
 @njit(cache=True, nogil=True)
+def conv_edges(kernel, h, window_start, window_src, window_offset, first, stop, per_group, n_in, n_out,
+               input_vertices, offset, scale):
+    """(src, dst, w·h) of a convolution's output channels ``first .. stop-1``, in pattern order
+    (output channel, output position, input channel in group, kernel offset), products = 0
+    dropped, without building the pattern. ``kernel`` is (M, C/group, kernel offsets); output
+    position p reads, at kernel offset ``window_offset[j]``, the spatial input position
+    ``window_src[j]`` for j in ``window_start[p] .. window_start[p+1]-1`` (valid ones only).
+    With ``input_vertices`` (not empty), edges come in global ids as from ``global_edges``."""
+    group_channels = kernel.shape[1]
+    n = (stop - first) * group_channels * window_src.size
+    out_src, out_dst, out_values = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+    k = 0
+    for m in range(first, stop):
+        first_channel = (m // per_group) * group_channels
+        for p in range(n_out):
+            target = m * n_out + p
+            for c in range(group_channels):
+                base = (first_channel + c) * n_in
+                for j in range(window_start[p], window_start[p + 1]):
+                    s = base + window_src[j]
+                    value = kernel[m, c, window_offset[j]] * h[s]
+                    if not input_vertices.size:
+                        out_src[k], out_dst[k], out_values[k] = s, target, value
+                        k += value != 0
+                        continue
+                    u = input_vertices[s]
+                    if scale.size:
+                        value *= scale[target]
+                    # Written always, kept by moving on, as in global_edges.
+                    out_src[k], out_dst[k], out_values[k] = u, target + offset, value
+                    k += (u >= 0) & (value != 0)
+    return out_src[:k], out_dst[:k], out_values[:k]
+
+
+@njit(cache=True, nogil=True)
 def _find(parent, v):
     while parent[v] != v:
         parent[v] = parent[parent[v]]

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from onnx.helper import make_node as onnx_node
 
 import onnxtopo
-from onnxtopo import InducedGraph, InvalidFiltrationError
-from onnxtopo import homology
+from onnxtopo import InducedGraph, InvalidFiltrationError, homology
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ("src", "dst", "phi", "birth", "edge")
@@ -201,3 +201,100 @@ def test_dense_rule_edges_whatever_path():
         for column in range(1, 4):
             np.testing.assert_array_equal(np.concatenate([b[column] for b in kept]),
                                           np.concatenate([b[column] for b in rebuilt]))
+
+
+def random_conv_rule(rng):
+    """A Conv rule of random geometry: 1 to 3 spatial axes, strides, pads (or auto_pad),
+    dilations and groups (depthwise too)."""
+    from onnxtopo.rules.op_conv import ConvRule
+
+    nd = int(rng.integers(1, 4))
+    group = int(rng.choice([1, 2, 3]))
+    channels = group * int(rng.integers(1, 4))
+    out_channels = group * int(rng.integers(1, 4))
+    kernel = [int(rng.integers(1, 4)) for _ in range(nd)]
+    dilations = [int(rng.integers(1, 3)) for _ in range(nd)]
+    spatial = [(k - 1) * d + int(rng.integers(1, 6)) for k, d in zip(kernel, dilations)]
+    attrs = {"group": group, "strides": [int(rng.integers(1, 4)) for _ in range(nd)]}
+    if rng.random() < 0.2:
+        attrs["auto_pad"] = str(rng.choice(["VALID", "SAME_UPPER", "SAME_LOWER"]))
+        if attrs["auto_pad"] != "VALID":
+            dilations = [1] * nd
+    else:
+        attrs["pads"] = [int(rng.integers(0, 3)) for _ in range(2 * nd)]
+    attrs["dilations"] = dilations
+    W = rng.standard_normal((out_channels, channels // group, *kernel)) * (rng.random((out_channels, 1, *kernel)) < 0.9)
+    node = onnx_node("Conv", ["x", "W"], ["y"], **attrs)
+    return ConvRule(node, (channels, *spatial), {"W": W}, None)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_compiled_conv_edges_equal_the_pattern_path(seed):
+    """Conv's compiled edges (no pattern built) are the pattern's edges with nonzero w·h,
+    value for value and in pattern order, chunk for chunk, whatever the chunk size, in the
+    rule's own ids and in global ones."""
+    rng = np.random.default_rng(seed)
+    rule = random_conv_rule(rng)
+    h = rng.standard_normal(int(np.prod(rule.in_shape))) * (rng.random(int(np.prod(rule.in_shape))) < 0.5)
+    for max_edges in (None, 1, rule.edges_per_outer + 1, 2 * rule.edges_per_outer, rule.candidate_count):
+        step = rule.outer_size if max_edges is None else max(1, max_edges // max(1, rule.edges_per_outer))
+        expected = []
+        for start in range(0, rule.outer_size, step):
+            pattern = rule.build_pattern(slice(start, min(start + step, rule.outer_size)))
+            values = pattern.weight * h[pattern.src]
+            nonzero = values != 0
+            expected.append((pattern.src[nonzero], pattern.dst[nonzero], values[nonzero]))
+        got = list(rule.nonzero_edges(h, max_edges))
+        assert len(got) == len(expected)
+        for block, want in zip(got, expected):
+            for a, b in zip(block, want):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+        # In global ids: constants (-1) make no edge, targets shift, a folded scale applies.
+        input_vertices = rng.integers(100, 10**6, h.size)
+        input_vertices[rng.random(h.size) < 0.2] = -1
+        scale = rng.standard_normal(int(np.prod(rule.out_shape))) * (rng.random(int(np.prod(rule.out_shape))) < 0.8)
+        got = list(rule.global_nonzero_edges(h, max_edges, input_vertices, 7, scale))
+        assert len(got) == len(expected)
+        for block, (src, dst, values) in zip(got, expected):
+            values = values * scale[dst]
+            keep = (input_vertices[src] >= 0) & (values != 0)
+            for a, b in zip(block, (input_vertices[src][keep], dst[keep] + 7, values[keep])):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+
+
+def test_conv_edges_whatever_path():
+    """A conv layer's graph is the same whether its pattern is kept (the compiled pass computes
+    w·h) or too large to keep (its own compiled loop does), with a folded scale too."""
+    from conftest import make_model
+
+    from onnxtopo.graph import edge_blocks
+
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    scale = rng.standard_normal((4, 4, 6)).astype(np.float32)  # per element: onnxruntime cannot fuse it
+    model = make_model([onnx_node("Relu", ["x"], ["r"]),
+                        onnx_node("Conv", ["r", "W"], ["c"], strides=[2, 1], pads=[1, 0, 1, 2]),
+                        onnx_node("Mul", ["c", "s"], ["n"]),
+                        onnx_node("Relu", ["n"], ["a"]),
+                        onnx_node("Conv", ["a", "W2"], ["y"])],
+                       (3, 7, 6), {"W": W, "s": scale, "W2": rng.standard_normal((2, 4, 1, 1)).astype(np.float32)})
+    analyzer = onnxtopo.Analyzer(model)
+    assert analyzer.plan.scales
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    activations = analyzer.runner.run(x)
+    step = max(step.candidate_edges for step in analyzer.plan.steps)
+    for sample in range(2):
+        kept = list(edge_blocks(analyzer.plan, activations, sample, max_edges=step))
+        rebuilt = list(edge_blocks(analyzer.plan, activations, sample, max_edges=step // 3))
+        assert len(rebuilt) > len(kept)
+        for column in range(1, 4):
+            np.testing.assert_array_equal(np.concatenate([b[column] for b in kept]),
+                                          np.concatenate([b[column] for b in rebuilt]))
+    chunked = analyzer.analyze(x, chunk_edges=step // 3)
+    for a, b, c in zip(analyzer.analyze(x), chunked, analyzer.analyze(x, engine="dionysus"), strict=True):
+        np.testing.assert_array_equal(a.h0, b.h0)
+        np.testing.assert_array_equal(a.h0, c.h0)
+        for field in ("src", "dst", "phi"):
+            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))

@@ -64,6 +64,30 @@ class ConvRule(EdgeRule):
         self.outer_size = out_channels
         self.edges_per_outer = group_channels * int(self.valid.sum())
 
+    def nonzero_edges(self, h, max_edges=None, context=None):
+        """As the base class, from one compiled loop per chunk of output channels: large convs
+        (ImageNet CNNs) spent most of their edge production building patterns."""
+        from .. import _compiled
+
+        return self.global_nonzero_edges(h, max_edges, _compiled.NO_INDEX, 0, _compiled.NO_SCALE)
+
+    def global_nonzero_edges(self, h, max_edges, input_vertices, offset, scale):
+        """``nonzero_edges`` in global vertex ids, as ``_compiled.global_edges`` maps them (with
+        ``input_vertices`` not empty), in the same loop."""
+        from .. import _compiled
+
+        positions, offsets = np.nonzero(self.valid)  # row-major: position, then kernel offset
+        window_start = np.searchsorted(positions, np.arange(len(self.valid) + 1))
+        window_src = self.windows[positions, offsets]
+        kernel = self.kernel.reshape(*self.kernel.shape[:2], -1)
+        out_channels = self.outer_size
+        step = out_channels if max_edges is None else max(1, max_edges // max(1, self.edges_per_outer))
+        for start in range(0, out_channels, step):
+            yield _compiled.conv_edges(kernel, h, window_start, window_src, offsets, start,
+                                       min(start + step, out_channels), out_channels // self.group,
+                                       int(np.prod(self.in_shape[1:])), len(self.valid),
+                                       input_vertices, offset, scale)
+
     def build_pattern(self, part: slice) -> EdgePattern:
         out_channels, group_channels = self.kernel.shape[:2]
         n_out, n_k = self.windows.shape
