@@ -214,6 +214,11 @@ class EdgeRule:
         for start in range(0, self.outer_size, step):
             yield self.build_pattern(slice(start, min(start + step, self.outer_size)))
 
+    #: Optional: ``global_nonzero_edges(h, max_edges, input_vertices, offset, scale)`` yielding
+    #: ``nonzero_edges``' blocks already in global vertex ids, constants dropped and the folded
+    #: scale applied, for rules whose patterns are too large to keep (ConvRule does, compiled).
+    global_nonzero_edges = None
+
     def output_layout(self, layout):
         """Where the output holds the samples, given where the data input holds them (see
         ``BatchLayout``): the same place, for every op but a few that move them (Gemm of a
