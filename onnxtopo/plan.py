@@ -401,6 +401,9 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, 
                 scale = None
                 if kind == "affine":  # its handler checks its constants' shapes
                     _check_finite(node, constants)
+                    if layout != FIRST and node.op_type == "BatchNormalization":
+                        raise refuse(node, "its input holds the samples along a moved or merged axis, and its "
+                                           "channel axis is counted from the front", "keep the batch axis first")
                     scale = AFFINE_OPS[node.op_type](node, data[0], index.shape[1:], constants)
                 target = folds(data[0])
                 if scale is not None and target is not None:
