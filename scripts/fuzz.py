@@ -27,8 +27,9 @@ Case kinds (seed ``s`` is of kind ``kinds[s % len(kinds)]``; its case is built f
   tensor names, input dims and dtype, graph inputs/outputs, opsets, external data);
 * ``inputs``: a valid model with random input arrays (shapes, dtypes, NaN/Inf, huge values);
 * ``cli``:    ``onnxtopo.cli.main`` in-process on mutated models, input files and options;
-* ``net``:    a random small architecture valid by onnx's shape inference (Conv/pool geometry,
-  groups, pads, layouts, residual sums, a few unsupported ops), sometimes mutated once more.
+* ``net``:    a random small architecture valid by onnx's shape inference (Conv/ConvTranspose/pool
+  geometry, groups, pads, layouts, residual sums, normalizations, softmaxes, reductions, resizes,
+  selections, products of two activations, Einsum, a few unsupported ops), sometimes mutated once more.
 """
 
 from __future__ import annotations
@@ -305,12 +306,12 @@ SUPPORTED_OPS = (
     "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Relu", "LeakyRelu", "PRelu",
     "Sigmoid", "Tanh", "Elu", "Selu", "Softplus", "Clip", "HardSwish", "Gelu", "Erf", "Exp", "Abs",
     "Neg", "Sqrt", "Reciprocal", "Dropout", "Identity", "Flatten", "Reshape", "Transpose", "Squeeze",
-    "Unsqueeze", "Concat", "Pad", "Shape",
+    "Unsqueeze", "Concat", "Pad", "Shape", "Softmax", "LogSoftmax", "LayerNormalization",
+    "InstanceNormalization", "LRN", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "Resize",
+    "ConvTranspose", "Slice", "Split", "Gather", "Tile", "Expand", "Max", "Min", "Mean", "Einsum",
 )
 OTHER_OPS = (  # standard, but without a rule (or only fine after the last layer)
-    "Softmax", "LogSoftmax", "Max", "Min", "Mean", "Pow", "Log", "Einsum", "ConvTranspose",
-    "LpPool", "LRN", "InstanceNormalization", "LayerNormalization", "Gather", "Slice", "Split",
-    "Tile", "Expand", "Cast", "CastLike", "ReduceSum", "ReduceMean", "ArgMax", "TopK", "Resize",
+    "Pow", "Log", "LpPool", "Cast", "CastLike", "ArgMax", "TopK",
     "Upsample", "DepthToSpace", "SpaceToDepth", "Where", "Equal", "Not", "Size", "ConstantOfShape",
     "Range", "NonZero", "QuantizeLinear", "DequantizeLinear", "QLinearConv", "MatMulInteger",
     "If", "Loop", "Scan", "Constant", "RandomNormalLike", "Trilu", "CumSum", "MaxUnpool",
@@ -319,7 +320,9 @@ OTHER_OPS = (  # standard, but without a rule (or only fine after the last layer
 ATTRIBUTE_NAMES = ("kernel_shape", "strides", "pads", "dilations", "group", "axis", "axes", "perm",
                    "auto_pad", "ceil_mode", "count_include_pad", "transA", "transB", "alpha", "beta",
                    "epsilon", "momentum", "training_mode", "allowzero", "mode", "storage_order", "keepdims",
-                   "to", "value", "spatial")
+                   "to", "value", "spatial", "size", "bias", "noop_with_empty_axes", "coordinate_transformation_mode",
+                   "nearest_mode", "cubic_coeff_a", "exclude_outside", "output_padding", "output_shape",
+                   "num_outputs", "equation", "stash_type", "split")
 #: Attributes each seed op may carry (a schema-valid name, so the mutation gets past the checker).
 PLAUSIBLE_ATTRIBUTES = {
     "Conv": ("strides", "pads", "dilations", "group", "auto_pad", "kernel_shape"),
@@ -328,15 +331,28 @@ PLAUSIBLE_ATTRIBUTES = {
     "Gemm": ("transA", "transB", "alpha", "beta"),
     "Flatten": ("axis",), "Softmax": ("axis",), "Transpose": ("perm",), "Pad": ("mode",),
     "Reshape": ("allowzero",), "BatchNormalization": ("epsilon", "momentum", "training_mode"),
+    "ConvTranspose": ("strides", "pads", "dilations", "group", "auto_pad", "kernel_shape", "output_padding",
+                      "output_shape"),
+    "LogSoftmax": ("axis",), "LayerNormalization": ("axis", "epsilon", "stash_type"),
+    "InstanceNormalization": ("epsilon",), "LRN": ("size", "alpha", "beta", "bias"),
+    "ReduceMean": ("axes", "keepdims", "noop_with_empty_axes"), "ReduceSum": ("keepdims", "noop_with_empty_axes"),
+    "ReduceMax": ("axes", "keepdims", "noop_with_empty_axes"),
+    "Resize": ("mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside"),
+    "Split": ("axis", "split", "num_outputs"), "Gather": ("axis",), "Einsum": ("equation",),
 }
 INT_ATTRIBUTES = ("group", "axis", "ceil_mode", "count_include_pad", "transA", "transB", "allowzero",
-                  "storage_order", "training_mode", "keepdims", "to", "spatial")
-INTS_ATTRIBUTES = ("kernel_shape", "strides", "pads", "dilations", "perm", "axes")
-FLOAT_ATTRIBUTES = ("alpha", "beta", "epsilon", "momentum")
+                  "storage_order", "training_mode", "keepdims", "to", "spatial", "size", "noop_with_empty_axes",
+                  "exclude_outside", "num_outputs", "stash_type")
+INTS_ATTRIBUTES = ("kernel_shape", "strides", "pads", "dilations", "perm", "axes", "output_padding", "output_shape",
+                   "split")
+FLOAT_ATTRIBUTES = ("alpha", "beta", "epsilon", "momentum", "bias", "cubic_coeff_a")
+STRING_ATTRIBUTES = ("auto_pad", "mode", "coordinate_transformation_mode", "nearest_mode", "equation")
 INTS = (-(1 << 40), -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 17, 1 << 31, 1 << 40, (1 << 63) - 1)
 FLOATS = (0.0, -1.0, 0.5, 1.0, 1e-30, 1e30, float("nan"), float("inf"), -float("inf"))
 STRINGS = ("", "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER", "same_upper", "constant", "reflect", "edge",
-           "wrap", "garbage", "\x00", "é")
+           "wrap", "garbage", "\x00", "é", "nearest", "linear", "cubic", "half_pixel", "align_corners",
+           "asymmetric", "tf_crop_and_resize", "floor", "round_prefer_ceil", "bi,ij->bj", "bij,bkj->bik",
+           "ii->i", "...i,...i", "b...->...b", "bi,bi->", "a->aa", "ab,,->")
 DIMS = (0, -1, -7, 1, 2, 3, 5, 6, 8, 36, 1 << 31, 1 << 40, (1 << 63) - 1)
 ELEM_TYPES = (
     TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.INT64,
@@ -357,7 +373,7 @@ def _random_attribute(rng, name):
     kind = rng.choice(["int", "ints", "float", "floats", "string", "tensor"])
     if rng.random() < 0.8:
         kind = ("ints" if name in INTS_ATTRIBUTES else "int" if name in INT_ATTRIBUTES
-                else "float" if name in FLOAT_ATTRIBUTES else "string" if name in ("auto_pad", "mode") else kind)
+                else "float" if name in FLOAT_ATTRIBUTES else "string" if name in STRING_ATTRIBUTES else kind)
     if kind == "int":
         return helper.make_attribute(name, rng.choice(INTS))
     if kind == "ints":  # often of an unexpected length, with negative or huge entries
@@ -767,12 +783,13 @@ class _NetBuilder:
         model.ir_version = 8
         return model
 
-    def try_add(self, input_value, nodes, inits_before) -> bool:
-        """Keep ``nodes`` if shape inference accepts them and gives the new tensor a positive shape."""
+    def try_add(self, input_value, nodes, inits_before, output=None) -> bool:
+        """Keep ``nodes`` if shape inference accepts them and gives the new tensor (``output``, by
+        default the last node's first output) a positive shape."""
+        output = output or nodes[-1].output[0]
         self.nodes.extend(nodes)
         try:
-            inferred = onnx.shape_inference.infer_shapes(self.model(input_value, nodes[-1].output[0]),
-                                                         strict_mode=True)
+            inferred = onnx.shape_inference.infer_shapes(self.model(input_value, output), strict_mode=True)
             value = inferred.graph.output[0]
             dims = value.type.tensor_type.shape.dim
             if not value.type.tensor_type.HasField("shape") or not dims:
@@ -784,7 +801,7 @@ class _NetBuilder:
             del self.nodes[len(self.nodes) - len(nodes):]
             del self.inits[inits_before:]
             return False
-        self.tensors.append((nodes[-1].output[0], shape))
+        self.tensors.append((output, shape))
         return True
 
 
@@ -806,7 +823,9 @@ def _window_attributes(rng, spatial, pool=False):
 
 
 LAYER_CHOICES = ("conv", "conv", "pool", "globalpool", "bn", "act", "act", "const_op", "flatten", "reshape",
-                 "transpose", "squeeze", "pad", "concat", "dense", "dense", "sum", "unsupported")
+                 "transpose", "squeeze", "pad", "concat", "dense", "dense", "sum", "unsupported",
+                 "softmax", "norm", "lrn", "reduce", "resize", "convtranspose", "slice", "split", "gather",
+                 "tile", "concat_const", "product", "maxmin", "dense_bn", "einsum")
 
 
 def random_net(rng) -> onnx.ModelProto:
@@ -956,19 +975,341 @@ def _add_layer(b, rng, input_value) -> bool:
         op = rng.choice(["Add", "Sub", "Sum", "Mul"])
         node = helper.make_node(op, [name, other[0]], [out], name=out)
     elif kind == "unsupported":
-        op = rng.choice(["Softmax", "LRN", "Slice", "Max", "Resize", "InstanceNormalization"])
-        if op == "Slice":
-            node = helper.make_node(op, [name, b.const(np.array([0], np.int64)), b.const(np.array([1], np.int64)),
-                                         b.const(np.array([1], np.int64))], [out], name=out)
-        elif op == "LRN":
-            node = helper.make_node(op, [name], [out], name=out, size=3)
-        elif op == "Max":
-            node = helper.make_node(op, [name, name], [out], name=out)
+        op = rng.choice(["CumSum", "TopK", "ArgMax"] + (["LpPool"] if spatial else []))
+        if op == "LpPool":
+            node = helper.make_node(op, [name], [out], name=out, kernel_shape=[1] * len(spatial))
+        elif op == "CumSum":
+            node = helper.make_node(op, [name, b.const(np.array(len(shape), np.int64))], [out], name=out)
+        elif op == "TopK":
+            node = helper.make_node(op, [name, b.const(np.array([1], np.int64))], [out, b.name("idx")], name=out)
         else:
-            node = helper.make_node(op, [name], [out], name=out)
+            node = helper.make_node(op, [name], [out], name=out, axis=len(shape))
+    elif kind in NEW_LAYERS:
+        nodes = NEW_LAYERS[kind](b, rng, name, shape, out)
+        if not nodes:
+            return False
+        nodes, output = nodes if isinstance(nodes, tuple) else (nodes, None)
+        return b.try_add(input_value, nodes, before, output)
     if node is None:
         return False
     return b.try_add(input_value, [node], before)
+
+
+# Layers of the ops with rules added later (normalizations, reductions, resampling, selections,
+# products of activations). Each builder gets the last tensor (``name``, per-sample ``shape``)
+# and returns the nodes of the layer ending in ``out`` (or (nodes, output) when the layer's
+# tensor is another output), or None when it does not apply to that shape. Axes are counted
+# with the batch axis, which they mostly avoid; now and then they hit it, which must be refused.
+
+
+def _axis(rng, shape, batch_too=0.05):
+    """An axis of a (batch, *shape) tensor other than the batch's, negative half the time."""
+    if not shape or rng.random() < batch_too:
+        return rng.choice([0, -len(shape) - 1])
+    axis = rng.randint(1, len(shape))
+    return axis - len(shape) - 1 if rng.random() < 0.5 else axis
+
+
+def _rand(rng, shape, mean=0.0, scale=0.5):
+    return np.random.default_rng(rng.getrandbits(32)).normal(mean, scale, shape).astype(np.float32)
+
+
+def _softmax(b, rng, name, shape, out):
+    op = rng.choice(["Softmax", "LogSoftmax"])
+    attrs = {"axis": _axis(rng, shape)} if rng.random() < 0.8 else {}  # default -1
+    return [helper.make_node(op, [name], [out], name=out, **attrs)]
+
+
+def _norm(b, rng, name, shape, out):
+    eps = {"epsilon": rng.choice([1e-5, 1e-3, 0.5])} if rng.random() < 0.5 else {}
+    if shape[1:] and rng.random() < 0.4:
+        c = shape[0]
+        return [helper.make_node("InstanceNormalization", [name, b.const(_rand(rng, c, 1.0)),
+                                 b.const(_rand(rng, c))], [out], name=out, **eps)]
+    if b.opset < 17:
+        return None
+    axis = _axis(rng, shape, batch_too=0.02) if rng.random() < 0.7 else -1
+    normalized = shape[axis - 1 if axis > 0 else len(shape) + axis:] if axis else shape
+    inputs = [name, b.const(_rand(rng, normalized, 1.0))]
+    if rng.random() < 0.6:
+        inputs.append(b.const(_rand(rng, normalized)))
+    if rng.random() < 0.2:  # a scale broadcast over the normalized axes
+        inputs[1] = b.const(_rand(rng, (1,) * len(normalized), 1.0))
+    return [helper.make_node("LayerNormalization", inputs, [out], name=out, axis=axis, **eps)]
+
+
+def _lrn(b, rng, name, shape, out):
+    if not shape[1:] or (len(shape) != 3 and rng.random() < 0.8):  # onnxruntime runs it on 4-D tensors only
+        return None
+    attrs = {"size": rng.choice([1, 3, 3, 5, 5, 2])}  # onnxruntime refuses an even size
+    for key, values in (("alpha", [1e-4, 0.5, 1.0]), ("beta", [0.75, 0.5, 2.0]), ("bias", [1.0, 2.0, 0.5])):
+        if rng.random() < 0.5:
+            attrs[key] = rng.choice(values)
+    return [helper.make_node("LRN", [name], [out], name=out, **attrs)]
+
+
+def _reduce(b, rng, name, shape, out):
+    op = rng.choice(["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"])
+    axes = sorted({_axis(rng, shape, batch_too=0.03) % (len(shape) + 1) for _ in range(rng.randint(1, 2))})
+    axes = [a - len(shape) - 1 if rng.random() < 0.3 else a for a in axes]
+    attrs = {"keepdims": rng.choice([0, 1])} if rng.random() < 0.7 else {}
+    axes_as_input = b.opset >= (13 if op == "ReduceSum" else 18)
+    if rng.random() < 0.1:  # no axes: every axis, the batch's too, unless noop_with_empty_axes
+        if axes_as_input and rng.random() < 0.5:
+            attrs["noop_with_empty_axes"] = 1
+        return [helper.make_node(op, [name], [out], name=out, **attrs)]
+    if axes_as_input:
+        return [helper.make_node(op, [name, b.const(np.array(axes, np.int64))], [out], name=out, **attrs)]
+    return [helper.make_node(op, [name], [out], name=out, axes=axes, **attrs)]
+
+
+def _resize(b, rng, name, shape, out):
+    if not shape[1:]:
+        return None
+    mode = rng.choice(["nearest", "nearest", "linear"])
+    attrs = {"mode": mode}
+    attrs["coordinate_transformation_mode"] = rng.choice(
+        ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]
+        + (["half_pixel_symmetric"] if b.opset >= 19 else []))
+    if mode == "nearest" and rng.random() < 0.6:
+        attrs["nearest_mode"] = rng.choice(["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"])
+    spatial_scales = [rng.choice([0.5, 1.0, 2.0, 1.5, 3.0]) for _ in shape[1:]]
+    sizes = [max(1, int(s * f)) for s, f in zip(shape[1:], spatial_scales)]
+    if b.opset >= 18 and rng.random() < 0.5:  # only the spatial axes given
+        attrs["axes"] = [a - len(shape) - 1 if rng.random() < 0.3 else a for a in range(2, len(shape) + 1)]
+    else:  # every axis; sizes then fix the batch (to 1, while the model is run on more samples)
+        spatial_scales, sizes = [1.0, 1.0, *spatial_scales], [1, shape[0], *sizes]
+    inputs = [name, ""]
+    if rng.random() < 0.6:
+        inputs.append(b.const(np.array(spatial_scales, np.float32)))
+    else:
+        inputs += ["", b.const(np.array(sizes, np.int64))]
+    return [helper.make_node("Resize", inputs, [out], name=out, **attrs)]
+
+
+def _convtranspose(b, rng, name, shape, out):
+    spatial = shape[1:]
+    if not spatial:
+        return None
+    c = shape[0]
+    group = rng.choice([g for g in (1, 1, 2, c) if c % g == 0])
+    nd = len(spatial)
+    attrs = {"kernel_shape": [rng.randint(1, 3) for _ in spatial]}
+    strides = [rng.choice([1, 1, 2, 3]) for _ in spatial]
+    if rng.random() < 0.6:
+        attrs["strides"] = strides
+    else:
+        strides = [1] * nd
+    dilations = [rng.choice([1, 1, 2]) for _ in spatial]
+    if rng.random() < 0.3:
+        attrs["dilations"] = dilations
+    else:
+        dilations = [1] * nd
+    what = rng.choice(["pads", "pads", "none", "SAME_UPPER", "SAME_LOWER", "VALID", "output_shape"])
+    if what == "pads":
+        attrs["pads"] = [rng.choice([0, 0, 1]) for _ in range(2 * nd)]
+    elif what == "output_shape":
+        attrs["output_shape"] = [(s - 1) * st + (k - 1) * d + 1 + rng.randint(0, st - 1)
+                                 for s, st, k, d in zip(spatial, strides, attrs["kernel_shape"], dilations)]
+    elif what != "none":
+        attrs["auto_pad"] = what
+    if rng.random() < 0.3:  # must stay below the stride (or the dilation)
+        attrs["output_padding"] = [rng.randint(0, max(st, d) - 1) for st, d in zip(strides, dilations)]
+    if group > 1:
+        attrs["group"] = group
+    cout = rng.randint(1, 3)
+    inputs = [name, b.weight((c, cout, *attrs["kernel_shape"]))]
+    if rng.random() < 0.5:
+        inputs.append(b.weight((cout * group,)))
+    return [helper.make_node("ConvTranspose", inputs, [out], name=out, **attrs)]
+
+
+def _slice(b, rng, name, shape, out):
+    if not shape:
+        return None
+    implicit_axes = rng.random() < 0.25  # then they are 0, 1, ...: the batch axis is sliced whole
+    axes = list(range(1, rng.randint(1, len(shape)) + 1)) if implicit_axes else \
+        rng.sample(range(1, len(shape) + 1), rng.randint(1, len(shape)))
+    if rng.random() < 0.03:
+        axes[0] = 0
+    starts, ends, steps = [], [], []
+    for axis in axes:
+        size = shape[axis - 1] if axis else 1
+        steps.append(rng.choice([1, 1, 1, 2, -1, -2]))
+        starts.append(rng.randint(-size, size - 1))
+        ends.append(rng.choice([rng.randint(-size - 1, size + 1), (1 << 63) - 1, -(1 << 63)]))
+    if implicit_axes:
+        starts, ends = [0, *starts], [(1 << 63) - 1, *ends]
+        return [helper.make_node("Slice", [name, b.const(np.array(starts, np.int64)),
+                                           b.const(np.array(ends, np.int64))], [out], name=out)]
+    axes = [a - len(shape) - 1 if rng.random() < 0.3 else a for a in axes]
+    inputs = [name, *(b.const(np.array(v, np.int64)) for v in (starts, ends, axes))]
+    if any(s != 1 for s in steps) or rng.random() < 0.5:
+        inputs.append(b.const(np.array(steps, np.int64)))
+    return [helper.make_node("Slice", inputs, [out], name=out)]
+
+
+def _split(b, rng, name, shape, out):
+    if not shape:
+        return None
+    axis = _axis(rng, shape, batch_too=0.02)
+    size = shape[axis - 1 if axis > 0 else len(shape) + axis] if axis not in (0, -len(shape) - 1) else 1
+    count = rng.randint(1, min(3, size))
+    outputs = [out] + [b.name("part") for _ in range(count - 1)]
+    attrs = {"axis": axis} if axis != 0 or rng.random() < 0.5 else {}
+    inputs = [name]
+    if b.opset >= 18 and rng.random() < 0.4:
+        attrs["num_outputs"] = count
+    elif rng.random() < 0.7:
+        cuts = sorted(rng.sample(range(1, size), count - 1)) if count > 1 else []
+        sizes = [e - s for s, e in zip([0, *cuts], [*cuts, size])]
+        if b.opset >= 13:
+            inputs.append(b.const(np.array(sizes, np.int64)))
+        else:
+            attrs["split"] = sizes
+    node = helper.make_node("Split", inputs, outputs, name=out, **attrs)
+    return [node], rng.choice(outputs)
+
+
+def _gather(b, rng, name, shape, out):
+    if not shape:
+        return None
+    axis = _axis(rng, shape, batch_too=0.02)
+    size = shape[axis - 1 if axis > 0 else len(shape) + axis] if axis not in (0, -len(shape) - 1) else 1
+    index_shape = rng.choice([(), (rng.randint(1, 4),), (2, 2)])
+    indices = np.random.default_rng(rng.getrandbits(32)).integers(-size, size, index_shape).astype(
+        rng.choice([np.int64, np.int32]))
+    return [helper.make_node("Gather", [name, b.const(indices)], [out], name=out, axis=axis)]
+
+
+def _tile(b, rng, name, shape, out):
+    if rng.random() < 0.5:
+        repeats = [1, *(rng.choice([1, 1, 2, 3]) for _ in shape)]
+        if rng.random() < 0.05:
+            repeats[0] = 2
+        return [helper.make_node("Tile", [name, b.const(np.array(repeats, np.int64))], [out], name=out)]
+    target = [1 if rng.random() < 0.5 else -1, *(s if s != 1 else rng.choice([1, 2, 3]) for s in shape)]
+    if rng.random() < 0.3:  # expanded to a higher rank: the new axes come first, the batch moves
+        target = [rng.choice([1, 2]), *target]
+    target = [1 if t == -1 else t for t in target]
+    return [helper.make_node("Expand", [name, b.const(np.array(target, np.int64))], [out], name=out)]
+
+
+def _concat_const(b, rng, name, shape, out):
+    """Concat with a constant (a class token), broadcast over the batch as exporters do: Expand
+    to a shape built from the activation's Shape, which the walk folds; now and then the bare
+    constant of batch 1, which onnxruntime only runs on one sample."""
+    if not shape:
+        return None
+    axis = rng.randint(1, len(shape))
+    cshape = [1, *shape]
+    cshape[axis] = rng.randint(1, 3)
+    token, nodes = b.const(_rand(rng, cshape)), []
+    if rng.random() < 0.8:
+        dims, batch, target, expanded = (b.name(p) for p in ("shape", "batch", "target", "token"))
+        nodes = [helper.make_node("Shape", [name], [dims], name=dims),
+                 helper.make_node("Slice", [dims, b.const(np.array([0], np.int64)),
+                                            b.const(np.array([1], np.int64))], [batch], name=batch),
+                 helper.make_node("Concat", [batch, b.const(np.array(cshape[1:], np.int64))], [target],
+                                  name=target, axis=0),
+                 helper.make_node("Expand", [token, target], [expanded], name=expanded)]
+        token = expanded
+    operands = [name, token] if rng.random() < 0.5 else [token, name]
+    return nodes + [helper.make_node("Concat", operands, [out], name=out, axis=axis)]
+
+
+def _branch(b, rng, name, shape):
+    """A second activation of ``name``'s shape through a layer of its own (an activation of
+    ``name`` alone would carry the same neurons: refused as an edge from a neuron to itself);
+    now and then (always for a scalar) that activation alone, to check the refusal."""
+    mid = b.name("branch")
+    if not shape or rng.random() < 0.1:
+        return mid, [helper.make_node(rng.choice(["Identity", "Tanh"]), [name], [mid], name=mid)]
+    dense = b.name("fc")
+    layer = helper.make_node("MatMul", [name, b.weight((shape[-1], shape[-1]))], [dense], name=dense)
+    op = rng.choice(["Sigmoid", "Tanh", "Relu", "Exp", "Identity"])
+    return mid, [layer, helper.make_node(op, [dense], [mid], name=mid)]
+
+
+def _product(b, rng, name, shape, out):
+    op = rng.choice(["Mul", "Mul", "Div", "MatMul", "MatMul"])
+    if op == "MatMul" and len(shape) < 2:
+        return None
+    other, nodes = _branch(b, rng, name, shape)
+    if op == "Div":  # a denominator kept away from 0
+        positive = b.name("den")
+        nodes[-1] = helper.make_node("Sigmoid", nodes[-1].input, [other], name=other)
+        nodes.append(helper.make_node("Add", [other, b.const(np.float32(1.5))], [positive], name=positive))
+        other = positive
+    if op == "MatMul":  # x · f(x)ᵀ or f(x)ᵀ · x
+        perm = list(range(len(shape) + 1))
+        perm[-1], perm[-2] = perm[-2], perm[-1]
+        turned = b.name("turn")
+        nodes.append(helper.make_node("Transpose", [other], [turned], name=turned, perm=perm))
+        other = turned
+    operands = [name, other] if op == "Div" or rng.random() < 0.5 else [other, name]
+    return nodes + [helper.make_node(op, operands, [out], name=out)]
+
+
+def _maxmin(b, rng, name, shape, out):
+    op = rng.choice(["Max", "Min", "Mean"])
+    operands = [name]
+    nodes = []
+    if rng.random() < 0.7:
+        other, nodes = _branch(b, rng, name, shape)
+        operands.append(other)
+    if rng.random() < 0.4:
+        operands.append(b.const(_rand(rng, rng.choice([(), shape[-1:], tuple(shape)]))))
+    if rng.random() < 0.3:
+        operands.append(rng.choice(b.tensors)[0])
+    return nodes + [helper.make_node(op, operands, [out], name=out)]
+
+
+def _dense_bn(b, rng, name, shape, out):
+    if len(shape) != 1:
+        return None
+    k = rng.randint(1, 6)
+    dense = b.name("fc")
+    if rng.random() < 0.5:
+        node = helper.make_node("Gemm", [name, b.weight((shape[0], k)), b.weight((k,))], [dense], name=dense)
+    else:
+        node = helper.make_node("MatMul", [name, b.weight((shape[0], k))], [dense], name=dense)
+    params = [b.const(_rand(rng, k, 1.0)), b.const(_rand(rng, k)), b.const(_rand(rng, k)),
+              b.const(np.abs(_rand(rng, k, 1.0)) + 0.1)]
+    return [node, helper.make_node("BatchNormalization", [dense, *params], [out], name=out,
+                                   epsilon=rng.choice([1e-5, 1e-3]))]
+
+
+def _einsum(b, rng, name, shape, out):
+    letters = "ijkl"[:len(shape)]
+    if not shape or len(shape) > 3:
+        return None
+    what = rng.choice(["const", "const", "pair", "permute", "diagonal", "ellipsis"])
+    if what == "const":
+        k = rng.randint(1, 4)
+        equation = f"b{letters},{letters[-1]}z->b{letters[:-1]}z"
+        if rng.random() < 0.3:
+            equation = equation.split("->")[0]  # implicit output: letters in alphabetical order
+        return [helper.make_node("Einsum", [name, b.weight((shape[-1], k))], [out], name=out, equation=equation)]
+    if what == "pair":
+        other, nodes = _branch(b, rng, name, shape)
+        kept = "".join(rng.sample(letters, rng.randint(0, len(letters))))
+        return [*nodes, helper.make_node("Einsum", [name, other], [out], name=out,
+                                       equation=f"b{letters},b{letters}->b{kept}")]
+    if what == "permute":
+        perm = "".join(rng.sample(letters, len(letters)))
+        return [helper.make_node("Einsum", [name], [out], name=out, equation=f"b{letters}->b{perm}")]
+    if what == "diagonal":
+        if len(shape) < 2 or shape[0] != shape[1]:
+            return None
+        return [helper.make_node("Einsum", [name], [out], name=out, equation=f"bii{letters[2:]}->bi{letters[2:]}")]
+    return [helper.make_node("Einsum", [name, b.weight((shape[-1], 2))], [out], name=out, equation="...i,ij->...j")]
+
+
+NEW_LAYERS = {"softmax": _softmax, "norm": _norm, "lrn": _lrn, "reduce": _reduce, "resize": _resize,
+              "convtranspose": _convtranspose, "slice": _slice, "split": _split, "gather": _gather,
+              "tile": _tile, "concat_const": _concat_const, "product": _product, "maxmin": _maxmin,
+              "dense_bn": _dense_bn, "einsum": _einsum}
 
 
 # --------------------------------------------------------------------------------------------

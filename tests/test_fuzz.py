@@ -24,8 +24,12 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from onnx import helper
+
+import onnxtopo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,7 +123,7 @@ def test_mutated_protos(rng):
 
 
 # (b') Random small architectures valid by onnx's shape inference: the walker's rules on
-# geometries and layouts no exporter here produced, sometimes mutated once more.
+# geometries, layouts and attributes no exporter here produced, sometimes mutated once more.
 @settings(FUZZ, max_examples=600)
 @given(rng=RANDOMS)
 @example(rng=seed(1500))  # Squeeze of the (dynamic) batch axis: ValueError in op_layout.squeeze
@@ -129,6 +133,18 @@ def test_mutated_protos(rng):
 @example(rng=seed(10919))  # Sum of (3, 1) and (3,) operands: broadcast check ignored the batch axis
 def test_random_architectures(rng):
     assert_contract(run_case("net", rng))
+
+
+def test_flatten_negative_axis():
+    """Found by the random architectures (seed 70120 once Flatten met an Einsum): Flatten with
+    axis -1 was planned as axis r, an extra axis of 1, and the next layer refused a shape
+    onnxruntime does not give. Axis -1 of a rank-2 tensor keeps its rows: samples stay apart."""
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=-1),
+             helper.make_node("MatMul", ["f", "w"], ["y"])]
+    model = fuzz._model(nodes, [fuzz._vi("x", ["N", 5])], [fuzz._vi("y", ["N", 2])], [fuzz._init("w", (5, 2), 1)])
+    assert [layer.shape for layer in onnxtopo.inspect(model).layers] == [(5,), (2,)]
+    (result,) = onnxtopo.analyze(model, np.random.default_rng(0).random((1, 5)).astype(np.float32))
+    assert result.n_edges == 10
 
 
 # (c) Random input arrays for valid models: shapes, dtypes (object arrays too), NaN/Inf, 1e30.

@@ -70,7 +70,10 @@ def _axes(node, constants):
 @layout_op("Flatten")
 def flatten(node, operands, constants):
     index = operands[0]
-    axis = attribute(node, "axis", 1) % (index.ndim + 1)
+    axis = attribute(node, "axis", 1)
+    if not -index.ndim <= axis <= index.ndim:
+        raise refuse(node, f"its axis {axis} does not fit a tensor of rank {index.ndim}")
+    axis = axis + index.ndim if axis < 0 else axis  # axis r is valid here: -1 is r - 1, not r
     return index.reshape(int(np.prod(index.shape[:axis])), -1)
 
 
