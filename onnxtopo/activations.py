@@ -58,6 +58,12 @@ class ActivationRunner:
                                          f"expects {layout.outer} × {len(x)} × {layout.inner} along axis {layout.axis}")
             out[name] = batch_first(value, layout, len(x))
         out[self.plan.input_name] = x
+        for name in self.tensors:
+            if out[name].ndim == 0 or len(out[name]) != len(x):  # a batch fixed in the model (Resize sizes)
+                raise UnsupportedOpError(
+                    f"onnxruntime gives tensor {name!r} a batch of {len(out[name])} for {len(x)} inputs: an op "
+                    "before it sets the batch size itself; re-export the model with a dynamic batch throughout, "
+                    "or analyze one input at a time (--batch-size 1)")
         for step in self.plan.steps:
             got = tuple(out[step.input_tensor].shape[1:])
             if got != step.rule.in_shape:

@@ -469,3 +469,18 @@ def test_gemm_of_a_transposed_activation(form):
         assert_same_edges(got, expected, rtol=1e-5, what=f"{form}, sample {b}")
         # the weights expected above reproduce onnxruntime's output of the layer
         np.testing.assert_allclose((h @ Wn).reshape(-1), expected_out[b].reshape(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_a_batch_size_written_into_the_model_is_refused_when_it_differs():
+    """A Resize given sizes (1, C, 2H, 2W) fixes the batch at 1 in a dynamic-batch model: two
+    inputs at once are refused with what to do (found by the fuzzer), one at a time work."""
+    rng = np.random.default_rng(17)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
+             helper.make_node("Resize", ["c", "", "", "sizes"], ["r"], mode="nearest"),
+             helper.make_node("Flatten", ["r"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["y"])]
+    model = make_model(nodes, (1, 3, 3), dict(W=rng.normal(size=(2, 1, 2, 2)).astype(np.float32),
+                                              sizes=np.array([1, 2, 4, 4]), M=np.ones((32, 1), np.float32)))
+    x = rng.normal(size=(2, 1, 3, 3)).astype(np.float32)
+    with pytest.raises(onnxtopo.UnsupportedOpError, match="a batch of 1 for 2 inputs.*--batch-size 1"):
+        onnxtopo.analyze(model, x)
+    assert len(onnxtopo.analyze(model, x, batch_size=1)) == 2
