@@ -28,10 +28,11 @@ MAX_TENSOR_ELEMENTS = 1 << 28  # per sample; AlexNet's largest tensor has 2·10^
 #: Ops with several activation operands that combine them element by element (broadcasting):
 #: when every operand carries the same neuron (x · sigmoid(x)), the op is elementwise.
 ELEMENTWISE_COMBINE = ("Add", "Sub", "Sum", "Mul", "Div", "Max", "Min", "Mean")
-#: Layout ops that only move neurons (a permutation): an affine map after them still folds into
+#: Layout ops that only move neurons (a permutation), and elementwise ops that are the identity
+#: (a Cast reaching the walk is between float types): an affine map after them still folds into
 #: the edge-making op before them.
-MOVES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "DepthToSpace",
-         "SpaceToDepth")
+MOVES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "DepthToSpace", "SpaceToDepth")
+IDENTITIES = ("Identity", "Dropout", "Cast")
 #: Ops that, making the last layer, turn the network's scores into probabilities: not analyzed,
 #: as in the reference (inside the network they make a layer like any other op).
 OUTPUT_HEADS = ("Softmax", "LogSoftmax")
@@ -391,8 +392,9 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, 
                     if name:
                         _check_samples_kept_apart(node, ids, walk_batch)
                         placed[name] = ids
-                if node.op_type in MOVES and folds(data[0]) is not None:
-                    pre_activation[node.output[0]] = pre_activation[data[0]]
+                target = folds(data[0])
+                if node.op_type in MOVES and target is not None:
+                    pre_activation[node.output[0]] = target
             else:
                 if node.op_type != "BatchNormalization":
                     _check_broadcast(node, placed[data[0]], {n: constants[n] for n in node.input if n in constants})
@@ -412,7 +414,7 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, 
                         factors = scales.setdefault(target, np.ones(layer.size))
                         factors[index[0].ravel() - layer.offset] *= np.broadcast_to(scale, index.shape[1:]).ravel()
                     pre_activation[node.output[0]] = target
-                elif node.op_type == "Cast" and target is not None:  # a float cast: the identity, for the fold
+                elif node.op_type in IDENTITIES and target is not None:
                     pre_activation[node.output[0]] = target
         except MemoryError:
             raise ResourceLimitError(
@@ -554,7 +556,7 @@ def _kind(node, data, placed) -> str | None:
         return "elementwise"  # x · sigmoid(x): a function of one neuron (design notes 2b)
     if len(data) > 1 and op in OPERAND_RULES:
         return "operands"
-    if op in EDGE_RULES and not (len(data) == 1 and op in AFFINE_OPS):
+    if op in EDGE_RULES:
         return "edges"
     if op == "Shape":
         return "shape"
