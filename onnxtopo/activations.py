@@ -6,21 +6,23 @@ becomes a graph output, so onnxruntime's own kernels produce the values φ is co
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
 
 from .errors import BadInputError, BadModelError, UnsupportedOpError
 from .plan import Plan, batch_first
+from .runtime import session, validate_inputs
+
+# validate_inputs lives in onnxtopo.runtime; this was its import path before.
+__all__ = ["ActivationRunner", "validate_inputs"]
 
 
 class ActivationRunner:
     """Runs a planned model and returns, per batch, the tensors the edge steps read."""
 
     def __init__(self, plan: Plan, extra_tensors: Iterable[str] = (), threads: int | None = None):
-        import onnxruntime as ort
-
         self.plan = plan
         wanted = [t for s in plan.steps for t in (s.input_tensor, *s.rule.reads)] + list(extra_tensors)
         self.tensors = list(dict.fromkeys(t for t in wanted if t != plan.input_name))
@@ -35,12 +37,7 @@ class ActivationRunner:
                 model.graph.output.append(known[name])
             else:
                 model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-        options = ort.SessionOptions()
-        options.log_severity_level = 4  # failures come back as exceptions; no C++ log lines on stderr
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.session = session(model, threads)
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Tensor name -> array with the batch axis first, for a validated batch ``x``."""
@@ -80,33 +77,3 @@ class ActivationRunner:
                 )
         return out
 
-
-def validate_inputs(plan: Plan, x) -> np.ndarray:
-    """The inputs as an array the model accepts, or a BadInputError saying what is wrong."""
-    x = np.asarray(x)
-    expected = ", ".join(map(str, plan.input_shape))
-    if x.dtype.kind not in "fiub" or (x.dtype.kind in "iub" and plan.input_dtype.kind == "f"):
-        raise BadInputError(
-            f"inputs have dtype {x.dtype}; the model takes {plan.input_dtype}. Convert them first "
-            f"(and scale them as the model was trained, e.g. pixels / 255)"
-        )
-    if plan.input_dtype.kind in "iub" and x.dtype.kind == "f":
-        raise BadInputError(
-            f"inputs have dtype {x.dtype}; the model takes {plan.input_dtype} (token ids, bytes...). "
-            f"Pass integer arrays"
-        )
-    if x.ndim != len(plan.input_shape) + 1 or tuple(x.shape[1:]) != plan.input_shape:
-        raise BadInputError(
-            f"inputs have shape {x.shape}; the model's input {plan.input_name!r} takes "
-            f"(n, {expected}), i.e. a batch of samples of shape ({expected})"
-        )
-    if x.shape[0] == 0:
-        raise BadInputError("the inputs are empty (0 samples)")
-    if x.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-        if bad.size:
-            raise BadInputError(
-                f"{bad.size} input(s) hold NaN or infinite values (first: sample {bad[0]}); "
-                "remove or repair them"
-            )
-    return x.astype(plan.input_dtype, copy=False)

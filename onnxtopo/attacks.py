@@ -22,10 +22,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from .errors import BadInputError, BadModelError
-from .model import read_model
+from .model import load_model
+from .runtime import check_inputs, session
 
 #: Finite-difference step relative to the width of the input range.
 DEFAULT_FD_STEP = 1e-3
@@ -56,8 +56,6 @@ class OnnxClassifier:
     def __init__(self, model, output: str | None = None, *, output_kind: str = "auto",
                  input_range: tuple[float, float] = (0.0, 1.0), fd_step: float = DEFAULT_FD_STEP,
                  batch_size: int = 2048, threads: int | None = None):
-        import onnxruntime as ort
-
         if output_kind not in ("auto", "logits", "probabilities"):
             raise ValueError(f'output_kind must be "auto", "logits" or "probabilities", got {output_kind!r}')
         lo, hi = (float(v) for v in input_range)
@@ -67,17 +65,10 @@ class OnnxClassifier:
             raise ValueError(f"fd_step must be positive, got {fd_step}")
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
-        proto = model if isinstance(model, onnx.ModelProto) else read_model(model)
-        options = ort.SessionOptions()
-        options.log_severity_level = 4  # failures come back as exceptions; no C++ log lines on stderr
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(proto.SerializeToString(), options,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise BadModelError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
+        # The checks analyze applies (custom domains, control flow, training mode, onnx.checker)
+        # before anything runs; the normalized model computes the same scores.
+        proto = load_model(model)
+        self.session = session(proto, threads)
 
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
@@ -131,19 +122,8 @@ class OnnxClassifier:
 
     def validate(self, x) -> np.ndarray:
         """``x`` as a batch the model accepts (the model's float dtype), or a BadInputError."""
-        x = np.asarray(x)
-        if x.dtype.kind != "f":
-            raise BadInputError(f"inputs have dtype {x.dtype}; the model takes {self.input_dtype} "
-                                "(scale integer pixels first, e.g. / 255)")
-        ok = x.ndim == len(self.sample_shape) + 1 and all(
-            d is None or d == g for d, g in zip(self.sample_shape, x.shape[1:]))
-        if not ok:
-            expected = ", ".join("?" if d is None else str(d) for d in self.sample_shape)
-            raise BadInputError(f"inputs have shape {x.shape}; the model's input {self.input_name!r} "
-                                f"takes (n, {expected})")
-        if not np.isfinite(x).all():
-            raise BadInputError("inputs hold NaN or infinite values")
-        return x.astype(self.input_dtype, copy=False)
+        return check_inputs(x, input_name=self.input_name, dtype=self.input_dtype, sample_shape=self.sample_shape,
+                            allow_empty=True)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """Raw scores of a validated batch, any length, as float64."""

@@ -17,6 +17,8 @@ import onnx.numpy_helper
 import onnx.shape_inference
 
 from .errors import BadModelError, UnsupportedOpError
+from .runtime import session
+
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
@@ -180,15 +182,7 @@ def _drop_absent_trailing_inputs(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _optimize_basic(proto: onnx.ModelProto) -> onnx.ModelProto:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 4  # failures come back as exceptions; no C++ log lines on stderr
     with tempfile.TemporaryDirectory(prefix="onnxtopo-") as tmp:
-        options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
-        try:
-            ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise BadModelError(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
-        return onnx.load(options.optimized_model_filepath)
+        optimized = os.path.join(tmp, "optimized.onnx")
+        session(proto, optimized_path=optimized)
+        return onnx.load(optimized)

@@ -117,3 +117,56 @@ def test_non_finite_weights_are_refused():
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(weight, "w"))
     with pytest.raises(BadModelError, match="infinite or NaN weights"):
         onnxtopo.analyze(model, np.array([[0, 1, 1, 1]], dtype=np.float32))
+
+
+def _custom_domain_model():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]),
+             helper.make_node("FancyActivation", ["a"], ["y"], domain="com.example", name="fancy")]
+    return dense_model(nodes, domain_opsets=["com.example"])
+
+
+def _control_flow_model():
+    # onnxruntime runs this one happily: only onnxtopo's check refuses it.
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["out"])], "b", [],
+                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    nodes = [helper.make_node("If", ["cond"], ["a"], then_branch=branch, else_branch=branch, name="branching"),
+             helper.make_node("MatMul", ["a", "w"], ["y"])]
+    return dense_model(nodes, [cond])
+
+
+def _training_model():
+    ratio = numpy_helper.from_array(np.array(0.5, dtype=np.float32), "ratio")
+    training = numpy_helper.from_array(np.array(True), "training")
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "training"], ["d"]),
+             helper.make_node("MatMul", ["d", "w"], ["y"])]
+    return dense_model(nodes, [ratio, training])
+
+
+@pytest.mark.parametrize("build, message", [
+    (_custom_domain_model, "'fancy'.*custom domain 'com.example'"),
+    (_control_flow_model, "'branching' is control flow"),
+    (_training_model, "training mode"),
+])
+def test_the_attack_path_refuses_untrusted_models_too(build, message, tmp_path):
+    from onnxtopo.attacks import OnnxClassifier, fgsm
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(build().SerializeToString())
+    x = np.full((1, 4), 0.5, dtype=np.float32)
+    for model in (build(), path, path.read_bytes()):
+        with pytest.raises(UnsupportedOpError, match=message):
+            OnnxClassifier(model)
+        with pytest.raises(UnsupportedOpError, match=message):
+            fgsm(model, x, np.array([0]), 0.1)
+
+
+def test_the_attack_path_reads_external_data_only_beside_the_model(tmp_path):
+    from onnxtopo.attacks import OnnxClassifier
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (tmp_path / "secret.bin").write_bytes(np.arange(12, dtype=np.float32).tobytes())
+    path = save_with_external(dense_model(), folder, "../secret.bin")
+    with pytest.raises(BadModelError, match="outside the model's directory"):
+        OnnxClassifier(path)
