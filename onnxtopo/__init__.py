@@ -1,13 +1,31 @@
 """onnxtopo: persistent homology of the graph a neural network exported to ONNX induces on an input.
 
 Data flows one way: model (``model``) -> plan of layers and rules (``plan``, ``rules``) ->
-activations (``activations``) -> induced graph (``graph``) -> filtration (``filtration``) ->
-diagrams and persistent subgraph (``homology``). ``api`` ties them together; ``cli`` is the
-command line.
+activations (``activations``, through ``runtime``'s onnxruntime sessions) -> induced graph
+(``graph``) -> filtration (``filtration``) -> diagrams and persistent subgraph (``homology``).
+``api`` ties them together, running batches here or in worker processes (``executors``); ``cli``
+is the command line.
 """
 
-from .api import AnalysisResult, Analyzer, analyze, induced_graph, inspect, persistence
-from .errors import BadInputError, BadModelError, InvalidFiltrationError, OnnxtopoError, UnsupportedOpError
+from .api import (
+    AnalysisOptions,
+    AnalysisResult,
+    Analyzer,
+    Failure,
+    analyze,
+    induced_graph,
+    inspect,
+    persistence,
+)
+from .errors import (
+    BadInputError,
+    BadModelError,
+    ClusterError,
+    InvalidFiltrationError,
+    OnnxtopoError,
+    ResourceLimitError,
+    UnsupportedOpError,
+)
 from .filtration import Filtration, superlevel_filtration
 from .graph import InducedGraph
 from .homology import Persistence, PersistentSubgraph
@@ -16,7 +34,25 @@ from .plan import Plan
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnalysisResult", "Analyzer", "analyze", "induced_graph", "inspect", "persistence",
-    "BadInputError", "BadModelError", "InvalidFiltrationError", "OnnxtopoError", "UnsupportedOpError",
-    "Filtration", "superlevel_filtration", "InducedGraph", "Persistence", "PersistentSubgraph", "Plan",
+    "AnalysisOptions",
+    "AnalysisResult",
+    "Analyzer",
+    "BadInputError",
+    "BadModelError",
+    "ClusterError",
+    "Failure",
+    "Filtration",
+    "InducedGraph",
+    "InvalidFiltrationError",
+    "OnnxtopoError",
+    "Persistence",
+    "PersistentSubgraph",
+    "Plan",
+    "ResourceLimitError",
+    "UnsupportedOpError",
+    "analyze",
+    "induced_graph",
+    "inspect",
+    "persistence",
+    "superlevel_filtration",
 ]

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
-from .activations import ActivationRunner, validate_inputs
+from .activations import ActivationRunner
 from .errors import BadInputError, InvalidFiltrationError
+from .executors import ProcessExecutor, analyze_batch_task
 from .filtration import superlevel_filtration
 from .graph import InducedGraph, build_graph, edge_blocks
+from .homology import (
+    DEFAULT_CHUNK_EDGES,
+    ENGINES,
+    Persistence,
+    dionysus_persistence,
+    forest_persistence,
+)
 from .model import load_model
-from .homology import DEFAULT_CHUNK_EDGES, ENGINES, Persistence, dionysus_persistence, forest_persistence
 from .plan import Plan, PlanOptions, build_plan
 from .resources import check, default_limit, estimate
+from .runtime import validate_inputs
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,17 @@ def _check_engine(engine: str) -> None:
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    """How each input's graph is filtered and its persistence computed (see ``analyze``)."""
+    """How each input's graph is filtered and its persistence computed: the single definition of
+    the analysis parameters ``analyze``, ``Analyzer.analyze`` and ``analyze_on_dask`` take.
+
+    ``h1``: also compute the H1 diagram. ``threshold``: keep the edges with φ ≥ threshold.
+    ``percentile``: the reference's per-step filter, keeping the edges of each layer step with φ
+    at or above that percentile (0-100) of the step's φ. ``vertices``: vertex filtration values,
+    "max" (each vertex enters with its strongest edge), "inf" (all at once, at the top) or an
+    array of one value per vertex. ``engine``: "forest" (exact, fast, streaming; default) or
+    "dionysus" (the general reduction, an oracle). ``chunk_edges``: about how many edges the
+    forest engine holds at once.
+    """
 
     h1: bool = False
     threshold: float | None = None
@@ -131,10 +150,14 @@ class Analyzer:
                 for batch in batches for activations in [self.runner.run(batch)] for sample in range(len(batch)))
 
     def analyze(self, inputs, *, batch_size: int = 32, workers: int = 1, errors: str = "raise",
-                memory_limit="auto", **options) -> Iterator[AnalysisResult]:
+                memory_limit="auto", h1: bool = AnalysisOptions.h1, threshold: float | None = AnalysisOptions.threshold,
+                percentile: float | None = AnalysisOptions.percentile, vertices=AnalysisOptions.vertices,
+                engine: str = AnalysisOptions.engine,
+                chunk_edges: int = AnalysisOptions.chunk_edges) -> Iterator[AnalysisResult]:
         """Analyze each input, yielding results in input order as they are computed.
 
-        ``options`` are those of ``AnalysisOptions``. With ``errors="skip"``, an input whose
+        ``h1``, ``threshold``, ``percentile``, ``vertices``, ``engine`` and ``chunk_edges`` are
+        the fields of ``AnalysisOptions`` (see there). With ``errors="skip"``, an input whose
         analysis fails through its own fault (NaN in an activation, say) yields a ``Failure``
         instead of stopping the run; a fault of the model stops it. ``memory_limit`` (bytes,
         "auto": 80% of the memory available, or None) refuses, before any work, an analysis
@@ -144,9 +167,9 @@ class Analyzer:
         The forest engine never holds a whole induced graph: its edges stream through it in
         chunks of about ``chunk_edges``.
         """
-        opts = AnalysisOptions(**options)
-        if errors not in ("raise", "skip"):
-            raise ValueError(f'errors must be "raise" or "skip", got {errors!r}')
+        opts = AnalysisOptions(h1=h1, threshold=threshold, percentile=percentile, vertices=vertices, engine=engine,
+                               chunk_edges=chunk_edges)
+        _check_errors(errors)
         skip = errors == "skip"
         need = estimate(self.plan, engine=opts.engine, h1=opts.h1, chunk_edges=opts.chunk_edges, batch_size=batch_size)
         check(need, default_limit() if memory_limit == "auto" else memory_limit, workers=workers)
@@ -194,46 +217,44 @@ class Analyzer:
         return AnalysisResult(index, n_vertices, result.n_edges, result)
 
     def _parallel(self, batches, starts, opts, skip, workers):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # "spawn": onnxruntime's thread pools do not survive a fork. Workers get the normalized
-        # model, so they only re-plan it.
-        context = multiprocessing.get_context("spawn")
-        init = (self.plan.model.SerializeToString(), self.plan.options)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=init) as pool:
-            for results in pool.map(_worker_batch, batches, starts, [opts] * len(batches), [skip] * len(batches)):
-                yield from results
-
-
-_WORKER: Analyzer | None = None
+        # Workers get the normalized model, once each: they only plan it.
+        model_bytes = self.plan.model.SerializeToString()
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        with ProcessExecutor(workers) as executor:
+            model = executor.share(model_bytes)
+            futures = [executor.submit(analyze_batch_task, model, digest, self.plan.options, batch, start, opts, skip)
+                       for start, batch in zip(starts, batches, strict=True)]
+            for future in futures:
+                yield from future.result()
 
 
-def _start_worker(model_bytes: bytes, options: PlanOptions) -> None:
-    global _WORKER
-    import onnx
-
-    _WORKER = Analyzer(build_plan(onnx.load_from_string(model_bytes), options), threads=1)
-
-
-def _worker_batch(batch, start, opts, skip):
-    return _WORKER.analyze_batch(batch, start, opts, skip)
+def _check_errors(errors: str) -> None:
+    if errors not in ("raise", "skip"):
+        raise ValueError(f'errors must be "raise" or "skip", got {errors!r}')
 
 
 def analyze(model, inputs, *, maxpool_rule: str = "window", start: str | None = None, stop: str | None = None,
-            batch_size: int = 32, workers: int = 1, **options) -> list[AnalysisResult]:
+            batch_size: int = 32, workers: int = 1, errors: str = "raise", memory_limit="auto",
+            h1: bool = AnalysisOptions.h1, threshold: float | None = AnalysisOptions.threshold,
+            percentile: float | None = AnalysisOptions.percentile, vertices=AnalysisOptions.vertices,
+            engine: str = AnalysisOptions.engine, chunk_edges: int = AnalysisOptions.chunk_edges
+            ) -> list[AnalysisResult | Failure]:
     """Persistence of the graph each input induces in ``model``.
 
     ``model`` is a path, serialized bytes or an onnx.ModelProto; ``inputs`` an array of shape
-    (n, *sample shape). Options: ``h1`` (also compute H1), ``threshold`` (keep φ ≥ threshold),
-    ``percentile`` (the reference's per-step percentile filter), ``vertices`` ("max", "inf" or
-    an array), ``engine`` ("forest", exact and fast, default; or "dionysus"), ``chunk_edges``.
-    ``start``/``stop`` restrict the analysis to the sub-network between two named tensors (see
-    ``inspect``). Returns one AnalysisResult per input, with ``h0`` (and ``h1`` if asked) as (n, 2)
-    arrays of (birth, death) and the persistent ``subgraph``.
+    (n, *sample shape). The analysis parameters are the fields of ``AnalysisOptions``: ``h1``
+    (also compute H1), ``threshold`` (keep φ ≥ threshold), ``percentile`` (the reference's
+    per-step percentile filter), ``vertices`` ("max", "inf" or an array), ``engine`` ("forest",
+    exact and fast, default; or "dionysus"), ``chunk_edges``. ``start``/``stop`` restrict the
+    analysis to the sub-network between two named tensors (see ``inspect``); ``batch_size``,
+    ``workers``, ``errors`` and ``memory_limit`` are those of ``Analyzer.analyze``. Returns one
+    AnalysisResult per input (a ``Failure`` for an input skipped with ``errors="skip"``), with
+    ``h0`` (and ``h1`` if asked) as (n, 2) arrays of (birth, death) and the persistent ``subgraph``.
     """
     analyzer = Analyzer(model, maxpool_rule=maxpool_rule, start=start, stop=stop)
-    return list(analyzer.analyze(inputs, batch_size=batch_size, workers=workers, **options))
+    return list(analyzer.analyze(inputs, batch_size=batch_size, workers=workers, errors=errors,
+                                 memory_limit=memory_limit, h1=h1, threshold=threshold, percentile=percentile,
+                                 vertices=vertices, engine=engine, chunk_edges=chunk_edges))
 
 
 def induced_graph(model, x, *, maxpool_rule: str = "window", start: str | None = None, stop: str | None = None,

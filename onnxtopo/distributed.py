@@ -4,7 +4,7 @@ Nothing here imports Dask until a scheduler address is given: local runs never n
 
 Two entry points:
 
-* ``analyze_on_dask(model, inputs, address, **options)``: ``onnxtopo.analyze`` with the batches
+* ``analyze_on_dask(model, inputs, address, h1=..., ...)``: ``onnxtopo.analyze`` with the batches
   of inputs spread over the cluster's workers. The model is checked and planned here, then its
   normalized bytes are sent once to every worker (no shared filesystem needed); each task plans
   it (once per worker process, cached) and analyzes one batch; results (AnalysisResult objects
@@ -46,116 +46,31 @@ exit code). A missing Dask, an unreachable scheduler or a lost worker raise ``Cl
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 
-import numpy as np
+from .api import AnalysisOptions, inspect
+from .errors import ClusterError, OnnxtopoError
+from .executors import CONNECT_TIMEOUT, DaskExecutor, analyze_batch_task
+from .runtime import validate_inputs
 
-from .errors import OnnxtopoError
-
-#: Seconds to wait for the scheduler before giving up.
-CONNECT_TIMEOUT = 30
-
-
-class ClusterError(OnnxtopoError):
-    """Dask is missing, the scheduler cannot be reached, or a worker died during a task."""
-
-    exit_code = 8
-
-
-def _client(address):
-    """A distributed.Client connected to ``address`` (or ``address`` itself if it is a Client)."""
-    try:
-        import distributed
-    except ImportError:
-        raise ClusterError('running on a Dask cluster needs Dask: pip install "onnxtopo[dask]" '
-                           '(or pip install "dask[distributed]")') from None
-    if isinstance(address, distributed.Client):
-        return address, False
-    try:
-        return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False), True
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"cannot reach the Dask scheduler at {address!r} ({type(exc).__name__}: {exc}); "
-                           "is dask-scheduler running there?") from exc
-
-
-class DaskBackend:
-    """The zoo's task backend on a Dask cluster (see ``onnxtopo.zoo``)."""
-
-    threads = 1  # onnxruntime threads per task: workers' processes give the parallelism
-
-    def __init__(self, address):
-        from distributed import as_completed
-
-        self.client, self._owned = _client(address)
-        workers = len(self.client.scheduler_info().get("workers", {}))
-        self.slots = 2 * max(1, workers)  # models in flight: enough to keep every worker busy
-        # Tied to this client's loop: distributed.wait would need a default client.
-        self._completed = as_completed(loop=self.client.loop)
-
-    def submit(self, fn, *args):
-        # pure=False: no hashing of the (possibly large) input batches to deduplicate tasks.
-        future = self.client.submit(fn, *args, pure=False)
-        self._completed.add(future)
-        return future
-
-    def wait_first(self, pending) -> set:
-        return {next(self._completed)}  # every submitted future is pending until it comes out here
-
-    def close(self):
-        if self._owned:
-            self.client.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# analyze_on_dask
-
-_WORKER_ANALYZERS: OrderedDict = OrderedDict()  # (model digest, PlanOptions) -> Analyzer, per worker process
-_WORKER_LOCK = threading.Lock()
-_WORKER_CACHE_SIZE = 2
-
-
-def _worker_analyzer(model_bytes: bytes, digest: str, plan_options):
-    from .api import Analyzer
-    from .plan import build_plan
-
-    key = (digest, plan_options)  # the same model planned with another MaxPool rule is another plan
-    with _WORKER_LOCK:
-        if key in _WORKER_ANALYZERS:
-            _WORKER_ANALYZERS.move_to_end(key)
-            return _WORKER_ANALYZERS[key]
-    import onnx
-
-    # The bytes are the client's normalized model: only planning is left to do, as in
-    # onnxtopo.api's local worker processes.
-    analyzer = Analyzer(build_plan(onnx.load_from_string(model_bytes), plan_options), threads=1)
-    with _WORKER_LOCK:
-        _WORKER_ANALYZERS[key] = analyzer
-        while len(_WORKER_ANALYZERS) > _WORKER_CACHE_SIZE:
-            _WORKER_ANALYZERS.popitem(last=False)
-    return analyzer
-
-
-def _analyze_batch(model_bytes: bytes, digest: str, plan_options, batch: np.ndarray, start: int, opts, skip: bool):
-    """One task: the results of a validated batch whose first input has index ``start``."""
-    return _worker_analyzer(model_bytes, digest, plan_options).analyze_batch(batch, start, opts, skip)
+__all__ = ["CONNECT_TIMEOUT", "ClusterError", "DaskExecutor", "analyze_on_dask"]
 
 
 def analyze_on_dask(model, inputs, address, *, maxpool_rule: str = "window", batch_size: int = 32,
-                    errors: str = "raise", **options) -> list:
+                    errors: str = "raise", h1: bool = AnalysisOptions.h1,
+                    threshold: float | None = AnalysisOptions.threshold,
+                    percentile: float | None = AnalysisOptions.percentile, vertices=AnalysisOptions.vertices,
+                    engine: str = AnalysisOptions.engine, chunk_edges: int = AnalysisOptions.chunk_edges) -> list:
     """``onnxtopo.analyze`` on a Dask cluster: one AnalysisResult per input, in input order.
 
     ``model``: a path, serialized bytes or an onnx.ModelProto; ``inputs``: (n, *sample shape);
-    ``address``: the scheduler's address (``tcp://host:8786``) or a ``distributed.Client``;
-    ``options``: those of ``onnxtopo.analyze`` (``h1``, ``threshold``, ``percentile``,
-    ``vertices``, ``engine``, ``chunk_edges``). The model is checked and the inputs validated
-    here, before anything is sent. With ``errors="skip"``, inputs whose analysis fails give an
-    ``onnxtopo.api.Failure`` instead of raising.
+    ``address``: the scheduler's address (``tcp://host:8786``) or a ``distributed.Client``.
+    ``h1``, ``threshold``, ``percentile``, ``vertices``, ``engine`` and ``chunk_edges`` are the
+    fields of ``onnxtopo.api.AnalysisOptions``, as for ``onnxtopo.analyze``. The model is checked
+    and the inputs validated here, before anything is sent. With ``errors="skip"``, inputs whose
+    analysis fails give an ``onnxtopo.Failure`` instead of raising.
     """
-    from .activations import validate_inputs
-    from .api import AnalysisOptions, inspect
-
-    opts = AnalysisOptions(**options)
+    opts = AnalysisOptions(h1=h1, threshold=threshold, percentile=percentile, vertices=vertices, engine=engine,
+                           chunk_edges=chunk_edges)
     if errors not in ("raise", "skip"):
         raise ValueError(f'errors must be "raise" or "skip", got {errors!r}')
     if batch_size < 1:
@@ -163,21 +78,16 @@ def analyze_on_dask(model, inputs, address, *, maxpool_rule: str = "window", bat
     plan = inspect(model, maxpool_rule=maxpool_rule)  # checked and planned here; no session needed
     x = validate_inputs(plan, inputs)
     size = plan.fixed_batch or batch_size
-    starts = list(range(0, len(x), size))
     model_bytes = plan.model.SerializeToString()
     digest = hashlib.sha256(model_bytes).hexdigest()
-    client, owned = _client(address)
-    try:
-        [shared] = client.scatter([model_bytes], broadcast=True, hash=False)  # sent once per worker
-        futures = [client.submit(_analyze_batch, shared, digest, plan.options, x[start:start + size], start, opts,
-                                 errors == "skip", pure=False) for start in starts]
+    with DaskExecutor(address) as executor:
+        shared = executor.share(model_bytes)
+        futures = [executor.submit(analyze_batch_task, shared, digest, plan.options, x[start:start + size], start,
+                                   opts, errors == "skip") for start in range(0, len(x), size)]
         try:
-            parts = client.gather(futures)
+            parts = executor.gather(futures)
         except OnnxtopoError:
             raise
         except Exception as exc:  # a worker died, the connection dropped, ...
             raise ClusterError(f"the Dask cluster failed to analyze the inputs ({type(exc).__name__}: {exc})") from exc
-    finally:
-        if owned:
-            client.close()
     return [result for part in parts for result in part]

@@ -40,3 +40,9 @@ class ResourceLimitError(OnnxtopoError):
     """The analysis would need more memory than the limit allows."""
 
     exit_code = 7
+
+
+class ClusterError(OnnxtopoError):
+    """Dask is missing, the scheduler cannot be reached, or a worker died during a task."""
+
+    exit_code = 8

@@ -61,16 +61,14 @@ import hashlib
 import io
 import json
 import sys
-import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import FIRST_COMPLETED, Future
 from pathlib import Path
 
 import numpy as np
 
 from .argtypes import positive_int
-from .errors import BadInputError, OnnxtopoError
+from .errors import BadInputError, ClusterError, OnnxtopoError
+from .executors import DaskExecutor, ProcessExecutor, SerialExecutor, file_analyzer
 
 PROBE_SEED = 0
 PROBE_SIZE = 2
@@ -88,27 +86,6 @@ COLUMNS = {  # name -> type, in table order
 # ---------------------------------------------------------------------------------------------
 # Tasks: what runs in a worker (this process, a local process or a Dask worker). Each returns
 # plain data and never raises: errors come back as {"ok": False, ...}.
-
-_ANALYZERS: OrderedDict = OrderedDict()  # (path, sha256) -> Analyzer, the most recent few
-_ANALYZERS_LOCK = threading.Lock()  # Dask workers may run several tasks in threads
-_CACHE_SIZE = 2
-
-
-def _analyzer(path: str, sha256: str, threads: int | None):
-    from .api import Analyzer
-
-    key = (path, sha256)
-    with _ANALYZERS_LOCK:
-        if key in _ANALYZERS:
-            _ANALYZERS.move_to_end(key)
-            return _ANALYZERS[key]
-    analyzer = Analyzer(path, threads=threads)
-    with _ANALYZERS_LOCK:
-        _ANALYZERS[key] = analyzer
-        while len(_ANALYZERS) > _CACHE_SIZE:
-            _ANALYZERS.popitem(last=False)
-    return analyzer
-
 
 def _error(exc: BaseException) -> dict:
     if isinstance(exc, OnnxtopoError):
@@ -144,7 +121,7 @@ def inspect_task(path: str, sha256: str, threads: int | None = None, batch_size:
     try:
         from .resources import check, default_limit, estimate
 
-        plan = _analyzer(path, sha256, threads).plan
+        plan = file_analyzer(path, sha256, threads).plan
         check(estimate(plan, batch_size=batch_size), default_limit())  # refuse a model that would not fit
         return dict(about, ok=True, layers=len(plan.layers), vertices=plan.n_vertices,
                     candidate_edges=sum(r["edges"] for r in plan.describe()),
@@ -158,65 +135,13 @@ def analyze_task(path: str, sha256: str, batch: np.ndarray, threads: int | None 
     """Summaries (edges, H0 points, essential points, total persistence) of a batch of inputs."""
     started = time.perf_counter()
     try:
-        analyzer = _analyzer(path, sha256, threads)
+        analyzer = file_analyzer(path, sha256, threads)
         rows = [(r.n_edges, len(r.h0), int(np.isinf(r.h0[:, 1]).sum()), r.persistence.total_persistence)
                 for r in analyzer.analyze(batch, batch_size=len(batch))]
         return dict(ok=True, summaries=np.array(rows, dtype=np.float64).reshape(-1, 4),
                     seconds=time.perf_counter() - started)
     except Exception as exc:
         return dict(_error(exc), seconds=time.perf_counter() - started)
-
-
-# ---------------------------------------------------------------------------------------------
-# Backends: where tasks run. Each has submit(fn, *args) -> future and wait_first(pending) -> done.
-
-
-class SerialBackend:
-    """Runs tasks here, one at a time, oldest first, when ``wait_first`` asks for a result."""
-
-    threads = None  # onnxruntime's default thread pool
-    slots = 1  # models in flight
-
-    def __init__(self):
-        self._queue: list[tuple[Future, object, tuple]] = []
-
-    def submit(self, fn, *args) -> Future:
-        future = Future()
-        self._queue.append((future, fn, args))
-        return future
-
-    def wait_first(self, pending) -> set:
-        future, fn, args = self._queue.pop(0)
-        future.set_result(fn(*args))
-        return {future}
-
-    def close(self):
-        with _ANALYZERS_LOCK:  # the sessions cached here would otherwise outlive the run
-            _ANALYZERS.clear()
-
-
-class ProcessBackend:
-    """``workers`` local processes (spawned: onnxruntime's thread pools do not survive a fork)."""
-
-    threads = 1
-
-    def __init__(self, workers: int):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.slots = workers + 1  # one model ahead, so no worker waits for the next inspection
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-
-    def submit(self, fn, *args):
-        return self._pool.submit(fn, *args)
-
-    def wait_first(self, pending) -> set:
-        from concurrent.futures import wait
-
-        return wait(pending, return_when=FIRST_COMPLETED).done
-
-    def close(self):
-        self._pool.shutdown(cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,13 +245,11 @@ def run_zoo(source, out, *, inputs: np.ndarray | None = None, max_inputs: int | 
                 rows[m.position] = row
     todo = [m for m in models if m.position not in rows]
     if scheduler:
-        from .distributed import DaskBackend
-
-        backend = DaskBackend(scheduler)
+        executor = DaskExecutor(scheduler)
     elif workers > 1:
-        backend = ProcessBackend(workers)
+        executor = ProcessExecutor(workers)
     else:
-        backend = SerialBackend()
+        executor = SerialExecutor()
 
     def finish(m: _Model):
         rows[m.position] = _row(m, config)
@@ -345,13 +268,13 @@ def run_zoo(source, out, *, inputs: np.ndarray | None = None, max_inputs: int | 
             def start_next():  # a model's tasks start with its inspection; its batches follow
                 m = next(queue, None)
                 if m is not None:
-                    owner[backend.submit(inspect_task, str(m.path), m.sha256 or "", backend.threads,
+                    owner[executor.submit(inspect_task, str(m.path), m.sha256 or "", executor.threads,
                                          batch_size)] = (m, None)
 
-            for _ in range(backend.slots):  # models in flight at once
+            for _ in range(executor.slots):  # models in flight at once
                 start_next()
             while owner:
-                for future in backend.wait_first(set(owner)):
+                for future in executor.wait_first(set(owner)):
                     m, part = owner.pop(future)
                     try:
                         result = future.result()
@@ -366,8 +289,8 @@ def run_zoo(source, out, *, inputs: np.ndarray | None = None, max_inputs: int | 
                         x, m.source = _choose_inputs(inputs, result)
                         size = max(1, batch_size)
                         for b, start in enumerate(range(0, len(x), size)):
-                            owner[backend.submit(analyze_task, str(m.path), m.sha256 or "", x[start:start + size],
-                                                 backend.threads)] = (m, b)
+                            owner[executor.submit(analyze_task, str(m.path), m.sha256 or "", x[start:start + size],
+                                                 executor.threads)] = (m, b)
                         m.n_batches = -(-len(x) // size)
                     else:
                         m.parts[part] = result["summaries"]
@@ -375,14 +298,12 @@ def run_zoo(source, out, *, inputs: np.ndarray | None = None, max_inputs: int | 
                         finish(m)
                         start_next()
     finally:
-        backend.close()
+        executor.close()
     return [rows[k] for k in sorted(rows)]
 
 
 def _lost(exc: Exception, scheduler) -> dict:
     if scheduler:
-        from .distributed import ClusterError
-
         return dict(ok=False, error_class=ClusterError.__name__, exit_code=ClusterError.exit_code,
                     error_message=_one_line(f"the task was lost: {type(exc).__name__}: {exc}"))
     return _error(exc)

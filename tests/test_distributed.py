@@ -77,7 +77,7 @@ def test_errors_are_onnxtopo_errors(cluster, monkeypatch):
     x = np.load(SAMPLE)[:2].copy()
     with pytest.raises(ValueError):
         analyze_on_dask(MODELS / "ccff-relu.onnx", x, cluster.scheduler_address, engine="nope")
-    monkeypatch.setattr("onnxtopo.distributed.CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr("onnxtopo.executors.CONNECT_TIMEOUT", 1)
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
         analyze_on_dask(MODELS / "ccff-relu.onnx", x, "tcp://127.0.0.1:9")
     assert ClusterError.exit_code == 8

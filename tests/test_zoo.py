@@ -147,14 +147,14 @@ def test_resume_skips_finished_models_and_a_kill_loses_only_the_current_one(coll
 
 
 def test_unexpected_exceptions_are_recorded_as_internal_errors(collection, tmp_path, monkeypatch):
-    real = zoo._analyzer
+    real = zoo.file_analyzer
 
     def flaky(path, *args):
         if path.endswith("ccff.onnx"):
             raise RuntimeError("boom")
         return real(path, *args)
 
-    monkeypatch.setattr(zoo, "_analyzer", flaky)
+    monkeypatch.setattr(zoo, "file_analyzer", flaky)
     rows = zoo.run_zoo(collection, tmp_path / "zoo.csv", progress=False)
     row = next(r for r in rows if r["path"] == "torch/ccff.onnx")
     assert (row["status"], row["error_class"], row["exit_code"]) == ("error", "internal error", 70)
