@@ -1,0 +1,118 @@
+"""The executor layer: where tasks run, values shared once per worker, the per-process analyzer cache."""
+
+import dataclasses
+import hashlib
+import operator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_model
+from onnx import helper
+
+import onnxtopo
+from onnxtopo import executors
+from onnxtopo.api import AnalysisOptions
+from onnxtopo.executors import ProcessExecutor, SerialExecutor, Shared
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    executors.clear_analyzers()
+    yield
+    executors.clear_analyzers()
+
+
+def test_the_cache_builds_once_per_key_and_keeps_the_most_recent_few():
+    built = []
+
+    def build(name):
+        return lambda: built.append(name) or object()
+
+    first = executors.cached_analyzer(("a",), build("a"))
+    assert executors.cached_analyzer(("a",), build("a")) is first and built == ["a"]
+    for name in "bcd"[:executors.ANALYZER_CACHE_SIZE]:
+        executors.cached_analyzer((name,), build(name))
+    assert executors.cached_analyzer(("a",), build("a")) is not first  # evicted: the least recently used
+    assert built == ["a", *"bcd"[:executors.ANALYZER_CACHE_SIZE], "a"]
+    executors.clear_analyzers()
+    executors.cached_analyzer(("a",), build("a"))
+    assert built[-2:] == ["a", "a"]
+
+
+def test_a_normalized_model_is_planned_once_per_process_and_plan_options():
+    plan = onnxtopo.inspect(MODELS / "resnet-mini.onnx")
+    data = plan.model.SerializeToString()
+    digest = hashlib.sha256(data).hexdigest()
+    window = executors.normalized_analyzer(data, digest, plan.options)
+    assert executors.normalized_analyzer(b"not read on a hit", digest, plan.options) is window
+    rule = dataclasses.replace(plan.options, maxpool_rule="argmax")
+    argmax = executors.normalized_analyzer(data, digest, rule)
+    assert argmax is not window and argmax.plan.options == rule
+
+
+def test_file_analyzers_follow_the_file_content(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes((MODELS / "ccff-relu.onnx").read_bytes())
+    first = executors.file_analyzer(str(path), "digest-1", None)
+    assert executors.file_analyzer(str(path), "digest-1", None) is first
+    assert executors.file_analyzer(str(path), "digest-2", None) is not first
+
+
+def test_the_serial_executor_runs_tasks_in_order_when_asked():
+    calls = []
+    with SerialExecutor() as executor:
+        assert executor.share(b"big") == b"big"
+        futures = [executor.submit(lambda k: calls.append(k) or k * k, k) for k in range(3)]
+        assert calls == []  # nothing runs before a result is waited for
+        done = [executor.wait_first(set(futures)) for _ in futures]
+    assert calls == [0, 1, 2] and [f.result() for [f] in done] == [0, 1, 4]
+
+
+def test_local_processes_receive_shared_values_once_and_keep_task_order():
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        ProcessExecutor(0)
+    with ProcessExecutor(2) as executor:
+        handle = executor.share(b"model bytes")
+        assert isinstance(handle, Shared)
+        futures = [executor.submit(executors.shared, handle) for _ in range(3)]
+        futures += [executor.submit(operator.mul, k, k) for k in range(5)]
+        with pytest.raises(RuntimeError, match="before the first submit"):
+            executor.share(b"late")
+        assert [f.result() for f in futures] == [b"model bytes"] * 3 + [0, 1, 4, 9, 16]
+        assert executor.wait_first(set(futures)) == set(futures)
+
+
+def test_a_batch_task_gives_what_the_analyzer_gives():
+    x = np.load(MODELS / "mnist-sample.npy")[:3]
+    analyzer = onnxtopo.Analyzer(MODELS / "ccff-relu.onnx")
+    data = analyzer.plan.model.SerializeToString()
+    opts = AnalysisOptions(h1=True)
+    task = executors.analyze_batch_task(data, hashlib.sha256(data).hexdigest(), analyzer.plan.options, x, 7, opts,
+                                        False)
+    direct = analyzer.analyze_batch(x, 7, opts)
+    assert [r.index for r in task] == [7, 8, 9]
+    for a, b in zip(direct, task, strict=True):
+        assert a.summary() == b.summary()
+        np.testing.assert_array_equal(a.h1, b.h1)
+
+
+def test_worker_processes_skip_failing_inputs_in_place():
+    """errors="skip" across processes: the Failure stands at its input's index, as in a serial run."""
+    node = helper.make_node("LayerNormalization", ["x", "scale"], ["y"], epsilon=0.0, name="the_op")
+    model = make_model([node], (3, 4), {"scale": np.ones(4, np.float32)})
+    x = np.random.default_rng(44).normal(size=(5, 3, 4)).astype(np.float32)
+    x[3, 0] = 0.5  # a constant row: no variance, an undefined derivative
+    analyzer = onnxtopo.Analyzer(model)
+    serial = list(analyzer.analyze(x, batch_size=2, errors="skip"))
+    parallel = list(analyzer.analyze(x, batch_size=2, workers=2, errors="skip"))
+    assert [type(r).__name__ for r in parallel] == ["AnalysisResult"] * 3 + ["Failure", "AnalysisResult"]
+    assert [r.index for r in parallel] == list(range(5))
+    assert parallel[3] == serial[3] and "'the_op'" in parallel[3].error
+    for a, b in zip(serial, parallel, strict=True):
+        if isinstance(a, onnxtopo.AnalysisResult):
+            np.testing.assert_array_equal(a.h0, b.h0)
+    with pytest.raises(onnxtopo.BadInputError, match="'the_op'"):
+        list(analyzer.analyze(x, batch_size=2, workers=2))
