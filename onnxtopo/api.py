@@ -103,10 +103,10 @@ class AnalysisOptions:
     the analysis parameters ``analyze``, ``Analyzer.analyze`` and ``analyze_on_dask`` take.
 
     ``h1``: also compute the H1 diagram. ``threshold``: keep the edges with φ ≥ threshold.
-    ``percentile``: the reference's per-step filter, keeping the edges of each layer step with φ
-    at or above that percentile (0-100) of the step's φ. ``vertices``: vertex filtration values,
-    "max" (each vertex enters with its strongest edge), "inf" (all at once, at the top) or an
-    array of one value per vertex. ``engine``: "forest" (exact, fast, streaming; default) or
+    ``percentile``: the reference's per-step filter, keeping the edges of each edge step with φ
+    strictly above that percentile (0-100) of the step's candidate products. ``vertices``: the
+    vertices' entry values, "max" (each vertex enters with its strongest edge), "inf" (all at
+    once, from the start) or an array of one value per vertex. ``engine``: "forest" (exact, fast, streaming; default) or
     "dionysus" (the general reduction, an oracle). ``chunk_edges``: about how many edges the
     forest engine holds at once.
     """

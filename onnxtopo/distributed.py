@@ -49,10 +49,12 @@ import hashlib
 
 from .api import AnalysisOptions, inspect
 from .errors import ClusterError, OnnxtopoError
-from .executors import CONNECT_TIMEOUT, DaskExecutor, analyze_batch_task
+from .executors import DaskExecutor, analyze_batch_task
 from .runtime import validate_inputs
 
-__all__ = ["CONNECT_TIMEOUT", "ClusterError", "DaskExecutor", "analyze_on_dask"]
+# ClusterError lives in onnxtopo.errors, DaskExecutor (and the connection timeout) in
+# onnxtopo.executors; both stay importable from here.
+__all__ = ["ClusterError", "DaskExecutor", "analyze_on_dask"]
 
 
 def analyze_on_dask(model, inputs, address, *, maxpool_rule: str = "window", batch_size: int = 32,
