@@ -17,6 +17,7 @@ import itertools
 import threading
 from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future
+from dataclasses import dataclass
 
 from .errors import ClusterError
 
@@ -88,11 +89,11 @@ def analyze_batch_task(model, digest: str, plan_options, batch, start: int, opts
 _SHARED: dict[int, object] = {}  # what a local process pool's workers were given at start-up
 
 
+@dataclass(frozen=True)
 class Shared:
     """A value a local worker process received when it started, by its number."""
 
-    def __init__(self, number: int):
-        self.number = number
+    number: int
 
 
 def shared(arg):
