@@ -14,7 +14,7 @@ from .graph import InducedGraph, build_graph, edge_blocks
 from .model import load_model
 from .homology import DEFAULT_CHUNK_EDGES, ENGINES, Persistence, dionysus_persistence, forest_persistence
 from .plan import Plan, PlanOptions, build_plan
-from .resources import check, default_limit, estimate
+from .resources import default_limit, estimate, require_memory
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class Analyzer:
             raise ValueError(f'errors must be "raise" or "skip", got {errors!r}')
         skip = errors == "skip"
         need = estimate(self.plan, engine=opts.engine, h1=opts.h1, chunk_edges=opts.chunk_edges, batch_size=batch_size)
-        check(need, default_limit() if memory_limit == "auto" else memory_limit, workers=workers)
+        require_memory(need, default_limit() if memory_limit == "auto" else memory_limit, workers=workers)
         batches = self.batches(inputs, batch_size)
         starts = np.cumsum([0] + [len(b) for b in batches[:-1]]).tolist()
         if workers < 1:

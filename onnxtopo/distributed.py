@@ -51,7 +51,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import OnnxtopoError
+from .errors import ExitCode, OnnxtopoError
 
 #: Seconds to wait for the scheduler before giving up.
 CONNECT_TIMEOUT = 30
@@ -60,7 +60,7 @@ CONNECT_TIMEOUT = 30
 class ClusterError(OnnxtopoError):
     """Dask is missing, the scheduler cannot be reached, or a worker died during a task."""
 
-    exit_code = 8
+    exit_code = ExitCode.CLUSTER_ERROR
 
 
 def _client(address):
