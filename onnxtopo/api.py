@@ -22,7 +22,7 @@ from .homology import (
 )
 from .model import load_model
 from .plan import Plan, PlanOptions, build_plan
-from .resources import check, default_limit, estimate
+from .resources import default_limit, estimate, require_memory
 from .runtime import validate_inputs
 
 
@@ -172,7 +172,7 @@ class Analyzer:
         _check_errors(errors)
         skip = errors == "skip"
         need = estimate(self.plan, engine=opts.engine, h1=opts.h1, chunk_edges=opts.chunk_edges, batch_size=batch_size)
-        check(need, default_limit() if memory_limit == "auto" else memory_limit, workers=workers)
+        require_memory(need, default_limit() if memory_limit == "auto" else memory_limit, workers=workers)
         batches = self.batches(inputs, batch_size)
         starts = np.cumsum([0] + [len(b) for b in batches[:-1]]).tolist()
         if workers < 1:

@@ -74,7 +74,7 @@ def run_experiment(model, x, y, *, x_adv=None, attack: str | None = None, eps: f
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.svm import LinearSVC
 
-    from .attacks import OnnxClassifier, attack_success_rate, fgsm, pgd
+    from .attacks import OnnxClassifier, attack_stats, fgsm, pgd
     from .features import SubgraphFeatures
 
     y = np.asarray(y)
@@ -107,7 +107,7 @@ def run_experiment(model, x, y, *, x_adv=None, attack: str | None = None, eps: f
         x_adv = np.asarray(x_adv)
         if x_adv.shape != np.shape(x):
             raise BadInputError(f"adversarial inputs have shape {x_adv.shape}; the clean ones {np.shape(x)}")
-        stats = attack_success_rate(classifier, x, x_adv, y)
+        stats = attack_stats(classifier, x, x_adv, y)
         svm.fit(clean, y)
         svm_adv = svm.predict(extractor.transform(x_adv))
         net_adv = classifier.predict(x_adv)

@@ -79,7 +79,7 @@ def default_limit() -> int | None:
     return None if available is None else int(0.8 * available)
 
 
-def check(need: Estimate, limit: int | None, *, workers: int = 1) -> None:
+def require_memory(need: Estimate, limit: int | None, *, workers: int = 1) -> None:
     """Refuse, with the estimate and the ways out, a run that would need more than ``limit``."""
     if limit is None or need.bytes * workers <= limit:
         return

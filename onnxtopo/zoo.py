@@ -55,7 +55,6 @@ Dask cluster with ``--scheduler`` (see ``onnxtopo.distributed``).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -66,14 +65,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .argtypes import positive_int
-from .errors import BadInputError, ClusterError, OnnxtopoError
+from .errors import BadInputError, ClusterError, ExitCode, OnnxtopoError
 from .executors import DaskExecutor, ProcessExecutor, SerialExecutor, file_analyzer
 
 PROBE_SEED = 0
 PROBE_SIZE = 2
-INTERNAL_ERROR = "internal error"
-INTERNAL_EXIT_CODE = 70
+INTERNAL_ERROR_CLASS = "internal error"  # the error_class of an unexpected exception (a bug)
 
 COLUMNS = {  # name -> type, in table order
     "path": str, "sha256": str, "status": str, "error_class": str, "error_message": str, "exit_code": int,
@@ -91,8 +88,8 @@ def _error(exc: BaseException) -> dict:
     if isinstance(exc, OnnxtopoError):
         return dict(ok=False, error_class=type(exc).__name__, error_message=_one_line(str(exc)),
                     exit_code=exc.exit_code)
-    return dict(ok=False, error_class=INTERNAL_ERROR, error_message=_one_line(f"{type(exc).__name__}: {exc}"),
-                exit_code=INTERNAL_EXIT_CODE)
+    return dict(ok=False, error_class=INTERNAL_ERROR_CLASS, error_message=_one_line(f"{type(exc).__name__}: {exc}"),
+                exit_code=ExitCode.INTERNAL_ERROR)
 
 
 def _one_line(text: str) -> str:
@@ -119,10 +116,10 @@ def inspect_task(path: str, sha256: str, threads: int | None = None, batch_size:
     except Exception:
         pass  # unreadable: planning below says why, as a BadModelError
     try:
-        from .resources import check, default_limit, estimate
+        from .resources import default_limit, estimate, require_memory
 
         plan = file_analyzer(path, sha256, threads).plan
-        check(estimate(plan, batch_size=batch_size), default_limit())  # refuse a model that would not fit
+        require_memory(estimate(plan, batch_size=batch_size), default_limit())  # refuse a model that would not fit
         return dict(about, ok=True, layers=len(plan.layers), vertices=plan.n_vertices,
                     candidate_edges=sum(r["edges"] for r in plan.describe()),
                     input_shape=list(plan.input_shape), input_dtype=plan.input_dtype.str,
@@ -355,21 +352,21 @@ def csv_bytes(rows: list[dict]) -> bytes:
 
 def _table_writer(out: Path):
     """A function writing the rows to ``out`` atomically, chosen by its suffix."""
-    from .io import _atomic_write
+    from .files import atomic_write
 
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise BadInputError(f"--out must end in .csv or .parquet, got {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        return lambda rows: _atomic_write(out, lambda f: f.write(csv_bytes(rows)))
+        return lambda rows: atomic_write(out, lambda f: f.write(csv_bytes(rows)))
     pa, pq = _pyarrow()
     schema = pa.schema([(c, {str: pa.string(), int: pa.int64(), float: pa.float64()}[t]) for c, t in COLUMNS.items()])
 
     def write(rows):
         table = pa.Table.from_pylist([{c: _typed(row.get(c), COLUMNS[c]) for c in COLUMNS} for row in rows],
                                      schema=schema)
-        _atomic_write(out, lambda f: pq.write_table(table, f))
+        atomic_write(out, lambda f: pq.write_table(table, f))
 
     return write
 
@@ -409,47 +406,3 @@ def _read_table(path: Path) -> list[dict]:
         raise
     except Exception as exc:
         raise BadInputError(f"cannot resume from {str(path)!r}: not a table written by onnxtopo zoo ({exc})") from exc
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``zoo`` to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "zoo", help="inspect and analyze many models into one table (CSV or Parquet)",
-        description="Inspect and analyze every *.onnx under DIR (or each model of a LIST file) and write one "
-                    "row per model. A failing model gets a row saying why; exit 1 if any failed.",
-    )
-    p.add_argument("source", metavar="DIR|LIST", help="directory searched recursively, or a text file of model paths")
-    p.add_argument("--out", required=True, help="output table: FILE.csv, or FILE.parquet (needs pyarrow)")
-    p.add_argument("--inputs", help=".npy/.npz inputs, used for every model whose input shape they fit "
-                                    f"(others get {PROBE_SIZE} seeded uniform [0, 1) samples)")
-    p.add_argument("--key", help="which array of an .npz --inputs holding several")
-    p.add_argument("--max-inputs", type=positive_int, help="analyze only the first N of --inputs")
-    p.add_argument("--batch-size", type=positive_int, default=32,
-                   help="inputs per task and onnxruntime run (default: %(default)s)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the rows of models already in --out (same path, SHA-256 and inputs)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=positive_int, default=1, help="local processes (default: %(default)s)")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run on a Dask cluster, e.g. tcp://10.0.0.1:8786 (needs onnxtopo[dask])")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
-    return p
-
-
-def run(args) -> int:
-    """``onnxtopo zoo``: 0 when every model is ok, 1 when some failed."""
-    from .io import load_inputs
-
-    inputs = load_inputs(args.inputs, args.key) if args.inputs else None
-    rows = run_zoo(args.source, args.out, inputs=inputs, max_inputs=args.max_inputs, batch_size=args.batch_size,
-                   resume=args.resume, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
-    failed = [r for r in rows if r["status"] != "ok"]
-    print(f"wrote {args.out}: {len(rows)} model(s), {len(rows) - len(failed)} ok, {len(failed)} failed")
-    return 1 if failed else 0

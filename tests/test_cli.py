@@ -262,3 +262,64 @@ def test_a_killed_run_leaves_only_complete_files_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert len(list(out.glob("input-*.npz"))) == 64
     assert len(json.loads((out / "summary.json").read_text())["results"]) == 64
+
+
+# -- the command line's structure: one dispatch, one exit-code table, argparse only in onnxtopo.cli --------------
+
+
+def test_readme_lists_every_exit_code_and_nothing_else():
+    from onnxtopo import errors
+    from onnxtopo.distributed import ClusterError
+
+    section = (REPO / "README.md").read_text().split("| exit code | meaning |\n| --- | --- |\n", 1)[1]
+    rows = section.split("\n\n", 1)[0].splitlines()
+    documented = sorted(int(row.split("|")[1]) for row in rows)
+    table = sorted(v for k, v in vars(errors.ExitCode).items() if not k.startswith("_"))
+    assert documented == table
+    classes = [errors.OnnxtopoError, errors.BadModelError, errors.UnsupportedOpError, errors.BadInputError,
+               errors.InvalidFiltrationError, errors.ResourceLimitError, ClusterError]
+    codes = [c.exit_code for c in classes]
+    assert codes == [1, 3, 4, 5, 6, 7, 8] and set(codes) <= set(table)
+
+
+@pytest.mark.parametrize("raised, code, message", [
+    (RuntimeError("boom"), 70, "onnxtopo: internal error: RuntimeError: boom (rerun with --debug"),
+    (KeyboardInterrupt(), 130, "onnxtopo: interrupted; results already written are complete"),
+])
+def test_main_turns_a_bug_or_an_interrupt_into_its_exit_code(monkeypatch, capsys, raised, code, message):
+    from onnxtopo import cli
+
+    def run(args):
+        raise raised
+
+    monkeypatch.setattr(cli.COMMANDS["inspect"], "run", run)
+    assert cli.main(["inspect", str(MODEL)]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err
+
+
+def test_the_onnxtopo_script_entry_point_is_main():
+    import pkgutil
+
+    import tomllib
+
+    from onnxtopo.cli import main
+
+    target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["onnxtopo"]
+    assert pkgutil.resolve_name(target) is main
+
+
+def test_argparse_is_imported_only_by_the_cli_package():
+    import ast
+
+    package = REPO / "onnxtopo"
+    importers = []
+    for path in sorted(package.rglob("*.py")):
+        if package / "cli" in path.parents:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+        if any(m and m.split(".")[0] == "argparse" for m in modules):
+            importers.append(path.relative_to(REPO).as_posix())
+    assert importers == []

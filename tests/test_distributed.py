@@ -44,11 +44,10 @@ def test_zoo_on_the_cluster_gives_the_local_table(cluster, tmp_path):
     assert len(rows) == 8 and sum(r["status"] == "ok" for r in rows) == 7
     assert next(r for r in rows if r["path"] == "broken.onnx")["error_class"] == "BadModelError"
     # The CLI path, with --resume: nothing is left to do.
-    parser = __import__("argparse").ArgumentParser()
-    zoo.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["zoo", str(models), "--out", str(remote), "--inputs", str(SAMPLE), "--max-inputs", "5",
-                              "--batch-size", "2", "--scheduler", cluster.scheduler_address, "--resume", "--quiet"])
-    assert args.run(args) == 1  # the broken model
+    from onnxtopo.cli import main
+
+    assert main(["zoo", str(models), "--out", str(remote), "--inputs", str(SAMPLE), "--max-inputs", "5",
+                 "--batch-size", "2", "--scheduler", cluster.scheduler_address, "--resume", "--quiet"]) == 1  # broken model
     assert read_rows(remote) == read_rows(local)
 
 

@@ -1,4 +1,4 @@
-"""Reading input files and writing results.
+"""Files: reading inputs, writing results (atomically, byte-identical for identical content).
 
 Inputs: a ``.npy`` array, or one array of a ``.npz`` (chosen with ``key`` when there are
 several), shaped (n, *sample shape). Results: see ``write_result`` and the README.
@@ -46,7 +46,7 @@ def load_inputs(path, key: str | None = None) -> np.ndarray:
     raise BadInputError(f"input file {path.name!r} must be a .npy or .npz file")
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file renamed into place, so no half-written file remains."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -82,11 +82,11 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(Path(path), lambda f: f.write(text.getvalue().encode()))
+    atomic_write(Path(path), lambda f: f.write(text.getvalue().encode()))
 
 
 def write_json(path: Path, data) -> None:
-    _atomic_write(Path(path), lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n").encode()))
+    atomic_write(Path(path), lambda f: f.write((json.dumps(data, indent=2, default=_plain) + "\n").encode()))
 
 
 def _plain(value):
@@ -100,16 +100,16 @@ def _plain(value):
 def write_result(out_dir: Path, result, name: str) -> None:
     """``<name>.npz`` with the diagrams and persistent subgraph, ``<name>.json`` with the summary."""
     p = result.persistence
-    arrays = dict(
-        h0=p.h0,
-        subgraph_src=p.subgraph.src,
-        subgraph_dst=p.subgraph.dst,
-        subgraph_phi=p.subgraph.phi,
-        subgraph_birth=p.subgraph.birth,
-    )
+    arrays = {
+        "h0": p.h0,
+        "subgraph_src": p.subgraph.src,
+        "subgraph_dst": p.subgraph.dst,
+        "subgraph_phi": p.subgraph.phi,
+        "subgraph_birth": p.subgraph.birth,
+    }
     if p.h1 is not None:
         arrays["h1"] = p.h1
-    _atomic_write(out_dir / f"{name}.npz", lambda f: write_npz(f, arrays))
+    atomic_write(out_dir / f"{name}.npz", lambda f: write_npz(f, arrays))
     write_json(out_dir / f"{name}.json", result.summary())
 
 
@@ -117,7 +117,8 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
-def _fingerprint(model: Path, inputs: np.ndarray, options: dict) -> str:
+def run_digest(model: Path, inputs: np.ndarray, options: dict) -> str:
+    """SHA-256 of what decides a run's results: the model's bytes, the inputs and the options."""
     digest = hashlib.sha256()
     digest.update(model.read_bytes())
     digest.update(repr((inputs.shape, str(inputs.dtype))).encode())
@@ -130,7 +131,8 @@ def prepare_output(out: Path, *, model: Path, inputs: np.ndarray, options: dict,
                    resume: bool) -> set[int]:
     """Create the output folder and say which inputs are already done there.
 
-    ``run.json`` records a fingerprint of the model, inputs and options. Results of another run
+    ``run.json`` records the run's digest (``run_digest``) under the key ``fingerprint``, as
+    folders written earlier have it, so that they can still be resumed. Results of another run
     are never mixed in: a folder holding them is refused. Without ``resume`` everything is
     recomputed; with it, inputs whose two result files exist are kept.
     """
@@ -138,21 +140,21 @@ def prepare_output(out: Path, *, model: Path, inputs: np.ndarray, options: dict,
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f"cannot use {str(out)!r} as the output folder ({exc.strerror or exc})") from exc
-    fingerprint = _fingerprint(model, inputs, options)
+    digest = run_digest(model, inputs, options)
     manifest = out / "run.json"
     if manifest.exists():
         try:
             previous = read_json(manifest)["fingerprint"]
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise BadInputError(f"{str(manifest)!r} is not a run record of onnxtopo; choose another --out") from exc
-        if previous != fingerprint:
+        if previous != digest:
             raise BadInputError(
                 f"{str(out)!r} holds results of another run (different model, inputs or options); "
                 "choose another --out or empty it"
             )
     elif resume and any(out.glob("input-*.npz")):
         raise BadInputError(f"{str(out)!r} has results but no run.json; it cannot be resumed safely")
-    write_json(manifest, dict(fingerprint=fingerprint, inputs=len(names), options=options))
+    write_json(manifest, {"fingerprint": digest, "inputs": len(names), "options": options})
     if not resume:
         return set()
     return {i for i, name in enumerate(names) if (out / f"{name}.npz").exists() and (out / f"{name}.json").exists()}

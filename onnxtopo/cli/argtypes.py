@@ -6,21 +6,22 @@ import argparse
 import math
 
 
-def positive_int(text: str) -> int:
+def _parse(text: str, kind, what: str, hint: str = ""):
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}{hint}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _parse(text, int, "an integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
 def finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _parse(text, float, "a number")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
@@ -34,10 +35,7 @@ def percentile(text: str) -> float:
 
 
 def tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 1e-4, or inf to disable)") from None
+    value = _parse(text, float, "a number", " (use e.g. 1e-4, or inf to disable)")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"a tolerance must be ≥ 0, got {text}")
     return value

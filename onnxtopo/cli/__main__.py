@@ -1,0 +1,7 @@
+"""``python -m onnxtopo.cli``: the ``onnxtopo`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
