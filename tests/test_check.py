@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from onnx import numpy_helper
 from scipy.optimize import linear_sum_assignment
 
-from onnxtopo.cli import main
 from onnxtopo import fingerprint as fp
+from onnxtopo.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"

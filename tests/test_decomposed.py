@@ -9,7 +9,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
-
 from conftest import assert_same_edges, edges_as_dict
 
 BATCH = 3

@@ -268,7 +268,6 @@ def test_conv_edges_whatever_path():
     """A conv layer's graph is the same whether its pattern is kept (the compiled pass computes
     w·h) or too large to keep (its own compiled loop does), with a folded scale too."""
     from conftest import make_model
-
     from onnxtopo.graph import edge_blocks
 
     rng = np.random.default_rng(3)

@@ -18,14 +18,12 @@ import pickle
 from copy import deepcopy
 from pathlib import Path
 
+import joblib  # noqa: E402  (installed with scikit-learn)
 import numpy as np
 import pytest
 import scipy.sparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-
-import joblib  # noqa: E402  (installed with scikit-learn)
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import cross_val_score  # noqa: E402
@@ -37,7 +35,11 @@ from sklearn.utils.validation import check_is_fitted  # noqa: E402
 import onnxtopo  # noqa: E402
 from onnxtopo import InducedGraph, persistence  # noqa: E402
 from onnxtopo.features import (  # noqa: E402
-    BettiCurve, PersistenceImage, SubgraphFeatures, subgraph_edges, subgraph_pieces,
+    BettiCurve,
+    PersistenceImage,
+    SubgraphFeatures,
+    subgraph_edges,
+    subgraph_pieces,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,11 +21,18 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
+from conftest import (
+    assert_same_edges,
+    edges_as_dict,
+    flat_index,
+    graph_dict,
+    merged_signed,
+    ort_outputs,
+    pad_source,
+    positions,
+    size_of,
+)
 from onnxtopo.errors import ResourceLimitError, UnsupportedOpError
-
-from conftest import assert_same_edges, edges_as_dict, ort_outputs
-from test_rules import flat_index, size_of
-from test_rules_more import graph_dict, merged_signed, pad_source, positions
 
 BATCH = 3
 K, OUT = 3, 3  # x's last axis, y's last axis

@@ -12,7 +12,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
-
 from conftest import assert_same_edges, edges_as_dict, make_model, ort_outputs
 
 BATCH = 3

@@ -11,8 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
-from onnxtopo.cli import main
 from onnxtopo import zoo
+from onnxtopo.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"

@@ -1,5 +1,6 @@
-"""Nonlinear mixing ops with one activation operand: Softmax, LogSoftmax, LayerNormalization,
-InstanceNormalization, GroupNormalization and LRN, each a new layer (design notes 2b).
+"""Normalizations by the input's own statistics (rules/op_normalization.py):
+LayerNormalization, InstanceNormalization, GroupNormalization and LRN, each a new layer (design
+notes 2b).
 
 Every edge of the op's step is checked against the op's Jacobian computed by central finite
 differences in float64 (conftest.node_jacobian runs the ONNX node itself) at the op's actual
@@ -19,165 +20,23 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
+from conftest import (
+    assert_engines_agree,
+    assert_same_edges,
+    check_against_jacobian,
+    edges_as_dict,
+    jacobian_edges,
+    make_model,
+    ort_outputs,
+    step_edges,
+    step_index,
+    weights,
+)
 from onnxtopo.errors import BadInputError, BadModelError, UnsupportedOpError
 from onnxtopo.plan import build_plan
 
-from conftest import assert_same_edges, edges_as_dict, make_model, node_jacobian, ort_outputs
-
 BATCH = 2
-JACOBIAN_TOL = 1e-7  # finite differences in float64 are accurate to about 1e-10 here
 TOL = dict(rtol=1e-4, atol=1e-7)
-
-
-def weights(rng, *shape):
-    return rng.normal(scale=0.7, size=shape).astype(np.float32)
-
-
-def step_index(plan, op_type) -> int:
-    return next(i for i, s in enumerate(plan.steps) if s.op_type == op_type)
-
-
-def step_edges(graph, plan, index) -> dict:
-    """{(flat element of the op's input, flat element of its output): φ} of one edge step."""
-    step = plan.steps[index]
-    position = {int(v): i for i, v in enumerate(step.input_vertices) if v >= 0}
-    mask = graph.step == index
-    return edges_as_dict([position[int(u)] for u in graph.src[mask]],
-                         graph.dst[mask] - plan.layers[step.target].offset, graph.phi[mask])
-
-
-def jacobian_edges(jacobian, h) -> dict:
-    """The expected edges: {(u, v): |J[v, u] · h_u|} where J[v, u] is nonzero and h_u ≠ 0."""
-    rows, cols = np.nonzero(np.abs(jacobian) > JACOBIAN_TOL)
-    return {(int(u), int(v)): abs(jacobian[v, u] * h[u]) for v, u in zip(rows, cols) if h[u] != 0}
-
-
-def check_against_jacobian(model, x, node, inits, *, opset=17, jacobian_node=None):
-    """Every sample's edges of ``node``'s step against the node's finite-difference Jacobian.
-
-    ``model`` is a model or its plan; ``jacobian_node`` (default ``node``) is the node the
-    Jacobian is computed from: the same function, when ``node`` itself would compute in float32."""
-    analyzer = onnxtopo.Analyzer(model)
-    model = analyzer.plan.model
-    index = step_index(analyzer.plan, node.op_type)
-    rule = analyzer.plan.steps[index].rule
-    assert rule.candidate_count == len(rule.pattern)  # counted exactly before being built
-    data = node.input[0]
-    h = ort_outputs(model, x, (data,))[data].astype(np.float64)
-    constants = {name: np.asarray(inits[name], dtype=np.float64) for name in node.input[1:] if name}
-    graphs = list(analyzer.graphs(x))
-    assert len(graphs) == len(x)
-    for n, graph in enumerate(graphs):
-        jacobian = node_jacobian(jacobian_node or node, {**constants, data: h[n:n + 1]}, data, opset=opset)
-        expected = jacobian_edges(jacobian, h[n].ravel())
-        assert expected, "the test should have edges to compare"
-        assert_same_edges(step_edges(graph, analyzer.plan, index), expected, **TOL, what=f"sample {n}")
-
-
-def assert_engines_agree(model, x):
-    """``model`` (a model or its plan) gives the same H0 with both engines."""
-    analyzer = onnxtopo.Analyzer(model)
-    forest, dionysus = (list(analyzer.analyze(x, engine=engine)) for engine in ("forest", "dionysus"))
-    for a, b in zip(forest, dionysus, strict=True):
-        assert a.n_edges == b.n_edges > 0
-        np.testing.assert_allclose(a.h0, b.h0, rtol=1e-12)
-
-
-# --------------------------------------------------------------------------------------------
-# Softmax and LogSoftmax
-# --------------------------------------------------------------------------------------------
-
-SOFTMAX_CASES = [  # (opset, attributes, per-sample groups as (outer, n, inner) of a (3, 5) input)
-    (13, {}, (3, 5, 1)),
-    (13, dict(axis=2), (3, 5, 1)),
-    (17, dict(axis=1), (1, 3, 5)),
-    (17, dict(axis=-2), (1, 3, 5)),
-    (11, {}, (1, 15, 1)),  # coerced to 2-D at axis 1: one group of every element
-    (11, dict(axis=2), (3, 5, 1)),
-    (11, dict(axis=-1), (3, 5, 1)),
-]
-
-
-def softmax_model(op, attrs, opset, rng):
-    """x (3, 4) -> MatMul -> (3, 5) -> op -> MatMul -> (3, 2)."""
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
-    node = helper.make_node(op, ["z"], ["s"], **attrs)
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), node, helper.make_node("MatMul", ["s", "W2"], ["y"])]
-    return make_model(nodes, (3, 4), inits, opset=opset), node, inits
-
-
-@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
-@pytest.mark.parametrize("opset, attrs, groups", SOFTMAX_CASES)
-def test_softmax_edges_are_its_jacobian(op, opset, attrs, groups):
-    rng = np.random.default_rng(20 + opset + len(attrs))
-    model, node, inits = softmax_model(op, attrs, opset, rng)
-    x = rng.normal(size=(BATCH, 3, 4)).astype(np.float32)
-    plan = onnxtopo.inspect(model)
-    rule = plan.steps[step_index(plan, op)].rule
-    outer, n, inner = groups
-    assert (rule.outer_size, rule.edges_per_outer) == (outer * inner * n, n)
-    check_against_jacobian(model, x, node, inits, opset=opset)
-
-
-@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
-def test_softmax_end_to_end(op):
-    rng = np.random.default_rng(30)
-    model, _, _ = softmax_model(op, {}, 17, rng)
-    assert_engines_agree(model, rng.normal(size=(BATCH, 3, 4)).astype(np.float32))
-
-
-@pytest.mark.parametrize("opset, axis", [(13, 0), (13, -3), (11, 0), (11, -3)])
-def test_softmax_over_the_batch_axis_is_refused(opset, axis):
-    model, _, _ = softmax_model("Softmax", dict(axis=axis), opset, np.random.default_rng(31))
-    with pytest.raises(UnsupportedOpError, match="Softmax.*batch axis"):
-        onnxtopo.inspect(model)
-
-
-def test_a_softmax_making_the_last_layer_is_not_analyzed():
-    rng = np.random.default_rng(32)
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Softmax", ["z"], ["y"], name="probs")]
-    model = make_model(nodes, (4,), dict(W=weights(rng, 4, 3)))
-    plan = onnxtopo.inspect(model)
-    assert [s.op_type for s in plan.steps] == ["MatMul"] and len(plan.layers) == 2
-    assert plan.ignored == ["probs (Softmax)"]
-    # Asked for explicitly, it is a layer.
-    assert [s.op_type for s in onnxtopo.inspect(model, stop="y").steps] == ["MatMul", "Softmax"]
-
-
-def test_a_large_softmax_is_counted_and_built_part_by_part():
-    """1,000 classes make 10^6 candidate edges: counted before anything is built, then built in
-    parts of whole source rows."""
-    n = 1000
-    nodes = [helper.make_node("Softmax", ["x"], ["s"]), helper.make_node("MatMul", ["s", "W"], ["y"])]
-    model = make_model(nodes, (n,), dict(W=np.ones((n, 2), np.float32)))
-    rule = onnxtopo.inspect(model).steps[0].rule
-    assert rule.candidate_count == n * n and "pattern" not in vars(rule)
-    first = next(rule.chunks(max_edges=5 * n))
-    assert len(first) == 5 * n and "pattern" not in vars(rule)
-    assert set(first.src.tolist()) == set(range(5)) and set(first.dst.tolist()) == set(range(n))
-
-
-def test_chunked_edges_equal_whole_ones():
-    """Edge values computed chunk by chunk (statistics of the chunk's groups only) equal the
-    whole step's, for a strided softmax and a layer norm."""
-    rng = np.random.default_rng(33)
-    for op, attrs in (("Softmax", dict(axis=1)), ("LayerNormalization", {})):
-        inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
-        if op == "LayerNormalization":
-            inits["scale"] = weights(rng, 5)
-        node = helper.make_node(op, ["z", "scale"] if op == "LayerNormalization" else ["z"], ["s"], **attrs)
-        nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), node, helper.make_node("MatMul", ["s", "W2"], ["y"])]
-        analyzer = onnxtopo.Analyzer(make_model(nodes, (3, 4), inits))
-        x = rng.normal(size=(1, 3, 4)).astype(np.float32)
-        activations = analyzer.runner.run(x)
-        whole = list(onnxtopo.graph.edge_blocks(analyzer.plan, activations, 0))
-        for max_edges in (1, 4, 7):
-            chunked = list(onnxtopo.graph.edge_blocks(analyzer.plan, activations, 0, max_edges=max_edges))
-            for i in range(len(analyzer.plan.steps)):
-                pick = [b for b in chunked if b[0] == i], [b for b in whole if b[0] == i]
-                got, expected = ({k: v for _, s, d, p in blocks for k, v in edges_as_dict(s, d, p).items()}
-                                 for blocks in pick)
-                assert_same_edges(got, expected, rtol=1e-12, what=f"{op}, chunks of {max_edges}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,12 +1,10 @@
-"""Linear mixing ops: ReduceSum/ReduceMean, Resize/Upsample and ConvTranspose (design notes 2b),
-and the Gemm configurations that cannot keep the batch axis first.
+"""Resize and Upsample (rules/op_resize.py): separable interpolation, a linear op.
 
-Each op is checked three ways: its expected edges and weights are enumerated here with plain
-loops from the ONNX spec's formulas (never with onnxtopo's code); summing the rule's signed edge
-values w·h over each output's incoming edges gives back onnxruntime's output of the op, for
-random inputs and many attribute combinations, opsets and exporter spellings; and a small model
-runs end to end, the forest and dionysus engines giving the same H0. A resize whose every output
-copies one input is a selection (no layer): the vertices the next op reads are checked instead.
+The expected edges and weights are enumerated here with plain loops from the ONNX spec's formulas
+(never with onnxtopo's code); summing the rule's signed edge values w·h over each output's incoming
+edges gives back onnxruntime's output of the op, and a small model runs end to end, the forest and
+dionysus engines giving the same H0. A resize whose every output copies one input is a selection (no layer): the vertices the
+next op reads are checked instead.
 """
 
 from __future__ import annotations
@@ -19,164 +17,24 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+from conftest import (
+    assert_parts_make_the_pattern,
+    assert_same_edges,
+    assert_same_h0,
+    edges_as_dict,
+    flat,
+    make_model,
+    only_step,
+    ort_outputs,
+    rebuilt_outputs,
+)
 from onnxtopo.errors import ResourceLimitError, UnsupportedOpError
-
-from conftest import assert_same_edges, edges_as_dict, make_model, ort_outputs
 
 BATCH = 3
 
 
-def only_step(model, op_type):
-    plan = onnxtopo.inspect(model)
-    steps = [s for s in plan.steps if s.op_type == op_type]
-    assert len(steps) == 1, [s.op_type for s in plan.steps]
-    return plan, steps[0]
-
-
-def rebuilt_outputs(rule, x):
-    """Per sample, Σ over each output's incoming edges of the rule's signed w·h."""
-    p = rule.pattern
-    assert len(p) == rule.candidate_count  # the count the memory estimate uses is exact
-    outputs = []
-    for n in range(len(x)):
-        out = np.zeros(math.prod(rule.out_shape))
-        np.add.at(out, p.dst, rule.edge_values(x[n].reshape(-1).astype(np.float64)))
-        outputs.append(out)
-    return np.array(outputs)
-
-
-def assert_parts_make_the_pattern(rule, max_edges):
-    """Built part by part (the streaming path), the pattern is the same."""
-    whole = rule.pattern
-    assert rule.candidate_count > max_edges
-    parts = list(rule.chunks(max_edges))
-    assert len(parts) > 1
-    for name in ("src", "dst", "weight"):
-        np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name))
-
-
-def assert_same_h0(model, x):
-    analyzer = onnxtopo.Analyzer(model)
-    fast, slow = analyzer.analyze(x), analyzer.analyze(x, engine="dionysus")
-    for a, b in zip(fast, slow, strict=True):
-        assert a.n_edges == b.n_edges > 0
-        np.testing.assert_array_equal(a.h0, b.h0)
-
-
-def flat(index, shape) -> int:
-    r = 0
-    for i, n in zip(index, shape):
-        r = r * n + i
-    return r
-
-
 # --------------------------------------------------------------------------------------------
-# 1. ReduceSum, ReduceMean
-# --------------------------------------------------------------------------------------------
-
-REDUCE_CASES = [
-    # op, opset, axes, given as ("attr" | "input"), keepdims, per-sample shape
-    ("ReduceSum", 11, [2, 3], "attr", 1, (3, 4, 5)),
-    ("ReduceSum", 11, [-1], "attr", 0, (3, 4, 5)),
-    ("ReduceSum", 13, [1], "input", 0, (3, 4, 5)),
-    ("ReduceSum", 13, [1, -1], "input", 1, (3, 4, 5)),
-    ("ReduceMean", 17, [2, 3], "attr", 1, (3, 4, 5)),
-    ("ReduceMean", 17, [1, 2, 3], "attr", 0, (3, 4, 5)),
-    ("ReduceMean", 18, [2, 3], "input", 0, (3, 4, 5)),  # torch dynamo: x.mean(dim=(2, 3))
-    ("ReduceMean", 18, [-2], "input", 1, (2, 3, 4, 2)),
-    ("ReduceSum", 13, [-1], "input", 1, (6,)),  # one sample axis
-    ("ReduceMean", 13, [3, 1], "attr", 0, (2, 5, 3)),
-]
-REDUCE_IDS = [f"{op}{opset}-axes{axes}-{how}-keep{k}-{shape}" for op, opset, axes, how, k, shape in
-              ([c[0], c[1], c[2], c[3], c[4], "x".join(map(str, c[5]))] for c in REDUCE_CASES)]
-
-
-def reduce_model(op, opset, axes, how, keepdims, shape, **attrs):
-    inits, inputs = {}, ["x"]
-    if how == "input":
-        inits["axes"] = np.array(axes, dtype=np.int64)
-        inputs.append("axes")
-    elif axes is not None:
-        attrs["axes"] = axes
-    return make_model([helper.make_node(op, inputs, ["y"], keepdims=keepdims, **attrs)], shape, inits, opset=opset)
-
-
-def brute_reduce_edges(op, axes, keepdims, shape):
-    """{(input, output): w} from the spec: each input goes into the output at its position with
-    the reduced axes dropped (or set to 0); ReduceMean divides by the number reduced."""
-    rank = len(shape) + 1
-    reduced = {a % rank - 1 for a in axes}
-    n = 1
-    for a in reduced:
-        n *= shape[a]
-    out_shape = [1 if a in reduced else d for a, d in enumerate(shape) if keepdims or a not in reduced]
-    edges = {}
-    for position in itertools.product(*map(range, shape)):
-        kept = [0 if a in reduced else i for a, i in enumerate(position) if keepdims or a not in reduced]
-        edges[(flat(position, shape), flat(kept, out_shape))] = 1.0 / n if op == "ReduceMean" else 1.0
-    return edges, tuple(out_shape)
-
-
-@pytest.mark.parametrize("case", REDUCE_CASES, ids=REDUCE_IDS)
-def test_reduce_edges_match_the_spec_and_rebuild_onnxruntime(case):
-    op, opset, axes, how, keepdims, shape = case
-    model = reduce_model(*case)
-    plan, step = only_step(model, op)
-    expected, out_shape = brute_reduce_edges(op, axes, keepdims, shape)
-    assert step.rule.out_shape == out_shape == plan.layers[-1].shape
-    p = step.rule.pattern
-    assert_same_edges(edges_as_dict(p.src, p.dst, p.weight), expected, rtol=1e-12)
-    x = np.random.default_rng(0).normal(size=(BATCH, *shape)).astype(np.float32)
-    y = ort_outputs(model, x)["y"]
-    assert y.shape[1:] == out_shape
-    np.testing.assert_allclose(rebuilt_outputs(step.rule, x), y.reshape(BATCH, -1), rtol=1e-5, atol=1e-5)
-
-
-def test_reduce_pattern_in_parts():
-    _, step = only_step(reduce_model("ReduceMean", 18, [2, 3], "input", 0, (3, 4, 5)), "ReduceMean")
-    assert_parts_make_the_pattern(step.rule, 7)
-
-
-@pytest.mark.parametrize("kind", ["noop-empty-axes", "axes-of-length-1"])
-def test_reduce_that_reduces_nothing_makes_no_layer(kind):
-    """Only copies (a Jacobian that is a permutation): the next op reads the input's own vertices."""
-    if kind == "noop-empty-axes":
-        node = helper.make_node("ReduceSum", ["x", "axes"], ["r"], noop_with_empty_axes=1)
-        inits, shape, out = {"axes": np.array([], dtype=np.int64)}, (2, 3), (2, 3)
-    else:
-        node = helper.make_node("ReduceMean", ["x"], ["r"], axes=[2, -1], keepdims=0)
-        inits, shape, out = {}, (3, 1, 1), (3,)
-    nodes = [node, helper.make_node("Flatten", ["r"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["y"])]
-    inits["W"] = np.ones((math.prod(out), 2), dtype=np.float32)
-    plan = onnxtopo.inspect(make_model(nodes, shape, inits, opset=18 if kind == "noop-empty-axes" else 13))
-    assert [s.op_type for s in plan.steps] == ["MatMul"] and len(plan.layers) == 2
-    np.testing.assert_array_equal(plan.steps[0].input_vertices, np.arange(math.prod(shape)))
-
-
-@pytest.mark.parametrize("axes, how, opset, why", [
-    ([0, 2], "attr", 13, "batch axis"),
-    ([-4], "input", 18, "batch axis"),
-    (None, "attr", 13, "every axis"),
-    ([], "input", 18, "every axis"),
-])
-def test_reduce_over_the_batch_refused(axes, how, opset, why):
-    model = reduce_model("ReduceMean", opset, axes, how, 1, (3, 4, 5))
-    with pytest.raises(UnsupportedOpError, match=why):
-        onnxtopo.inspect(model)
-
-
-def test_reduce_end_to_end():
-    nodes = [helper.make_node("Conv", ["x", "K"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("ReduceMean", ["r", "axes"], ["m"], keepdims=0),
-             helper.make_node("Gemm", ["m", "W"], ["y"])]
-    rng = np.random.default_rng(1)
-    inits = dict(K=rng.normal(size=(4, 2, 3, 3)).astype(np.float32), axes=np.array([2, 3], dtype=np.int64),
-                 W=rng.normal(size=(4, 3)).astype(np.float32))
-    assert_same_h0(make_model(nodes, (2, 6, 6), inits, opset=18), rng.normal(size=(BATCH, 2, 6, 6)).astype(np.float32))
-
-
-# --------------------------------------------------------------------------------------------
-# 2. Resize and Upsample
+# Resize and Upsample
 # --------------------------------------------------------------------------------------------
 
 def resize_node(op, opset, attrs, scales=None, sizes=None, roi=None):
@@ -344,6 +202,8 @@ def test_nearest_resize_copies_the_hand_computed_inputs(nearest_mode, ctm, scale
 
 CTMS = ["half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
         "tf_crop_and_resize"]
+
+
 ROI = [0, 0, 0.1, -0.2, 1, 1, 0.8, 1.1]  # crops one axis, reaches past the other: extrapolation
 
 
@@ -491,148 +351,3 @@ def test_resize_end_to_end():
         model = make_model(nodes, (1, 5, 5), inits, opset=13)
         assert len(onnxtopo.inspect(model).layers) == (4 if mode == "linear" else 3)
         assert_same_h0(model, rng.normal(size=(BATCH, 1, 5, 5)).astype(np.float32))
-
-
-# --------------------------------------------------------------------------------------------
-# 3. ConvTranspose
-# --------------------------------------------------------------------------------------------
-
-def spec_geometry(spatial, kernel, strides, dilations, pads, output_padding, output_shape, auto_pad):
-    """Padding before each axis and output size, from the ONNX spec's formulas."""
-    nd = len(spatial)
-    full = [s * (i - 1) + op + (k - 1) * d + 1
-            for i, s, op, k, d in zip(spatial, strides, output_padding, kernel, dilations)]
-    if output_shape is None and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        begin = [0] * nd if auto_pad == "VALID" else pads[:nd]
-        end = [0] * nd if auto_pad == "VALID" else pads[nd:]
-        return begin, [f - b - e for f, b, e in zip(full, begin, end)]
-    out = output_shape or [i * s for i, s in zip(spatial, strides)]
-    begin = []
-    for f, o in zip(full, out):
-        total = f - o
-        begin.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
-    return begin, out
-
-
-def brute_conv_transpose_edges(shape, W, group, strides, dilations, begin, out_spatial):
-    """{(input, output): W[c, m mod M/group, k]} for every in-bounds (input, kernel offset)."""
-    channels, spatial = shape[0], shape[1:]
-    per_group, kernel = W.shape[1], W.shape[2:]
-    out_shape = (per_group * group, *out_spatial)
-    edges = {}
-    for c in range(channels):
-        g = c // (channels // group)
-        for j in range(per_group):
-            for i in itertools.product(*map(range, spatial)):
-                for k in itertools.product(*map(range, kernel)):
-                    o = [i_a * s - b + k_a * d for i_a, s, b, k_a, d in zip(i, strides, begin, k, dilations)]
-                    if all(0 <= o_a < n for o_a, n in zip(o, out_spatial)):
-                        key = (flat((c, *i), shape), flat((g * per_group + j, *o), out_shape))
-                        assert key not in edges  # one kernel element per (input, output) pair
-                        edges[key] = float(W[(c, j, *k)])
-    return edges
-
-
-CONV_T_CASES = [
-    dict(shape=(2, 5), kernel=(4,), strides=[2], auto_pad="SAME_UPPER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[3], auto_pad="SAME_LOWER", bias=True),
-    dict(shape=(2, 5), kernel=(3,), strides=[2], output_shape=[10]),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], output_shape=[9], auto_pad="SAME_LOWER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], output_shape=[9], auto_pad="SAME_UPPER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], dilations=[2], auto_pad="SAME_UPPER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], pads=[1, 2], output_padding=[1], bias=True),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], auto_pad="VALID", output_padding=[1]),
-    dict(shape=(2, 5), kernel=(2,), strides=[3]),  # gaps: outputs no input reaches
-    dict(shape=(4, 4, 5), kernel=(3, 2), strides=[2, 3], pads=[1, 0, 2, 1], dilations=[2, 1], group=2),
-    dict(shape=(3, 4, 4), kernel=(3, 3), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1], bias=True),
-    dict(shape=(3, 4, 5), kernel=(2, 3), strides=[1, 2], auto_pad="SAME_UPPER", group=3),  # depthwise
-    dict(shape=(1, 3, 3), kernel=(3, 3), strides=[2, 2], output_padding=[1, 0], kernel_shape=[3, 3]),
-    dict(shape=(2, 3, 4, 3), kernel=(2, 2, 3), strides=[2, 1, 2], pads=[0, 1, 1, 1, 0, 0], dilations=[1, 2, 1]),
-    dict(shape=(4, 3, 3, 4), kernel=(2, 3, 2), strides=[2, 2, 1], output_shape=[6, 7, 5], group=2, bias=True),
-]
-CONV_T_IDS = [f"{len(c['shape']) - 1}d-" + "-".join(f"{k}{v}" for k, v in c.items() if k not in ("shape", "kernel"))
-              for c in CONV_T_CASES]
-
-
-def conv_transpose_case(cfg, seed=7):
-    rng = np.random.default_rng(seed)
-    shape, kernel, group = cfg["shape"], cfg["kernel"], cfg.get("group", 1)
-    W = rng.normal(size=(shape[0], 2 if group == 1 else 1, *kernel)).astype(np.float32)
-    inits, inputs = dict(W=W), ["x", "W"]
-    if cfg.get("bias"):
-        inits["B"] = rng.normal(size=W.shape[1] * group).astype(np.float32)
-        inputs.append("B")
-    attrs = {k: v for k, v in cfg.items() if k not in ("shape", "kernel", "bias")}
-    model = make_model([helper.make_node("ConvTranspose", inputs, ["y"], **attrs)], shape, inits)
-    return model, W, inits.get("B")
-
-
-@pytest.mark.parametrize("cfg", CONV_T_CASES, ids=CONV_T_IDS)
-def test_conv_transpose_edges_match_the_spec(cfg):
-    model, W, _ = conv_transpose_case(cfg)
-    nd = len(cfg["kernel"])
-    begin, out = spec_geometry(cfg["shape"][1:], cfg["kernel"], cfg["strides"], cfg.get("dilations", [1] * nd),
-                               cfg.get("pads", [0] * 2 * nd), cfg.get("output_padding", [0] * nd),
-                               cfg.get("output_shape"), cfg.get("auto_pad", "NOTSET"))
-    _, step = only_step(model, "ConvTranspose")
-    assert step.rule.out_shape == (W.shape[1] * cfg.get("group", 1), *out)
-    expected = brute_conv_transpose_edges(cfg["shape"], W, cfg.get("group", 1), cfg["strides"],
-                                          cfg.get("dilations", [1] * nd), begin, out)
-    p = step.rule.pattern
-    assert_same_edges(edges_as_dict(p.src, p.dst, p.weight), expected, rtol=1e-7)
-
-
-@pytest.mark.parametrize("cfg", CONV_T_CASES, ids=CONV_T_IDS)
-def test_conv_transpose_rebuilds_onnxruntime(cfg):
-    model, W, bias = conv_transpose_case(cfg)
-    _, step = only_step(model, "ConvTranspose")
-    x = np.random.default_rng(8).normal(size=(BATCH, *cfg["shape"])).astype(np.float32)
-    y = ort_outputs(model, x)["y"]
-    assert step.rule.out_shape == y.shape[1:]
-    got = rebuilt_outputs(step.rule, x)
-    if bias is not None:
-        got += np.repeat(bias.astype(np.float64), math.prod(y.shape[2:]))
-    np.testing.assert_allclose(got, y.reshape(BATCH, -1), rtol=1e-5, atol=1e-5)
-
-
-def test_conv_transpose_pattern_in_parts():
-    model, _, _ = conv_transpose_case(CONV_T_CASES[9])
-    _, step = only_step(model, "ConvTranspose")
-    assert_parts_make_the_pattern(step.rule, 30)
-
-
-def test_conv_transpose_end_to_end():
-    """A decoder: Conv down, ConvTranspose back up."""
-    rng = np.random.default_rng(9)
-    nodes = [helper.make_node("Conv", ["x", "K"], ["c"], strides=[2, 2]), helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("ConvTranspose", ["r", "W", "B"], ["y"], strides=[2, 2], output_padding=[1, 1])]
-    inits = dict(K=rng.normal(size=(3, 1, 3, 3)).astype(np.float32), W=rng.normal(size=(3, 1, 3, 3)).astype(np.float32),
-                 B=rng.normal(size=1).astype(np.float32))
-    assert_same_h0(make_model(nodes, (1, 7, 7), inits), rng.normal(size=(BATCH, 1, 7, 7)).astype(np.float32))
-
-
-def test_conv_transpose_with_a_runtime_bias_refused():
-    nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["b"], keepdims=0),
-             helper.make_node("Reshape", ["b", "one"], ["b1"]),
-             helper.make_node("ConvTranspose", ["x", "W", "b1"], ["y"])]
-    inits = dict(axes=np.array([1, 2], dtype=np.int64), one=np.array([-1], dtype=np.int64),
-                 W=np.ones((1, 1, 2), dtype=np.float32))
-    model = make_model(nodes, (1, 3), inits)
-    with pytest.raises(UnsupportedOpError, match="bias is computed at run time"):
-        onnxtopo.inspect(model)
-
-
-# --------------------------------------------------------------------------------------------
-# 4. Gemm that would contract the batch axis
-# --------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("activation, attrs", [("B", {}), ("A", dict(transA=1))])
-def test_gemm_that_would_contract_the_batch_refused(activation, attrs):
-    """Gemm's operands are matrices: with x (batch, K) as B, Y = W·x sums over the batch; with
-    transA, Y = xᵀ·W does too. (With x's samples on its columns both are dense layers:
-    tests/test_plan_span.py.)"""
-    W = np.ones((4, 4), dtype=np.float32)
-    inputs = ["x", "W"] if activation == "A" else ["W", "x"]
-    model = make_model([helper.make_node("Gemm", inputs, ["y"], **attrs)], (4,), dict(W=W))
-    with pytest.raises(UnsupportedOpError, match="contract the batch axis"):
-        onnxtopo.inspect(model)
