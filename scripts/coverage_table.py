@@ -43,6 +43,7 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's onnxtopo, installed or not
 import onnxtopo  # noqa: E402
+
 FAMILIES = ROOT / "models" / "families"
 TIMED_EDGES = 5 * 10**7
 _compiled: list[Path] = []  # the model whose analysis compiled onnxtopo's numba code, once done

@@ -47,7 +47,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fuzzing import KINDS, SCRIPT_SEEDS, TIME_BOUND, Case, Outcome, execute, make_case, save_case
 
-
 # --------------------------------------------------------------------------------------------
 # The stand-alone fuzzer: worker subprocesses, summary, saved reproductions.
 # --------------------------------------------------------------------------------------------

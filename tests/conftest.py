@@ -5,6 +5,7 @@ Jacobians, the product tests' network builder (Net) and the one persistence comp
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from types import SimpleNamespace
@@ -52,6 +53,21 @@ def ort_outputs(model, x, tensors=("y",), *, input_name="x"):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return dict(zip(tensors, session.run(list(tensors), {input_name: np.asarray(x, dtype=np.float32)})))
+
+
+def assert_same_persistence(a, b, what=""):
+    """Two analyses (``Persistence`` or ``AnalysisResult``) agree exactly: the H0 diagrams point for
+    point in order, the H1 diagrams too when either has one, and every array of the persistent
+    subgraph byte for byte (dtype and shape included)."""
+    np.testing.assert_array_equal(a.h0, b.h0, err_msg=f"{what} H0")
+    assert (a.h1 is None) == (b.h1 is None), f"{what}: H1 computed for one side only"
+    if a.h1 is not None:
+        np.testing.assert_array_equal(a.h1, b.h1, err_msg=f"{what} H1")
+    for field in dataclasses.fields(a.subgraph):
+        x, y = getattr(a.subgraph, field.name), getattr(b.subgraph, field.name)
+        np.testing.assert_array_equal(x, y, err_msg=f"{what} subgraph.{field.name}")
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), (
+            f"{what} subgraph.{field.name}: {x.dtype} vs {y.dtype}, equal values but not the same bytes")
 
 
 def edges_as_dict(src, dst, value, what="edge"):
@@ -355,7 +371,7 @@ def assert_same_h0(model, x):
     fast, slow = analyzer.analyze(x), analyzer.analyze(x, engine="dionysus")
     for a, b in zip(fast, slow, strict=True):
         assert a.n_edges == b.n_edges > 0
-        np.testing.assert_array_equal(a.h0, b.h0)
+        assert_same_persistence(a, b)
 
 
 def flat(index, shape) -> int:
@@ -419,7 +435,7 @@ def assert_engines_agree(model, x):
     forest, dionysus = (list(analyzer.analyze(x, engine=engine)) for engine in ("forest", "dionysus"))
     for a, b in zip(forest, dionysus, strict=True):
         assert a.n_edges == b.n_edges > 0
-        np.testing.assert_allclose(a.h0, b.h0, rtol=1e-12)
+        assert_same_persistence(a, b)
 
 
 # --------------------------------------------------------------------------------------------

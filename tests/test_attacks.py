@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from conftest import make_model
 from onnxtopo.attacks import AttackStats, OnnxClassifier, attack_success_rate, fgsm, pgd
 from onnxtopo.errors import BadInputError
+
+from conftest import make_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 EPS = 0.1

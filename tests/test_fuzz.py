@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-import fuzzing as fuzz
 import onnxtopo
 
+import fuzzing as fuzz
 
 TIME_BOUND = 20.0  # seconds per call (inspect, analyze, one CLI run)
 

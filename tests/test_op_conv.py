@@ -1,15 +1,15 @@
-"""Conv and ConvTranspose (rules/op_conv.py): an edge from every input a kernel element
-multiplies to the output it contributes to.
+"""Conv and ConvTranspose (rules/op_conv.py): an edge from every input a kernel element multiplies to
+the output it contributes to.
 
 Conv: Every expected edge set is enumerated here with plain loops from the definitions of
 docs/induced-graph.md (never with onnxtopo's own window code); onnxruntime (graph optimizations off)
 is the independent reference for output shapes and values: summing the rule's own w·h over each
 output's incoming edges must give back the op's output.
 
-ConvTranspose: The expected edges and weights are enumerated here with plain loops from the ONNX spec's formulas
-(never with onnxtopo's code); summing the rule's signed edge values w·h over each output's incoming
-edges gives back onnxruntime's output of the op, and a small model runs end to end, the forest and
-dionysus engines giving the same H0.
+ConvTranspose: The expected edges and weights are enumerated here with plain loops from the ONNX
+spec's formulas (never with onnxtopo's code); summing the rule's signed edge values w·h over each
+output's incoming edges gives back onnxruntime's output of the op, and a small model runs end to
+end, the forest and dionysus engines giving the same diagrams and persistent subgraph.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+from onnxtopo.errors import UnsupportedOpError
+
 from conftest import (
     assert_parts_make_the_pattern,
     assert_same_edges,
@@ -38,7 +40,6 @@ from conftest import (
     rebuilt_outputs,
     size_of,
 )
-from onnxtopo.errors import UnsupportedOpError
 
 BATCH = 3
 

@@ -1,9 +1,9 @@
 """Einsum with constant operands (rules/op_einsum.py): a linear op.
 
-Every case is a small network (conftest.Net): x -> branches with constant weights -> the op
-(tensor "p") -> Reshape to (batch, -1) -> MatMul. The edges are checked against edges enumerated with plain loops over every index assignment
-of the equation, and onnxruntime's output rebuilt from the signed edge values. (Einsum of two
-activations is tested with the products, in test_op_product.py.)
+Every case is a small network (conftest.Net): x -> branches with constant weights -> the op (tensor
+"p") -> Reshape to (batch, -1) -> MatMul. The edges are checked against edges enumerated with plain
+loops over every index assignment of the equation, and onnxruntime's output rebuilt from the signed
+edge values. (Einsum of two activations is tested with the products, in test_op_product.py.)
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 from onnx import helper
 
 import onnxtopo
-from conftest import NET_BATCH, Net, analyzed, assert_same_edges, flat_index, size_of, vertex_ids
 from onnxtopo.rules.op_einsum import einsum_rules
+
+from conftest import NET_BATCH, Net, analyzed, assert_same_edges, flat_index, size_of, vertex_ids
 
 BATCH = NET_BATCH  # conftest.Net's batch
 TOL = dict(rtol=1e-4, atol=1e-6)  # the analysis runs the optimized model: fused kernels round apart

@@ -1,6 +1,6 @@
-"""Elementwise ops and constant affine maps (rules/op_elementwise.py): Mul/Div/Add/Sub by a
-constant make no layer; right after an edge-making op they scale its edges (design notes 2b), so a
-network gives the same graph whether its exporter folded the constant into the weights or not.
+"""Elementwise ops and constant affine maps (rules/op_elementwise.py): Mul/Div/Add/Sub by a constant
+make no layer; right after an edge-making op they scale its edges (design notes 2b), so a network
+gives the same graph whether its exporter folded the constant into the weights or not.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+
 from conftest import _same_analysis, make_model, ort_outputs
 
 BATCH = 3

@@ -1,5 +1,5 @@
-"""Gemm and MatMul with a constant operand (rules/op_gemm.py): a dense block of edges,
-k -> n with weight alpha·B'[k, n]; the configurations that cannot keep the batch axis first are refused.
+"""Gemm and MatMul with a constant operand (rules/op_gemm.py): a dense block of edges, k -> n with
+weight alpha·B'[k, n]; the configurations that cannot keep the batch axis first are refused.
 
 Every expected edge set is enumerated here with plain loops from the definitions of
 docs/induced-graph.md (never with onnxtopo's own window code); onnxruntime (graph optimizations off)
@@ -14,8 +14,9 @@ import pytest
 from onnx import helper
 
 import onnxtopo
-from conftest import assert_same_edges, edges_as_dict, make_model, ort_outputs, size_of
 from onnxtopo.errors import UnsupportedOpError
+
+from conftest import assert_same_edges, edges_as_dict, make_model, ort_outputs, size_of
 
 BATCH = 3
 

@@ -1,6 +1,6 @@
-"""Layout ops (rules/op_layout.py): Reshape, Transpose, Flatten, (Un)Squeeze between a Conv
-and a dense layer, Reshape to a shape computed at run time, Concat, Pad: no layer, every vertex keeps
-its id and the next edge-making op reads the right ones.
+"""Layout ops (rules/op_layout.py): Reshape, Transpose, Flatten, (Un)Squeeze between a Conv and a dense
+layer, Reshape to a shape computed at run time, Concat, Pad: no layer, every vertex keeps its id and
+the next edge-making op reads the right ones.
 
 Every expected edge set is enumerated here with plain loops from the definitions of
 docs/induced-graph.md (never with onnxtopo's own window code); onnxruntime (graph optimizations off)
@@ -19,6 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import onnxtopo
+
 from conftest import (
     add_phi_edges,
     assert_consecutive_layers,
@@ -516,6 +517,6 @@ def test_reshape_to_a_runtime_shape_plans_like_a_constant_one(kind):
     plan_d, plan_s = onnxtopo.inspect(dynamic), onnxtopo.inspect(static)
     assert [(l.shape, l.offset) for l in plan_d.layers] == [(l.shape, l.offset) for l in plan_s.layers]
     assert plan_d.layers[-1].shape == y_static.shape[1:]
-    for gd, gs in zip(onnxtopo.Analyzer(dynamic).graphs(x), onnxtopo.Analyzer(static).graphs(x)):
+    for gd, gs in zip(onnxtopo.Analyzer(dynamic).graphs(x), onnxtopo.Analyzer(static).graphs(x), strict=True):
         assert len(gs.src) > 0
         assert_same_edges(graph_dict(gd), graph_dict(gs), rtol=0, what=kind)

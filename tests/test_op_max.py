@@ -1,9 +1,9 @@
 """Max, Min and Mean of activations, ReduceMax and ReduceMin (rules/op_max.py).
 
-Every case is a small network (conftest.Net): x -> branches with constant weights -> the op
-(tensor "p") -> Reshape to (batch, -1) -> MatMul. Max, Min, ReduceMax and ReduceMin are checked against a brute-force enumeration of candidates
-and winners; Mean against edges enumerated with plain loops and onnxruntime's output rebuilt from
-the signed edge values.
+Every case is a small network (conftest.Net): x -> branches with constant weights -> the op (tensor
+"p") -> Reshape to (batch, -1) -> MatMul. Max, Min, ReduceMax and ReduceMin are checked against a
+brute-force enumeration of candidates and winners; Mean against edges enumerated with plain loops
+and onnxruntime's output rebuilt from the signed edge values.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+
 from conftest import NET_BATCH, Net, analyzed, assert_same_edges, flat_index, graph_dict, positions, vertex_ids
 
 BATCH = NET_BATCH  # conftest.Net's batch

@@ -1,11 +1,11 @@
-"""BatchNormalization in inference mode (rules/op_norm.py): a constant per-channel affine map,
-no layer of its own.
+"""BatchNormalization in inference mode (rules/op_norm.py): a constant per-channel affine map, no layer
+of its own.
 
-Design notes 2b: right after an edge-making op (through moves only, each the only consumer of
-the one before) it scales that op's edges, |s · w · h_u|; anywhere else it only changes the
-neuron's value h. The expected edges are written here from the definitions with plain loops;
-the invariance tests check that a network gives the same graph whether its exporter (or
-onnxruntime) fused the map into the weights or not. Training mode is refused.
+Design notes 2b: right after an edge-making op (through moves only, each the only consumer of the
+one before) it scales that op's edges, |s · w · h_u|; anywhere else it only changes the neuron's
+value h. The expected edges are written here from the definitions with plain loops; the invariance
+tests check that a network gives the same graph whether its exporter (or onnxruntime) fused the map
+into the weights or not. Training mode is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+
 from conftest import _same_analysis, assert_same_edges, graph_edges, make_model, ort_outputs
 
 BATCH = 3

@@ -1,12 +1,11 @@
-"""Normalizations by the input's own statistics (rules/op_normalization.py):
-LayerNormalization, InstanceNormalization, GroupNormalization and LRN, each a new layer (design
-notes 2b).
+"""Normalizations by the input's own statistics (rules/op_normalization.py): LayerNormalization,
+InstanceNormalization, GroupNormalization and LRN, each a new layer (design notes 2b).
 
 Every edge of the op's step is checked against the op's Jacobian computed by central finite
-differences in float64 (conftest.node_jacobian runs the ONNX node itself) at the op's actual
-input, as onnxruntime computes it: an edge u -> v exists exactly where |∂v/∂u| is nonzero and
-h_u ≠ 0, and weighs |∂v/∂u · h_u|. Each op also runs end to end, forest and dionysus engines
-giving the same H0.
+differences in float64 (conftest.node_jacobian runs the ONNX node itself) at the op's actual input,
+as onnxruntime computes it: an edge u -> v exists exactly where |∂v/∂u| is nonzero and h_u ≠ 0, and
+weighs |∂v/∂u · h_u|. Each op also runs end to end, forest and dionysus engines giving the same
+diagrams and persistent subgraph.
 """
 
 from __future__ import annotations
@@ -20,6 +19,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
+from onnxtopo.errors import BadInputError, BadModelError, UnsupportedOpError
+from onnxtopo.plan import build_plan
+
 from conftest import (
     assert_engines_agree,
     assert_same_edges,
@@ -32,8 +34,6 @@ from conftest import (
     step_index,
     weights,
 )
-from onnxtopo.errors import BadInputError, BadModelError, UnsupportedOpError
-from onnxtopo.plan import build_plan
 
 BATCH = 2
 TOL = dict(rtol=1e-4, atol=1e-7)

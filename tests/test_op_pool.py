@@ -1,5 +1,5 @@
-"""Pooling (rules/op_pool.py): MaxPool's windows (rule ``window``) or first maxima (rule
-``argmax``), AveragePool's and the global pools' averages.
+"""Pooling (rules/op_pool.py): MaxPool's windows (rule ``window``) or first maxima (rule ``argmax``),
+AveragePool's and the global pools' averages.
 
 Every expected edge set is enumerated here with plain loops from the definitions of
 docs/induced-graph.md (never with onnxtopo's own window code); onnxruntime (graph optimizations off)
@@ -17,6 +17,9 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+from onnxtopo.activations import ActivationRunner
+from onnxtopo.graph import build_graph
+
 from conftest import (
     assert_same_edges,
     begin_pads,
@@ -30,8 +33,6 @@ from conftest import (
     positions,
     size_of,
 )
-from onnxtopo.activations import ActivationRunner
-from onnxtopo.graph import build_graph
 
 BATCH = 3
 

@@ -1,11 +1,11 @@
-"""Products and contractions of activations (rules/op_product.py, and Einsum of two
-activations from rules/op_einsum.py): Mul, Div, MatMul, Einsum.
+"""Products and contractions of activations (rules/op_product.py, and Einsum of two activations from
+rules/op_einsum.py): Mul, Div, MatMul, Einsum.
 
-Every case is a small network (conftest.Net): x -> branches with constant weights -> the op
-(tensor "p") -> Reshape to (batch, -1) -> MatMul. The op's edges are checked entry by entry against the node's Jacobian by central finite
-differences in float64 (conftest.node_jacobian) at the node's own inputs from onnxruntime: an edge
-exactly where |J[v, u]| > 0, φ = |J[v, u] · h_u|. The end-to-end engine comparison and the
-refusals cover the ops of test_op_einsum.py and test_op_max.py too.
+Every case is a small network (conftest.Net): x -> branches with constant weights -> the op (tensor
+"p") -> Reshape to (batch, -1) -> MatMul. The op's edges are checked entry by entry against the
+node's Jacobian by central finite differences in float64 (conftest.node_jacobian) at the node's own
+inputs from onnxruntime: an edge exactly where |J[v, u]| > 0, φ = |J[v, u] · h_u|. The end-to-end
+engine comparison and the refusals cover the ops of test_op_einsum.py and test_op_max.py too.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+
 from conftest import (
     NET_BATCH,
     Net,
     analyzed,
     assert_same_edges,
+    assert_same_persistence,
     graph_dict,
     layer_of,
     make_model,
@@ -225,7 +227,8 @@ def test_attention_scaling_folds_into_the_product():
     plan = onnxtopo.inspect(scaled.model)
     target = layer_of(plan, "s")
     np.testing.assert_allclose(plan.scales[target.index], np.full(9, 0.5))
-    pairs = zip(onnxtopo.Analyzer(scaled.model).graphs(scaled.x), onnxtopo.Analyzer(unscaled.model).graphs(unscaled.x))
+    pairs = zip(onnxtopo.Analyzer(scaled.model).graphs(scaled.x), onnxtopo.Analyzer(unscaled.model).graphs(unscaled.x),
+                strict=True)
     for got, plain in pairs:
         plain_edges = graph_dict(plain, target.offset, target.offset + target.size)
         assert_same_edges(graph_dict(got, target.offset, target.offset + target.size),
@@ -273,7 +276,7 @@ def test_forest_and_dionysus_agree(name):
     slow = onnxtopo.analyze(case.model, case.x, maxpool_rule=rule, engine="dionysus")
     for a, b in zip(forest, slow, strict=True):
         assert a.n_edges == b.n_edges > 0
-        np.testing.assert_array_equal(a.h0, b.h0)
+        assert_same_persistence(a, b)
 
 
 # --------------------------------------------------------------------------------------------

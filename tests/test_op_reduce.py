@@ -3,7 +3,7 @@
 The expected edges and weights are enumerated here with plain loops from the ONNX spec's formulas
 (never with onnxtopo's code); summing the rule's signed edge values w·h over each output's incoming
 edges gives back onnxruntime's output of the op, and a small model runs end to end, the forest and
-dionysus engines giving the same H0.
+dionysus engines giving the same diagrams and persistent subgraph.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+from onnxtopo.errors import UnsupportedOpError
+
 from conftest import (
     assert_parts_make_the_pattern,
     assert_same_edges,
@@ -27,7 +29,6 @@ from conftest import (
     ort_outputs,
     rebuilt_outputs,
 )
-from onnxtopo.errors import UnsupportedOpError
 
 BATCH = 3
 

@@ -3,8 +3,8 @@
 The expected edges and weights are enumerated here with plain loops from the ONNX spec's formulas
 (never with onnxtopo's code); summing the rule's signed edge values w·h over each output's incoming
 edges gives back onnxruntime's output of the op, and a small model runs end to end, the forest and
-dionysus engines giving the same H0. A resize whose every output copies one input is a selection (no layer): the vertices the
-next op reads are checked instead.
+dionysus engines giving the same diagrams and persistent subgraph. A resize whose every output
+copies one input is a selection (no layer): the vertices the next op reads are checked instead.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+from onnxtopo.errors import ResourceLimitError, UnsupportedOpError
+
 from conftest import (
     assert_parts_make_the_pattern,
     assert_same_edges,
@@ -28,7 +30,6 @@ from conftest import (
     ort_outputs,
     rebuilt_outputs,
 )
-from onnxtopo.errors import ResourceLimitError, UnsupportedOpError
 
 BATCH = 3
 

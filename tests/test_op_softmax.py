@@ -1,11 +1,11 @@
-"""Softmax and LogSoftmax inside the network (rules/op_softmax.py): a new layer, dense
-within the softmax's axis (design notes 2b).
+"""Softmax and LogSoftmax inside the network (rules/op_softmax.py): a new layer, dense within the
+softmax's axis (design notes 2b).
 
 Every edge of the op's step is checked against the op's Jacobian computed by central finite
-differences in float64 (conftest.node_jacobian runs the ONNX node itself) at the op's actual
-input, as onnxruntime computes it: an edge u -> v exists exactly where |∂v/∂u| is nonzero and
-h_u ≠ 0, and weighs |∂v/∂u · h_u|. Each op also runs end to end, forest and dionysus engines
-giving the same H0.
+differences in float64 (conftest.node_jacobian runs the ONNX node itself) at the op's actual input,
+as onnxruntime computes it: an edge u -> v exists exactly where |∂v/∂u| is nonzero and h_u ≠ 0, and
+weighs |∂v/∂u · h_u|. Each op also runs end to end, forest and dionysus engines giving the same
+diagrams and persistent subgraph.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 from onnx import helper
 
 import onnxtopo
-from conftest import assert_engines_agree, check_against_jacobian, make_model, step_index, weights
 from onnxtopo.errors import UnsupportedOpError
+
+from conftest import assert_engines_agree, check_against_jacobian, make_model, step_index, weights
 
 BATCH = 2
 

@@ -1,5 +1,5 @@
-"""Add, Sub and Sum of activations (rules/op_sum.py): residual connections, a new layer; a
-sum of a neuron with itself is refused, or elementwise when it is one neuron's own value.
+"""Add, Sub and Sum of activations (rules/op_sum.py): residual connections, a new layer; a sum of a
+neuron with itself is refused, or elementwise when it is one neuron's own value.
 
 Every expected edge set is enumerated here with plain loops from the definitions of
 docs/induced-graph.md (never with onnxtopo's own window code); onnxruntime (graph optimizations off)
@@ -17,6 +17,7 @@ import pytest
 from onnx import helper
 
 import onnxtopo
+
 from conftest import (
     assert_consecutive_layers,
     assert_same_edges,

@@ -12,7 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
-from conftest import assert_same_edges, edges_as_dict, make_model, ort_outputs
+
+from conftest import assert_same_edges, assert_same_persistence, edges_as_dict, make_model, ort_outputs
 
 BATCH = 3
 
@@ -53,7 +54,7 @@ def test_embedding_lookup_is_layer_zero():
                           what=f"sample {n}")
     for forest, oracle in zip(onnxtopo.analyze(model, ids), onnxtopo.analyze(model, ids, engine="dionysus"),
                               strict=True):
-        np.testing.assert_array_equal(forest.h0, oracle.h0)
+        assert_same_persistence(forest, oracle)
 
 
 def test_one_hot_bytes_with_a_mask_and_position_embedding():
@@ -196,7 +197,7 @@ def test_pre_ir4_initializers_listed_as_inputs_are_constants():
     assert len(old.graph.input) == 1 + len(consts)  # the caller's model is left as it was
     x = rng.normal(size=(1, 1, 6, 6)).astype(np.float32)
     for forest, oracle in zip(onnxtopo.analyze(old, x), onnxtopo.analyze(old, x, engine="dionysus"), strict=True):
-        np.testing.assert_array_equal(forest.h0, oracle.h0)
+        assert_same_persistence(forest, oracle)
 
 
 def test_cli_inspect_and_analyze_with_start_stop_and_integer_input(tmp_path):
@@ -301,7 +302,7 @@ def test_batch_axis_moved_and_merged_by_attention_layouts():
         into_later = {e: v for e, v in got.items() if e[1] >= off2}
         assert_same_edges(into_later, expected, rtol=1e-4, atol=1e-7, what=f"sample {b}")
     for forest, oracle in zip(onnxtopo.analyze(model, x), onnxtopo.analyze(model, x, engine="dionysus"), strict=True):
-        np.testing.assert_array_equal(forest.h0, oracle.h0)
+        assert_same_persistence(forest, oracle)
 
 
 def test_layout_that_mixes_samples_is_refused():
