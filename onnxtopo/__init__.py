@@ -16,7 +16,21 @@ from .plan import Plan
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnalysisResult", "Analyzer", "analyze", "induced_graph", "inspect", "persistence",
-    "BadInputError", "BadModelError", "InvalidFiltrationError", "OnnxtopoError", "UnsupportedOpError",
-    "Filtration", "superlevel_filtration", "InducedGraph", "Persistence", "PersistentSubgraph", "Plan",
+    "AnalysisResult",
+    "Analyzer",
+    "BadInputError",
+    "BadModelError",
+    "Filtration",
+    "InducedGraph",
+    "InvalidFiltrationError",
+    "OnnxtopoError",
+    "Persistence",
+    "PersistentSubgraph",
+    "Plan",
+    "UnsupportedOpError",
+    "analyze",
+    "induced_graph",
+    "inspect",
+    "persistence",
+    "superlevel_filtration",
 ]

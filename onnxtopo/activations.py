@@ -6,7 +6,7 @@ becomes a graph output, so onnxruntime's own kernels produce the values φ is co
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import onnx

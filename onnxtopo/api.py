@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -11,8 +11,8 @@ from .activations import ActivationRunner, validate_inputs
 from .errors import BadInputError, InvalidFiltrationError
 from .filtration import superlevel_filtration
 from .graph import InducedGraph, build_graph, edge_blocks
-from .model import load_model
 from .homology import DEFAULT_CHUNK_EDGES, ENGINES, Persistence, dionysus_persistence, forest_persistence
+from .model import load_model
 from .plan import Plan, PlanOptions, build_plan
 from .resources import check, default_limit, estimate
 
@@ -41,12 +41,12 @@ class AnalysisResult:
     def summary(self) -> dict:
         p = self.persistence
         h0_finite = int(np.isfinite(p.h0[:, 1]).sum())
-        out = dict(
-            index=self.index, vertices=self.n_vertices, edges=self.n_edges,
-            vertices_in_complex=p.n_simplices - self.n_edges,
-            h0_points=len(p.h0), h0_finite_points=h0_finite, h0_essential_points=len(p.h0) - h0_finite,
-            h0_total_persistence=p.total_persistence, subgraph_edges=len(p.subgraph),
-        )
+        out = {
+            "index": self.index, "vertices": self.n_vertices, "edges": self.n_edges,
+            "vertices_in_complex": p.n_simplices - self.n_edges,
+            "h0_points": len(p.h0), "h0_finite_points": h0_finite, "h0_essential_points": len(p.h0) - h0_finite,
+            "h0_total_persistence": p.total_persistence, "subgraph_edges": len(p.subgraph),
+        }
         if p.h1 is not None:
             out["h1_points"] = len(p.h1)
         return out

@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, fingerprint, zoo
-from .argtypes import finite, percentile, positive_int, size
 from .activations import validate_inputs
+from .argtypes import finite, percentile, positive_int, size
 from .errors import BadInputError, OnnxtopoError
 from .filtration import VERTEX_MODES
 from .homology import DEFAULT_CHUNK_EDGES, ENGINES
 from .resources import H1_BYTES_PER_EDGE, check, default_limit, estimate, format_bytes
 from .rules.op_pool import MAXPOOL_RULES
-
 
 INTERNAL_ERROR = 70
 
@@ -160,8 +159,8 @@ def _analyze(args) -> int:
     check(estimate(plan, engine=args.engine, h1=args.h1, chunk_edges=args.chunk_edges, batch_size=args.batch_size),
           limit, workers=args.workers)
     inputs = validate_inputs(plan, load_inputs(args.inputs, args.key))
-    options = dict(h1=args.h1, threshold=args.threshold, percentile=args.percentile, vertices=args.vertices,
-                   engine=args.engine, maxpool_rule=args.maxpool_rule)
+    options = {"h1": args.h1, "threshold": args.threshold, "percentile": args.percentile, "vertices": args.vertices,
+               "engine": args.engine, "maxpool_rule": args.maxpool_rule}
     if args.start or args.stop:  # kept out otherwise, so that earlier runs' fingerprints still match
         options.update(start=args.start, stop=args.stop)
     out = Path(args.out)
@@ -182,7 +181,7 @@ def _analyze(args) -> int:
         for result in results:
             index = int(todo[result.index])
             if isinstance(result, Failure):
-                failures.append(dict(index=index, error=result.error))
+                failures.append({"index": index, "error": result.error})
                 bar.write(f"input {index}: skipped: {result.error}", file=sys.stderr)
                 bar.update(1)
                 continue
@@ -192,12 +191,12 @@ def _analyze(args) -> int:
             if not args.quiet:
                 bar.write(_describe(result, args.h1))
             bar.update(1)
-    write_json(out / "summary.json", dict(
-        onnxtopo_version=__version__, model=str(args.model), inputs=str(args.inputs), key=args.key, options=options,
-        layers=[dict(index=l.index, tensor=l.tensor, shape=l.shape, offset=l.offset, size=l.size,
-                     node=l.node, op_type=l.op_type) for l in plan.layers],
-        results=[summaries[i] for i in sorted(summaries)], failed=failures,
-    ))
+    write_json(out / "summary.json", {
+        "onnxtopo_version": __version__, "model": str(args.model), "inputs": str(args.inputs), "key": args.key, "options": options,
+        "layers": [{"index": l.index, "tensor": l.tensor, "shape": l.shape, "offset": l.offset, "size": l.size,
+                 "node": l.node, "op_type": l.op_type} for l in plan.layers],
+        "results": [summaries[i] for i in sorted(summaries)], "failed": failures,
+    })
     print(f"wrote {len(summaries)} result(s) to {out}/ (summary.json, input-*.npz, input-*.json)"
           + (f"; {len(failures)} input(s) failed, listed in summary.json" if failures else ""))
     return BadInputError.exit_code if failures else 0
@@ -258,9 +257,9 @@ def _experiment(args) -> int:
 
 
 def _plot(args) -> int:
+    from . import plots
     from .api import Analyzer
     from .io import load_inputs
-    from . import plots
 
     analyzer = Analyzer(args.model, maxpool_rule=args.maxpool_rule)
     x = validate_inputs(analyzer.plan, load_inputs(args.inputs, args.key))
@@ -310,7 +309,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("onnxtopo: interrupted; results already written are complete", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug of ours: say so in one line, keep the traceback for --debug
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: say so in one line, keep the traceback for --debug
         if args.debug:
             traceback.print_exc()
         print(f"onnxtopo: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "

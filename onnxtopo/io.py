@@ -100,13 +100,13 @@ def _plain(value):
 def write_result(out_dir: Path, result, name: str) -> None:
     """``<name>.npz`` with the diagrams and persistent subgraph, ``<name>.json`` with the summary."""
     p = result.persistence
-    arrays = dict(
-        h0=p.h0,
-        subgraph_src=p.subgraph.src,
-        subgraph_dst=p.subgraph.dst,
-        subgraph_phi=p.subgraph.phi,
-        subgraph_birth=p.subgraph.birth,
-    )
+    arrays = {
+        "h0": p.h0,
+        "subgraph_src": p.subgraph.src,
+        "subgraph_dst": p.subgraph.dst,
+        "subgraph_phi": p.subgraph.phi,
+        "subgraph_birth": p.subgraph.birth,
+    }
     if p.h1 is not None:
         arrays["h1"] = p.h1
     _atomic_write(out_dir / f"{name}.npz", lambda f: write_npz(f, arrays))
@@ -152,7 +152,7 @@ def prepare_output(out: Path, *, model: Path, inputs: np.ndarray, options: dict,
             )
     elif resume and any(out.glob("input-*.npz")):
         raise BadInputError(f"{str(out)!r} has results but no run.json; it cannot be resumed safely")
-    write_json(manifest, dict(fingerprint=fingerprint, inputs=len(names), options=options))
+    write_json(manifest, {"fingerprint": fingerprint, "inputs": len(names), "options": options})
     if not resume:
         return set()
     return {i for i, name in enumerate(names) if (out / f"{name}.npz").exists() and (out / f"{name}.json").exists()}

@@ -18,6 +18,7 @@ import onnx.shape_inference
 
 from .errors import BadModelError, UnsupportedOpError
 
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -134,7 +134,7 @@ def _double_runner(node, operands, output, opset):
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         session.run(None, feeds(operands))
         return lambda values: session.run(None, feeds(values))[output]
-    except Exception:  # no float64 kernel in onnxruntime: onnx's reference evaluator
+    except Exception:  # noqa: BLE001 - no float64 kernel in onnxruntime: onnx's reference evaluator
         from onnx.reference import ReferenceEvaluator
 
         evaluator = ReferenceEvaluator(model)

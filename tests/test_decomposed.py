@@ -30,8 +30,8 @@ def decomposed(form, opset, rng, *, leak=False):
     the mean of the centred squares, or E[x²] − E[x]² (jax2onnx; "clamped": then Max(v, 0))."""
     W, M = rng.normal(size=(K, D)).astype(np.float32), rng.normal(size=(2 * D, OUT)).astype(np.float32)
     gamma, beta = rng.normal(size=D).astype(np.float32), rng.normal(size=D).astype(np.float32)
-    inits = dict(W=W, M=M, gamma=gamma, beta=beta, two=np.float32(2.0), eps=np.float32(1e-3),
-                 flat=np.array([0, -1]))
+    inits = {"W": W, "M": M, "gamma": gamma, "beta": beta, "two": np.float32(2.0), "eps": np.float32(1e-3),
+             "flat": np.array([0, -1])}
 
     def mean(src, dst):
         if opset >= 18:
@@ -95,8 +95,8 @@ def test_group_normalization_inlined_by_onnxruntime_gives_the_rule_s_graph():
 
     rng = np.random.default_rng(21)
     W = rng.normal(size=(4, 2, 3, 3)).astype(np.float32)
-    inits = dict(W=W, gamma=rng.normal(size=4).astype(np.float32), beta=rng.normal(size=4).astype(np.float32),
-                 M=rng.normal(size=(64, 2)).astype(np.float32))
+    inits = {"W": W, "gamma": rng.normal(size=4).astype(np.float32), "beta": rng.normal(size=4).astype(np.float32),
+             "M": rng.normal(size=(64, 2)).astype(np.float32)}
     nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
              helper.make_node("GroupNormalization", ["c", "gamma", "beta"], ["g"], num_groups=2, epsilon=1e-3),
              helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["y"])]

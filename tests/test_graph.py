@@ -72,7 +72,7 @@ def chain_case():
         helper.make_node("Flatten", ["pool_out"], ["flat"]),
         helper.make_node("Gemm", ["flat", "G", "C"], ["y"], transB=1, alpha=CHAIN_ALPHA),
     ]
-    model = make_model(nodes, CHAIN_IN, dict(W=W, cb=cb, G=G, C=C))
+    model = make_model(nodes, CHAIN_IN, {"W": W, "cb": cb, "G": G, "C": C})
     x = rng.normal(size=(BATCH, *CHAIN_IN)).astype(np.float32)
     x[0, 0, 2, :] = 0.0  # zero inputs: their edges have φ = 0
     acts = ort_outputs(model, x, ("relu_out", "pool_out", "flat", "y"))
@@ -192,8 +192,8 @@ def test_chunked_edges_equal_whole_ones():
     """Edge values computed chunk by chunk (statistics of the chunk's groups only) equal the
     whole step's, for a strided softmax and a layer norm."""
     rng = np.random.default_rng(33)
-    for op, attrs in (("Softmax", dict(axis=1)), ("LayerNormalization", {})):
-        inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
+    for op, attrs in (("Softmax", {"axis": 1}), ("LayerNormalization", {})):
+        inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2)}
         if op == "LayerNormalization":
             inits["scale"] = weights(rng, 5)
         node = helper.make_node(op, ["z", "scale"] if op == "LayerNormalization" else ["z"], ["s"], **attrs)

@@ -80,34 +80,34 @@ def random_conv_config(seed):
         if all(any(0 <= o * s - b + k * d < n for o in range(no) for k in range(kk))
                for n, no, b, kk, s, d in zip(spatial, outs, begin, kernel, strides, dilations)):
             break
-    return dict(name=f"seed{seed:02d}-{nd}d-{kind}-{auto_pad}", C=C, M=M, group=group, spatial=spatial,
-                kernel=kernel, strides=strides, dilations=dilations, pads=pads, auto_pad=auto_pad,
-                bias=bool(rng.random() < 0.5), write_defaults=bool(rng.random() < 0.5), seed=seed)
+    return {"name": f"seed{seed:02d}-{nd}d-{kind}-{auto_pad}", "C": C, "M": M, "group": group, "spatial": spatial,
+            "kernel": kernel, "strides": strides, "dilations": dilations, "pads": pads, "auto_pad": auto_pad,
+            "bias": bool(rng.random() < 0.5), "write_defaults": bool(rng.random() < 0.5), "seed": seed}
 
 
 HAND_CONV_CONFIGS = [
     # depthwise, SAME_LOWER, stride 2, rectangular kernel, even sizes (odd total padding)
-    dict(name="2d-depthwise-SAME_LOWER-s2-rect", C=3, M=3, group=3, spatial=[6, 8], kernel=[3, 2],
-         strides=[2, 2], dilations=[1, 1], pads=None, auto_pad="SAME_LOWER", bias=True),
-    dict(name="2d-depthwise-x2-SAME_UPPER-s2", C=2, M=4, group=2, spatial=[6, 7], kernel=[2, 3],
-         strides=[2, 1], dilations=[1, 1], pads=None, auto_pad="SAME_UPPER", bias=False),
+    {"name": "2d-depthwise-SAME_LOWER-s2-rect", "C": 3, "M": 3, "group": 3, "spatial": [6, 8], "kernel": [3, 2],
+     "strides": [2, 2], "dilations": [1, 1], "pads": None, "auto_pad": "SAME_LOWER", "bias": True},
+    {"name": "2d-depthwise-x2-SAME_UPPER-s2", "C": 2, "M": 4, "group": 2, "spatial": [6, 7], "kernel": [2, 3],
+     "strides": [2, 1], "dilations": [1, 1], "pads": None, "auto_pad": "SAME_UPPER", "bias": False},
     # SAME with stride larger than the kernel (padding would be negative)
-    dict(name="2d-SAME_UPPER-stride-gt-kernel", C=2, M=2, group=1, spatial=[7, 8], kernel=[1, 2],
-         strides=[3, 4], dilations=[1, 1], pads=None, auto_pad="SAME_UPPER", bias=True),
+    {"name": "2d-SAME_UPPER-stride-gt-kernel", "C": 2, "M": 2, "group": 1, "spatial": [7, 8], "kernel": [1, 2],
+     "strides": [3, 4], "dilations": [1, 1], "pads": None, "auto_pad": "SAME_UPPER", "bias": True},
     # asymmetric pads wider than the dilated kernel: some windows read only padding
-    dict(name="1d-pads-wider-than-kernel", C=2, M=3, group=1, spatial=[5], kernel=[2], strides=[1],
-         dilations=[2], pads=[4, 5], auto_pad="NOTSET", bias=True),
-    dict(name="2d-group2-asym-pads-dil", C=4, M=6, group=2, spatial=[7, 6], kernel=[3, 2], strides=[2, 1],
-         dilations=[2, 3], pads=[0, 2, 3, 1], auto_pad="NOTSET", bias=True),
-    dict(name="2d-VALID-s3-d2", C=3, M=2, group=1, spatial=[9, 8], kernel=[2, 3], strides=[3, 2],
-         dilations=[2, 1], pads=None, auto_pad="VALID", bias=False),
+    {"name": "1d-pads-wider-than-kernel", "C": 2, "M": 3, "group": 1, "spatial": [5], "kernel": [2], "strides": [1],
+     "dilations": [2], "pads": [4, 5], "auto_pad": "NOTSET", "bias": True},
+    {"name": "2d-group2-asym-pads-dil", "C": 4, "M": 6, "group": 2, "spatial": [7, 6], "kernel": [3, 2], "strides": [2, 1],
+     "dilations": [2, 3], "pads": [0, 2, 3, 1], "auto_pad": "NOTSET", "bias": True},
+    {"name": "2d-VALID-s3-d2", "C": 3, "M": 2, "group": 1, "spatial": [9, 8], "kernel": [2, 3], "strides": [3, 2],
+     "dilations": [2, 1], "pads": None, "auto_pad": "VALID", "bias": False},
     # 3-D
-    dict(name="3d-group2-asym-pads-dil", C=4, M=4, group=2, spatial=[4, 5, 4], kernel=[2, 3, 2],
-         strides=[1, 2, 1], dilations=[2, 1, 1], pads=[1, 0, 2, 0, 2, 1], auto_pad="NOTSET", bias=True),
-    dict(name="3d-depthwise-SAME_LOWER", C=3, M=3, group=3, spatial=[4, 3, 5], kernel=[3, 2, 2],
-         strides=[2, 1, 2], dilations=[1, 1, 1], pads=None, auto_pad="SAME_LOWER", bias=False),
-    dict(name="3d-VALID-rect", C=2, M=3, group=1, spatial=[5, 4, 3], kernel=[3, 2, 1],
-         strides=[1, 1, 2], dilations=[1, 2, 1], pads=None, auto_pad="VALID", bias=True),
+    {"name": "3d-group2-asym-pads-dil", "C": 4, "M": 4, "group": 2, "spatial": [4, 5, 4], "kernel": [2, 3, 2],
+     "strides": [1, 2, 1], "dilations": [2, 1, 1], "pads": [1, 0, 2, 0, 2, 1], "auto_pad": "NOTSET", "bias": True},
+    {"name": "3d-depthwise-SAME_LOWER", "C": 3, "M": 3, "group": 3, "spatial": [4, 3, 5], "kernel": [3, 2, 2],
+     "strides": [2, 1, 2], "dilations": [1, 1, 1], "pads": None, "auto_pad": "SAME_LOWER", "bias": False},
+    {"name": "3d-VALID-rect", "C": 2, "M": 3, "group": 1, "spatial": [5, 4, 3], "kernel": [3, 2, 1],
+     "strides": [1, 1, 2], "dilations": [1, 2, 1], "pads": None, "auto_pad": "VALID", "bias": True},
 ]
 
 
@@ -254,21 +254,21 @@ def brute_conv_transpose_edges(shape, W, group, strides, dilations, begin, out_s
 
 
 CONV_T_CASES = [
-    dict(shape=(2, 5), kernel=(4,), strides=[2], auto_pad="SAME_UPPER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[3], auto_pad="SAME_LOWER", bias=True),
-    dict(shape=(2, 5), kernel=(3,), strides=[2], output_shape=[10]),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], output_shape=[9], auto_pad="SAME_LOWER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], output_shape=[9], auto_pad="SAME_UPPER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], dilations=[2], auto_pad="SAME_UPPER"),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], pads=[1, 2], output_padding=[1], bias=True),
-    dict(shape=(2, 5), kernel=(4,), strides=[2], auto_pad="VALID", output_padding=[1]),
-    dict(shape=(2, 5), kernel=(2,), strides=[3]),  # gaps: outputs no input reaches
-    dict(shape=(4, 4, 5), kernel=(3, 2), strides=[2, 3], pads=[1, 0, 2, 1], dilations=[2, 1], group=2),
-    dict(shape=(3, 4, 4), kernel=(3, 3), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1], bias=True),
-    dict(shape=(3, 4, 5), kernel=(2, 3), strides=[1, 2], auto_pad="SAME_UPPER", group=3),  # depthwise
-    dict(shape=(1, 3, 3), kernel=(3, 3), strides=[2, 2], output_padding=[1, 0], kernel_shape=[3, 3]),
-    dict(shape=(2, 3, 4, 3), kernel=(2, 2, 3), strides=[2, 1, 2], pads=[0, 1, 1, 1, 0, 0], dilations=[1, 2, 1]),
-    dict(shape=(4, 3, 3, 4), kernel=(2, 3, 2), strides=[2, 2, 1], output_shape=[6, 7, 5], group=2, bias=True),
+    {"shape": (2, 5), "kernel": (4,), "strides": [2], "auto_pad": "SAME_UPPER"},
+    {"shape": (2, 5), "kernel": (4,), "strides": [3], "auto_pad": "SAME_LOWER", "bias": True},
+    {"shape": (2, 5), "kernel": (3,), "strides": [2], "output_shape": [10]},
+    {"shape": (2, 5), "kernel": (4,), "strides": [2], "output_shape": [9], "auto_pad": "SAME_LOWER"},
+    {"shape": (2, 5), "kernel": (4,), "strides": [2], "output_shape": [9], "auto_pad": "SAME_UPPER"},
+    {"shape": (2, 5), "kernel": (4,), "strides": [2], "dilations": [2], "auto_pad": "SAME_UPPER"},
+    {"shape": (2, 5), "kernel": (4,), "strides": [2], "pads": [1, 2], "output_padding": [1], "bias": True},
+    {"shape": (2, 5), "kernel": (4,), "strides": [2], "auto_pad": "VALID", "output_padding": [1]},
+    {"shape": (2, 5), "kernel": (2,), "strides": [3]},  # gaps: outputs no input reaches
+    {"shape": (4, 4, 5), "kernel": (3, 2), "strides": [2, 3], "pads": [1, 0, 2, 1], "dilations": [2, 1], "group": 2},
+    {"shape": (3, 4, 4), "kernel": (3, 3), "strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1], "bias": True},
+    {"shape": (3, 4, 5), "kernel": (2, 3), "strides": [1, 2], "auto_pad": "SAME_UPPER", "group": 3},  # depthwise
+    {"shape": (1, 3, 3), "kernel": (3, 3), "strides": [2, 2], "output_padding": [1, 0], "kernel_shape": [3, 3]},
+    {"shape": (2, 3, 4, 3), "kernel": (2, 2, 3), "strides": [2, 1, 2], "pads": [0, 1, 1, 1, 0, 0], "dilations": [1, 2, 1]},
+    {"shape": (4, 3, 3, 4), "kernel": (2, 3, 2), "strides": [2, 2, 1], "output_shape": [6, 7, 5], "group": 2, "bias": True},
 ]
 
 
@@ -280,7 +280,7 @@ def conv_transpose_case(cfg, seed=7):
     rng = np.random.default_rng(seed)
     shape, kernel, group = cfg["shape"], cfg["kernel"], cfg.get("group", 1)
     W = rng.normal(size=(shape[0], 2 if group == 1 else 1, *kernel)).astype(np.float32)
-    inits, inputs = dict(W=W), ["x", "W"]
+    inits, inputs = {"W": W}, ["x", "W"]
     if cfg.get("bias"):
         inits["B"] = rng.normal(size=W.shape[1] * group).astype(np.float32)
         inputs.append("B")
@@ -306,7 +306,7 @@ def test_conv_transpose_edges_match_the_spec(cfg):
 
 @pytest.mark.parametrize("cfg", CONV_T_CASES, ids=CONV_T_IDS)
 def test_conv_transpose_rebuilds_onnxruntime(cfg):
-    model, W, bias = conv_transpose_case(cfg)
+    model, _, bias = conv_transpose_case(cfg)
     _, step = only_step(model, "ConvTranspose")
     x = np.random.default_rng(8).normal(size=(BATCH, *cfg["shape"])).astype(np.float32)
     y = ort_outputs(model, x)["y"]
@@ -328,8 +328,8 @@ def test_conv_transpose_end_to_end():
     rng = np.random.default_rng(9)
     nodes = [helper.make_node("Conv", ["x", "K"], ["c"], strides=[2, 2]), helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("ConvTranspose", ["r", "W", "B"], ["y"], strides=[2, 2], output_padding=[1, 1])]
-    inits = dict(K=rng.normal(size=(3, 1, 3, 3)).astype(np.float32), W=rng.normal(size=(3, 1, 3, 3)).astype(np.float32),
-                 B=rng.normal(size=1).astype(np.float32))
+    inits = {"K": rng.normal(size=(3, 1, 3, 3)).astype(np.float32), "W": rng.normal(size=(3, 1, 3, 3)).astype(np.float32),
+             "B": rng.normal(size=1).astype(np.float32)}
     assert_same_h0(make_model(nodes, (1, 7, 7), inits), rng.normal(size=(BATCH, 1, 7, 7)).astype(np.float32))
 
 
@@ -337,8 +337,8 @@ def test_conv_transpose_with_a_runtime_bias_refused():
     nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["b"], keepdims=0),
              helper.make_node("Reshape", ["b", "one"], ["b1"]),
              helper.make_node("ConvTranspose", ["x", "W", "b1"], ["y"])]
-    inits = dict(axes=np.array([1, 2], dtype=np.int64), one=np.array([-1], dtype=np.int64),
-                 W=np.ones((1, 1, 2), dtype=np.float32))
+    inits = {"axes": np.array([1, 2], dtype=np.int64), "one": np.array([-1], dtype=np.int64),
+             "W": np.ones((1, 1, 2), dtype=np.float32)}
     model = make_model(nodes, (1, 3), inits)
     with pytest.raises(UnsupportedOpError, match="bias is computed at run time"):
         onnxtopo.inspect(model)

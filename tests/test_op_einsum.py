@@ -20,7 +20,7 @@ from onnxtopo.rules.op_einsum import einsum_rules
 from conftest import NET_BATCH, Net, analyzed, assert_same_edges, flat_index, size_of, vertex_ids
 
 BATCH = NET_BATCH  # conftest.Net's batch
-TOL = dict(rtol=1e-4, atol=1e-6)  # the analysis runs the optimized model: fused kernels round apart
+TOL = {"rtol": 1e-4, "atol": 1e-6}  # the analysis runs the optimized model: fused kernels round apart
 
 
 # --------------------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def brute_derivatives(equation, operands, wrt):
     for values in itertools.product(*(range(sizes[c]) for c in letters)):
         index = dict(zip(letters, values))
         at = [tuple(index[c] if n > 1 else 0 for c, n in zip(term, np.shape(v))) for term, v in zip(terms, operands)]
-        if any(len(set(index[c] for c in term if c == d)) > 1 for term in terms for d in term):
+        if any(len({index[c] for c in term if c == d}) > 1 for term in terms for d in term):
             continue
         coefficient = 1.0
         for i, (position, value) in enumerate(zip(at, operands)):

@@ -23,7 +23,7 @@ def test_matmul_then_constant_scale_equals_scaled_weights(form):
     W, W2 = rng.normal(size=(K, N)).astype(np.float32), rng.normal(size=(N, 2)).astype(np.float32)
     c = (rng.random(N) + 0.5).astype(np.float32) * rng.choice([-1, 1], size=N).astype(np.float32)
     b = rng.normal(size=N).astype(np.float32)
-    inits = dict(W=W, W2=W2, c=c, b=b, one=np.float32(1.0), shape=np.array([0, 2, 3]), back=np.array([0, 6]))
+    inits = {"W": W, "W2": W2, "c": c, "b": b, "one": np.float32(1.0), "shape": np.array([0, 2, 3]), "back": np.array([0, 6])}
     scale, nodes = c, [helper.make_node("MatMul", ["x", "W"], ["z"])]
     if form == "mul":
         nodes.append(helper.make_node("Mul", ["c", "z"], ["s"]))
@@ -47,7 +47,7 @@ def test_matmul_then_constant_scale_equals_scaled_weights(form):
     shift = {"add-then-mul": b * c, "sub-first": np.ones(N, dtype=np.float32)}.get(form, np.zeros(N, np.float32))
     fused = make_model([helper.make_node("MatMul", ["x", "Ws"], ["z"]), helper.make_node("Add", ["z", "shift"], ["s"]),
                         helper.make_node("Tanh", ["s"], ["t"]), helper.make_node("MatMul", ["t", "W2"], ["y"])],
-                       (K,), dict(Ws=(W * scale).astype(np.float32), shift=shift, W2=W2))
+                       (K,), {"Ws": (W * scale).astype(np.float32), "shift": shift, "W2": W2})
     x = rng.normal(size=(BATCH, K)).astype(np.float32)
     np.testing.assert_allclose(ort_outputs(unfused, x)["y"], ort_outputs(fused, x)["y"], rtol=1e-4, atol=1e-5)
     _same_analysis(unfused, fused, x)

@@ -32,13 +32,13 @@ def brute_dense_edges(matrix, lead):
 # --------------------------------------------------------------------------------------------
 
 GEMM_CONFIGS = [
-    dict(alpha=None, beta=None, transB=None, C=None),
-    dict(alpha=1.0, beta=1.0, transB=0, C="vec"),
-    dict(alpha=0.5, beta=None, transB=1, C="vec"),
-    dict(alpha=-1.5, beta=2.0, transB=0, C="row"),
-    dict(alpha=2.0, beta=0.5, transB=1, C="scalar"),
-    dict(alpha=0.25, beta=None, transB=1, C=None),
-    dict(alpha=3.0, beta=-1.0, transB=0, C=None),
+    {"alpha": None, "beta": None, "transB": None, "C": None},
+    {"alpha": 1.0, "beta": 1.0, "transB": 0, "C": "vec"},
+    {"alpha": 0.5, "beta": None, "transB": 1, "C": "vec"},
+    {"alpha": -1.5, "beta": 2.0, "transB": 0, "C": "row"},
+    {"alpha": 2.0, "beta": 0.5, "transB": 1, "C": "scalar"},
+    {"alpha": 0.25, "beta": None, "transB": 1, "C": None},
+    {"alpha": 3.0, "beta": -1.0, "transB": 0, "C": None},
 ]
 
 
@@ -86,10 +86,10 @@ def test_gemm_rule(cfg):
 
 
 MATMUL_CONFIGS = [
-    dict(name="2d", sample=(6,), N=4, add=False),
-    dict(name="2d-add-bias", sample=(6,), N=4, add=True),
-    dict(name="3d", sample=(3, 5), N=4, add=False),
-    dict(name="3d-add-bias", sample=(4, 3), N=5, add=True),
+    {"name": "2d", "sample": (6,), "N": 4, "add": False},
+    {"name": "2d-add-bias", "sample": (6,), "N": 4, "add": True},
+    {"name": "3d", "sample": (3, 5), "N": 4, "add": False},
+    {"name": "3d-add-bias", "sample": (4, 3), "N": 5, "add": True},
 ]
 
 
@@ -154,13 +154,13 @@ def test_matmul_with_constant_left_operand(lead, k, m, n):
 # Gemm that would contract the batch axis
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("activation, attrs", [("B", {}), ("A", dict(transA=1))])
+@pytest.mark.parametrize("activation, attrs", [("B", {}), ("A", {"transA": 1})])
 def test_gemm_that_would_contract_the_batch_refused(activation, attrs):
     """Gemm's operands are matrices: with x (batch, K) as B, Y = W·x sums over the batch; with
     transA, Y = xᵀ·W does too. (With x's samples on its columns both are dense layers:
     tests/test_plan_span.py.)"""
     W = np.ones((4, 4), dtype=np.float32)
     inputs = ["x", "W"] if activation == "A" else ["W", "x"]
-    model = make_model([helper.make_node("Gemm", inputs, ["y"], **attrs)], (4,), dict(W=W))
+    model = make_model([helper.make_node("Gemm", inputs, ["y"], **attrs)], (4,), {"W": W})
     with pytest.raises(UnsupportedOpError, match="contract the batch axis"):
         onnxtopo.inspect(model)

@@ -41,7 +41,7 @@ from conftest import (
 )
 
 BATCH = 3
-TOL = dict(rtol=1e-4, atol=1e-6)
+TOL = {"rtol": 1e-4, "atol": 1e-6}
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,10 +244,10 @@ def test_concat_then_conv_reads_the_right_vertices(variant):
 # Pad before a Conv (and before pooling)
 # --------------------------------------------------------------------------------------------
 
-PAD_2D = dict(sample=(2, 5, 6), before=[1, 2], after=[2, 1], kernel=[3, 3])
+PAD_2D = {"sample": (2, 5, 6), "before": [1, 2], "after": [2, 1], "kernel": [3, 3]}
 
 
-PAD_1D = dict(sample=(2, 7), before=[2], after=[3], kernel=[4])
+PAD_1D = {"sample": (2, 7), "before": [2], "after": [3], "kernel": [4]}
 
 
 PAD_CASES = [
@@ -260,7 +260,7 @@ PAD_CASES = [
     dict(name="reflect-after-relu-strided-padded-conv", mode="reflect", source="r1", conv_pads=[1, 0, 0, 1],
          strides=[1, 2], **PAD_2D),
     dict(name="edge-1d", mode="edge", **PAD_1D),
-    dict(name="reflect-1d-wide", mode="reflect", sample=(2, 5), before=[3], after=[4], kernel=[5]),
+    {"name": "reflect-1d-wide", "mode": "reflect", "sample": (2, 5), "before": [3], "after": [4], "kernel": [5]},
     dict(name="constant-2.0-1d-tanh", mode="constant", value=2.0, tanh=True, **PAD_1D),
 ]
 
@@ -290,7 +290,7 @@ def pad_case(index):
     rng = np.random.default_rng(700 + index)
     nd = len(cfg["sample"]) - 1
     C = cfg["sample"][0]
-    inits = dict(pads=np.array([0, 0, *cfg["before"], 0, 0, *cfg["after"]], dtype=np.int64))
+    inits = {"pads": np.array([0, 0, *cfg["before"], 0, 0, *cfg["after"]], dtype=np.int64)}
     nodes, layers = [], {"x": cfg["sample"]}
     src = "x"
     if cfg["source"] == "r1":
@@ -383,7 +383,7 @@ def test_pad_then_conv(index):
 
 
 def _pad_pool_model(mode, value, pool, attrs):
-    inits = dict(pads=np.array([0, 0, 1, 0, 0, 2], dtype=np.int64))
+    inits = {"pads": np.array([0, 0, 1, 0, 0, 2], dtype=np.int64)}
     inputs = ["x", "pads"]
     if value is not None:
         inits["cv"] = np.array(value, dtype=np.float32)
@@ -409,7 +409,7 @@ def test_pad_then_pool(name):
     AveragePool: w·h adds up over u's copies (onnxruntime averages every element of the window).
     """
     mode, value, pool, rule = PAD_POOL_CASES[name]
-    model = _pad_pool_model(mode, value, pool, dict(kernel_shape=[3]))
+    model = _pad_pool_model(mode, value, pool, {"kernel_shape": [3]})
     rng = np.random.default_rng(list(PAD_POOL_CASES).index(name))
     x = rng.normal(size=(BATCH, 2, 5)).astype(np.float32)
     x[2, 0, 1] = x[2, 0, 0] = 9.0  # a tie at the maximum, reflected
@@ -458,34 +458,34 @@ RS_IN = (2, 6, 6)
 def _runtime_shape_nodes(kind):
     """Nodes computing the Reshape target ``target`` from ``r``'s shape, their constants, and the
     number of columns the dense layer takes."""
-    i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+    i64 = lambda *v: np.array(v, dtype=np.int64)
     if kind == "jax2onnx-gather-unsqueeze-concat":
         nodes = [helper.make_node("Shape", ["r"], ["sh"]),
                  helper.make_node("Gather", ["sh", "zero"], ["batch"], axis=0),
                  helper.make_node("Unsqueeze", ["batch", "ax0"], ["b1"]),
                  helper.make_node("Concat", ["b1", "minus1"], ["target"], axis=0)]
-        return nodes, dict(zero=np.array(0, dtype=np.int64), ax0=i64(0), minus1=i64(-1)), 48
+        return nodes, {"zero": np.array(0, dtype=np.int64), "ax0": i64(0), "minus1": i64(-1)}, 48
     if kind == "tf2onnx-slice-concat":
         nodes = [helper.make_node("Shape", ["r"], ["sh"]),
                  helper.make_node("Cast", ["sh"], ["sh32"], to=TensorProto.INT32),
                  helper.make_node("Slice", ["sh32", "s0", "s1"], ["b32"]),
                  helper.make_node("Cast", ["b32"], ["b1"], to=TensorProto.INT64),
                  helper.make_node("Concat", ["b1", "cols"], ["target"], axis=0)]
-        return nodes, dict(s0=np.array([0], dtype=np.int32), s1=np.array([1], dtype=np.int32), cols=i64(48)), 48
+        return nodes, {"s0": np.array([0], dtype=np.int32), "s1": np.array([1], dtype=np.int32), "cols": i64(48)}, 48
     if kind == "shape-start-end-reduceprod":
         nodes = [helper.make_node("Shape", ["r"], ["rest"], start=1),
                  helper.make_node("ReduceProd", ["rest"], ["prod"], keepdims=1),
                  helper.make_node("Concat", ["minus1", "prod"], ["target"], axis=0)]
-        return nodes, dict(minus1=i64(-1)), 48
+        return nodes, {"minus1": i64(-1)}, 48
     if kind == "keep-channels-3d":  # (N, C, H*W) from Gather of N and C
         nodes = [helper.make_node("Shape", ["r"], ["sh"]),
                  helper.make_node("Gather", ["sh", "nc"], ["first2"], axis=0),
                  helper.make_node("Concat", ["first2", "minus1"], ["target"], axis=0)]
-        return nodes, dict(nc=i64(0, 1), minus1=i64(-1)), 16
+        return nodes, {"nc": i64(0, 1), "minus1": i64(-1)}, 16
     if kind == "shape-of-the-input":
         nodes = [helper.make_node("Shape", ["x"], ["sh"], end=1),
                  helper.make_node("Concat", ["sh", "minus1"], ["target"], axis=0)]
-        return nodes, dict(minus1=i64(-1)), 48
+        return nodes, {"minus1": i64(-1)}, 48
     raise AssertionError(kind)
 
 
@@ -505,10 +505,10 @@ def test_reshape_to_a_runtime_shape_plans_like_a_constant_one(kind):
                          RS_IN, dict(W=W, M=M, **shape_inits))
     if cols == 48:
         tail = [helper.make_node("Flatten", ["r"], ["z"])]
-        inits = dict(W=W, M=M)
+        inits = {"W": W, "M": M}
     else:
         tail = [helper.make_node("Reshape", ["r", "const_shape"], ["z"])]
-        inits = dict(W=W, M=M, const_shape=np.array([0, 3, 16], dtype=np.int64))
+        inits = {"W": W, "M": M, "const_shape": np.array([0, 3, 16], dtype=np.int64)}
     static = make_model(head + tail + [helper.make_node("MatMul", ["z", "M"], ["y"])], RS_IN, inits)
     x = rng.normal(size=(BATCH, *RS_IN)).astype(np.float32)
     y_dynamic, y_static = ort_outputs(dynamic, x)["y"], ort_outputs(static, x)["y"]

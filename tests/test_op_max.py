@@ -17,7 +17,7 @@ import onnxtopo
 from conftest import NET_BATCH, Net, analyzed, assert_same_edges, flat_index, graph_dict, positions, vertex_ids
 
 BATCH = NET_BATCH  # conftest.Net's batch
-TOL = dict(rtol=1e-4, atol=1e-6)  # the analysis runs the optimized model: fused kernels round apart
+TOL = {"rtol": 1e-4, "atol": 1e-6}  # the analysis runs the optimized model: fused kernels round apart
 
 
 def mean_case(with_constant):
@@ -144,7 +144,7 @@ def brute_extremum(case, plan, target, n, rule):
 @pytest.mark.parametrize("op", ["Max", "Min"])
 def test_max_min_of_activations(op, variant, rule):
     case = extremum_case(op, variant)
-    case.options = dict(maxpool_rule=rule)
+    case.options = {"maxpool_rule": rule}
     plan, target, got = analyzed(case)
     assert {s.rule.rule_name for s in plan.steps if s.target == target.index} == {rule}
     for n in range(BATCH):
@@ -167,7 +167,7 @@ def reduce_case(op, axes, out_shape, *, opset=13, keepdims=None, ties=False, as_
         bounds = ["", net.scalar("bound", 0.2)] if op == "ReduceMax" else [net.scalar("bound", -0.2), ""]
         a = net.node("Clip", [a, *bounds], "k")
     net.source(a, "a")
-    attrs = {} if keepdims is None else dict(keepdims=keepdims)
+    attrs = {} if keepdims is None else {"keepdims": keepdims}
     if as_input:
         inputs = [a, net.const_int("axes", axes)]
     else:
@@ -214,7 +214,7 @@ def brute_reduce(case, plan, target, n, rule, axes):
 @pytest.mark.parametrize("name", list(REDUCE_CASES))
 def test_reduce_max_min(name, rule):
     case = REDUCE_CASES[name]()
-    case.options = dict(maxpool_rule=rule)
+    case.options = {"maxpool_rule": rule}
     plan, target, got = analyzed(case)
     for n in range(BATCH):
         expected = brute_reduce(case, plan, target, n, rule, case.axes)
@@ -224,7 +224,7 @@ def test_reduce_max_min(name, rule):
 
 
 def test_reduce_over_length_1_axes_makes_no_layer():
-    for opset, attrs, inputs in [(13, dict(axes=[2]), []), (18, dict(noop_with_empty_axes=1), [])]:
+    for opset, attrs, inputs in [(13, {"axes": [2]}, []), (18, {"noop_with_empty_axes": 1}, [])]:
         net = Net(16, (2, 1, 4))
         net.dense("x", "a", 4, 4)
         case = net.finish(helper.make_node("ReduceMax", ["a", *inputs], ["p"], **attrs), (2, 1, 4), opset=opset)

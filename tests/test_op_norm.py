@@ -36,8 +36,8 @@ def test_batchnorm_training_mode_refused():
 
 
 def bn_parameters(C, rng):
-    return dict(scale=rng.normal(size=C).astype(np.float32), bias=rng.normal(size=C).astype(np.float32),
-                mean=rng.normal(size=C).astype(np.float32), var=(rng.random(C) + 0.05).astype(np.float32))
+    return {"scale": rng.normal(size=C).astype(np.float32), "bias": rng.normal(size=C).astype(np.float32),
+            "mean": rng.normal(size=C).astype(np.float32), "var": (rng.random(C) + 0.05).astype(np.float32)}
 
 
 def bn_factor(params, eps):
@@ -50,7 +50,7 @@ def test_batchnorm_after_maxpool_scales_its_edges(eps, maxpool_rule):
     rng = np.random.default_rng(7)
     C, H, W = 3, 6, 6
     params = bn_parameters(C, rng)
-    attrs = {} if eps is None else dict(epsilon=eps)
+    attrs = {} if eps is None else {"epsilon": eps}
     nodes = [helper.make_node("MaxPool", ["x"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("BatchNormalization", ["pool", "scale", "bias", "mean", "var"], ["y"], **attrs)]
     model = make_model(nodes, (C, H, W), params)
@@ -109,13 +109,13 @@ def test_batchnorm_before_a_nonlinearity_after_a_second_consumer_does_not_fold()
              helper.make_node("Relu", ["z"], ["r"]),
              helper.make_node("Add", ["s", "r"], ["t"]),
              helper.make_node("MatMul", ["t", "W2"], ["y"])]
-    model = make_model(nodes, (K,), dict(W=W, W2=W2, c=c))
+    model = make_model(nodes, (K,), {"W": W, "W2": W2, "c": c})
     plan = onnxtopo.inspect(model)
     assert not plan.scales
     # After a nonlinearity: Relu then Mul.
     nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Relu", ["z"], ["r"]),
              helper.make_node("Mul", ["r", "c"], ["s"]), helper.make_node("MatMul", ["s", "W2"], ["y"])]
-    assert not onnxtopo.inspect(make_model(nodes, (K,), dict(W=W, W2=W2, c=c))).scales
+    assert not onnxtopo.inspect(make_model(nodes, (K,), {"W": W, "W2": W2, "c": c})).scales
 
 
 def test_gemm_then_batchnorm_equals_gemm_with_folded_weights():
@@ -133,7 +133,7 @@ def test_gemm_then_batchnorm_equals_gemm_with_folded_weights():
     fused = make_model([helper.make_node("Gemm", ["x", "W", "b"], ["z"]),
                         helper.make_node("Relu", ["z"], ["r"]),
                         helper.make_node("MatMul", ["r", "W2"], ["y"])], (K,),
-                       dict(W=W * s, b=bias * s + shift, W2=W2))
+                       {"W": W * s, "b": bias * s + shift, "W2": W2})
     assert onnxtopo.inspect(unfused).scales  # the fold happened in onnxtopo, not in onnxruntime
     _same_analysis(unfused, fused, rng.normal(size=(BATCH, K)).astype(np.float32))
 
@@ -150,5 +150,5 @@ def test_conv_batchnorm_fused_by_onnxruntime_equals_explicit_fold():
                           helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["bn"]), *tail],
                          (2, 6, 6), dict(params, W=Wc, M=M))
     fused = make_model([helper.make_node("Conv", ["x", "W", "b"], ["bn"]), *tail], (2, 6, 6),
-                       dict(W=Wc * s[:, None, None, None], b=params["bias"] - params["mean"] * s, M=M))
+                       {"W": Wc * s[:, None, None, None], "b": params["bias"] - params["mean"] * s, "M": M})
     _same_analysis(unfused, fused, rng.normal(size=(BATCH, 2, 6, 6)).astype(np.float32))

@@ -36,7 +36,7 @@ from conftest import (
 )
 
 BATCH = 2
-TOL = dict(rtol=1e-4, atol=1e-7)
+TOL = {"rtol": 1e-4, "atol": 1e-7}
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,11 +45,11 @@ TOL = dict(rtol=1e-4, atol=1e-7)
 
 LAYER_NORM_CASES = [  # (attributes, scale shape, bias, ReLU before)
     ({}, (5,), True, False),
-    (dict(axis=-1, epsilon=0.1), (5,), False, False),
-    (dict(axis=1), (3, 5), True, False),
-    (dict(axis=1, stash_type=11), (1, 5), True, False),  # scale broadcast to the normalized shape
-    (dict(axis=-2, stash_type=1), (3, 5), False, True),  # zeros in h: no edge from them
-    (dict(axis=2, epsilon=1e-3), (5,), True, True),
+    ({"axis": -1, "epsilon": 0.1}, (5,), False, False),
+    ({"axis": 1}, (3, 5), True, False),
+    ({"axis": 1, "stash_type": 11}, (1, 5), True, False),  # scale broadcast to the normalized shape
+    ({"axis": -2, "stash_type": 1}, (3, 5), False, True),  # zeros in h: no edge from them
+    ({"axis": 2, "epsilon": 1e-3}, (5,), True, True),
 ]
 
 
@@ -57,7 +57,7 @@ def layer_norm_model(attrs, scale_shape, bias, relu, rng, *, outputs=("s",)):
     """x (3, 4) -> MatMul -> (3, 5) [-> Relu] -> LayerNormalization -> MatMul -> (3, 2)."""
     scale = weights(rng, *scale_shape)
     scale.reshape(-1)[1] = 0.0  # a zero scale: no edge into those outputs
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2), scale=scale)
+    inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2), "scale": scale}
     if bias:
         inits["bias"] = weights(rng, 5)
     data = "r" if relu else "z"
@@ -81,7 +81,7 @@ def test_layer_norm_edges_are_its_jacobian(attrs, scale_shape, bias, relu):
 
 def test_layer_norm_end_to_end():
     rng = np.random.default_rng(41)
-    model, _, _ = layer_norm_model(dict(axis=1), (3, 5), True, False, rng)
+    model, _, _ = layer_norm_model({"axis": 1}, (3, 5), True, False, rng)
     assert_engines_agree(model, rng.normal(size=(BATCH, 3, 4)).astype(np.float32))
 
 
@@ -89,8 +89,8 @@ def test_layer_norm_scale_as_a_following_mul_gives_the_same_graph():
     """Design notes 2b: a constant Mul and Add after the op fold into its edges, so the scale and
     bias written as separate ops (as some exporters do) give the same graph."""
     rng = np.random.default_rng(45)
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2), gamma=weights(rng, 5), beta=weights(rng, 5),
-                 ones=np.ones(5, np.float32))
+    inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2), "gamma": weights(rng, 5), "beta": weights(rng, 5),
+             "ones": np.ones(5, np.float32)}
     first, last = helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("MatMul", ["s", "W2"], ["y"])
     inside = make_model([first, helper.make_node("LayerNormalization", ["z", "gamma", "beta"], ["s"]), last],
                         (3, 4), inits)
@@ -118,11 +118,11 @@ def test_layer_norm_statistics_outputs():
 
 def test_layer_norm_refusals():
     rng = np.random.default_rng(43)
-    model, _, _ = layer_norm_model(dict(axis=0), (3, 3, 5), True, False, rng)
+    model, _, _ = layer_norm_model({"axis": 0}, (3, 3, 5), True, False, rng)
     with pytest.raises(UnsupportedOpError, match="LayerNormalization.*batch axis"):
         build_plan(model)
     # A scale computed at run time is not a weight.
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
+    inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2)}
     nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Relu", ["z"], ["r"]),
              helper.make_node("LayerNormalization", ["z", "r"], ["s"], name="ln"),
              helper.make_node("MatMul", ["s", "W2"], ["y"])]
@@ -137,7 +137,7 @@ def test_an_input_making_a_derivative_infinite_is_refused(op):
     rng = np.random.default_rng(44)
     if op == "LayerNormalization":
         node = helper.make_node(op, ["x", "scale"], ["y"], epsilon=0.0, name="the_op")
-        model = make_model([node], (3, 4), dict(scale=np.ones(4, np.float32)))
+        model = make_model([node], (3, 4), {"scale": np.ones(4, np.float32)})
         x = rng.normal(size=(2, 3, 4)).astype(np.float32)
         x[1, 0] = 0.5  # a constant row
     else:
@@ -178,11 +178,11 @@ def conv_model(op_node, channels, rng, inits, *, spatial=(4, 4), opset=17):
 def test_instance_norm_edges_are_its_jacobian(epsilon, spatial):
     rng = np.random.default_rng(50 + len(spatial))
     C = 3
-    attrs = {} if epsilon is None else dict(epsilon=epsilon)
+    attrs = {} if epsilon is None else {"epsilon": epsilon}
     node = helper.make_node("InstanceNormalization", ["c", "scale", "bias"], ["n"], **attrs)
     scale = weights(rng, C)
     scale[2] = 0.0
-    model, inits = conv_model(node, C, rng, dict(scale=scale, bias=weights(rng, C)), spatial=spatial)
+    model, inits = conv_model(node, C, rng, {"scale": scale, "bias": weights(rng, C)}, spatial=spatial)
     x = rng.normal(size=(BATCH, 2, *spatial)).astype(np.float32)
     check_against_jacobian(model, x, node, inits)
     rule = onnxtopo.inspect(model).steps[1].rule
@@ -196,11 +196,11 @@ def test_group_norm_edges_are_its_jacobian(groups, epsilon):
     model (onnxtopo.inspect) inlines its function body, so the model is planned as written."""
     rng = np.random.default_rng(60 + groups)
     C = 4
-    attrs = dict(num_groups=groups) if epsilon is None else dict(num_groups=groups, epsilon=epsilon)
+    attrs = {"num_groups": groups} if epsilon is None else {"num_groups": groups, "epsilon": epsilon}
     node = helper.make_node("GroupNormalization", ["c", "scale", "bias"], ["n"], **attrs)
     scale = weights(rng, C)
     scale[1] = 0.0
-    model, inits = conv_model(node, C, rng, dict(scale=scale, bias=weights(rng, C)), opset=21)
+    model, inits = conv_model(node, C, rng, {"scale": scale, "bias": weights(rng, C)}, opset=21)
     x = rng.normal(size=(BATCH, 2, 4, 4)).astype(np.float32)
     # The op's function body normalizes in float32 unless stash_type asks for float64.
     exact = helper.make_node(node.op_type, node.input, node.output, stash_type=11, **attrs)
@@ -213,7 +213,7 @@ def test_group_norm_before_opset_21_is_refused_at_load():
     """Opsets 18 to 20 (one scale per group) are deprecated: onnx's checker refuses them."""
     rng = np.random.default_rng(70)
     node = helper.make_node("GroupNormalization", ["c", "scale", "bias"], ["n"], num_groups=2)
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 4), bias=weights(rng, 4)), opset=21)
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 4), "bias": weights(rng, 4)}, opset=21)
     model.opset_import[0].version = 18
     with pytest.raises(BadModelError, match="GroupNormalization is deprecated"):
         onnxtopo.inspect(model)
@@ -222,20 +222,20 @@ def test_group_norm_before_opset_21_is_refused_at_load():
 @pytest.mark.parametrize("op", ["InstanceNormalization", "GroupNormalization"])
 def test_channel_norms_end_to_end(op):
     rng = np.random.default_rng(80)
-    attrs = dict(num_groups=2) if op == "GroupNormalization" else {}
+    attrs = {"num_groups": 2} if op == "GroupNormalization" else {}
     node = helper.make_node(op, ["c", "scale", "bias"], ["n"], **attrs)
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 4), bias=weights(rng, 4)), opset=21)
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 4), "bias": weights(rng, 4)}, opset=21)
     assert_engines_agree(build_plan(model), rng.normal(size=(BATCH, 2, 4, 4)).astype(np.float32))
 
 
 def test_channel_norm_refusals():
     rng = np.random.default_rng(81)
     node = helper.make_node("GroupNormalization", ["c", "scale", "bias"], ["n"], num_groups=3, name="gn")
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 4), bias=weights(rng, 4)), opset=21)
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 4), "bias": weights(rng, 4)}, opset=21)
     with pytest.raises(UnsupportedOpError, match="'gn'.*num_groups 3 does not divide its 4 channels"):
         build_plan(model)
     node = helper.make_node("InstanceNormalization", ["c", "scale", "bias"], ["n"], name="in")
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 3), bias=weights(rng, 3)))
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 3), "bias": weights(rng, 3)})
     with pytest.raises(UnsupportedOpError, match="'in'.*one value per channel"):
         build_plan(model)
 
@@ -268,12 +268,12 @@ def finite_difference_jacobian(f, x, step=1e-6):
 
 
 def lrn_parameters(attrs):
-    return dict(size=attrs["size"], alpha=attrs.get("alpha", 1e-4), beta=attrs.get("beta", 0.75),
-                bias=attrs.get("bias", 1.0))
+    return {"size": attrs["size"], "alpha": attrs.get("alpha", 1e-4), "beta": attrs.get("beta", 0.75),
+            "bias": attrs.get("bias", 1.0)}
 
 
-@pytest.mark.parametrize("attrs", [dict(size=3), dict(size=5, alpha=0.5, beta=0.6, bias=2.0),
-                                   dict(size=7, alpha=2.0, beta=1.5, bias=0.5), dict(size=1, alpha=1.0)])
+@pytest.mark.parametrize("attrs", [{"size": 3}, {"size": 5, "alpha": 0.5, "beta": 0.6, "bias": 2.0},
+                                   {"size": 7, "alpha": 2.0, "beta": 1.5, "bias": 0.5}, {"size": 1, "alpha": 1.0}])
 def test_lrn_edges_are_its_jacobian(attrs):
     rng = np.random.default_rng(90 + attrs["size"])
     C = 5
@@ -305,11 +305,11 @@ def test_lrn_of_even_size(size):
     with pytest.raises(BadModelError):
         onnxtopo.inspect(model)
     rule = build_plan(model).steps[1].rule
-    conv_only = make_model([helper.make_node("Conv", ["x", "K"], ["y"])], (2, 4, 4), dict(K=inits["K"]))
+    conv_only = make_model([helper.make_node("Conv", ["x", "K"], ["y"])], (2, 4, 4), {"K": inits["K"]})
     h = ort_outputs(conv_only, rng.normal(size=(1, 2, 4, 4)).astype(np.float32))["y"][0].astype(np.float64)
     got = {k: abs(v) for src, dst, values in rule.nonzero_edges(h.ravel())
            for k, v in edges_as_dict(src, dst, values).items()}
-    spec = lrn_parameters(dict(size=size, alpha=1.0))
+    spec = lrn_parameters({"size": size, "alpha": 1.0})
     jacobian = finite_difference_jacobian(lambda v: lrn_from_spec(v, **spec), h)
     assert_same_edges(got, jacobian_edges(jacobian, h.ravel()), **TOL)
 

@@ -63,29 +63,29 @@ def random_pool_config(seed):
     p = pads or [0] * (2 * nd)
     smax = 10 if nd == 1 else 7
     spatial = [max(int(rng.integers(2, smax + 1)), sp - p[i] - p[i + nd]) for i, sp in enumerate(span)]
-    return dict(name=f"seed{seed:02d}-{nd}d-{auto_pad}-ceil{ceil_mode}", C=C, spatial=spatial, kernel=kernel,
-                strides=strides, dilations=dilations, pads=pads, auto_pad=auto_pad, ceil_mode=ceil_mode)
+    return {"name": f"seed{seed:02d}-{nd}d-{auto_pad}-ceil{ceil_mode}", "C": C, "spatial": spatial, "kernel": kernel,
+            "strides": strides, "dilations": dilations, "pads": pads, "auto_pad": auto_pad, "ceil_mode": ceil_mode}
 
 
 HAND_POOL_CONFIGS = [
     # ceil_mode: the last window would start in the end padding, so it is dropped
-    dict(name="1d-ceil-last-window-in-padding", C=2, spatial=[6], kernel=[3], strides=[3], dilations=[1],
-         pads=[2, 2], auto_pad="NOTSET", ceil_mode=1),
-    dict(name="2d-ceil-asym-pads-dil", C=2, spatial=[5, 6], kernel=[2, 3], strides=[2, 3], dilations=[2, 1],
-         pads=[1, 0, 0, 2], auto_pad="NOTSET", ceil_mode=1),
-    dict(name="2d-SAME_LOWER-rect-s2", C=2, spatial=[6, 7], kernel=[3, 2], strides=[2, 2], dilations=[1, 1],
-         pads=None, auto_pad="SAME_LOWER", ceil_mode=0),
-    dict(name="2d-SAME_UPPER-rect-s2", C=1, spatial=[6, 7], kernel=[3, 2], strides=[2, 2], dilations=[1, 1],
-         pads=None, auto_pad="SAME_UPPER", ceil_mode=0),
-    dict(name="1d-pads2-k3-edge-windows", C=1, spatial=[5], kernel=[3], strides=[1], dilations=[1],
-         pads=[2, 2], auto_pad="NOTSET", ceil_mode=0),
-    dict(name="2d-VALID-dil2-s1", C=3, spatial=[6, 5], kernel=[2, 2], strides=[1, 1], dilations=[2, 2],
-         pads=None, auto_pad="VALID", ceil_mode=0),
+    {"name": "1d-ceil-last-window-in-padding", "C": 2, "spatial": [6], "kernel": [3], "strides": [3], "dilations": [1],
+     "pads": [2, 2], "auto_pad": "NOTSET", "ceil_mode": 1},
+    {"name": "2d-ceil-asym-pads-dil", "C": 2, "spatial": [5, 6], "kernel": [2, 3], "strides": [2, 3], "dilations": [2, 1],
+     "pads": [1, 0, 0, 2], "auto_pad": "NOTSET", "ceil_mode": 1},
+    {"name": "2d-SAME_LOWER-rect-s2", "C": 2, "spatial": [6, 7], "kernel": [3, 2], "strides": [2, 2], "dilations": [1, 1],
+     "pads": None, "auto_pad": "SAME_LOWER", "ceil_mode": 0},
+    {"name": "2d-SAME_UPPER-rect-s2", "C": 1, "spatial": [6, 7], "kernel": [3, 2], "strides": [2, 2], "dilations": [1, 1],
+     "pads": None, "auto_pad": "SAME_UPPER", "ceil_mode": 0},
+    {"name": "1d-pads2-k3-edge-windows", "C": 1, "spatial": [5], "kernel": [3], "strides": [1], "dilations": [1],
+     "pads": [2, 2], "auto_pad": "NOTSET", "ceil_mode": 0},
+    {"name": "2d-VALID-dil2-s1", "C": 3, "spatial": [6, 5], "kernel": [2, 2], "strides": [1, 1], "dilations": [2, 2],
+     "pads": None, "auto_pad": "VALID", "ceil_mode": 0},
     # 3-D too, since the rule claims any number of spatial axes
-    dict(name="3d-ceil-asym-pads-dil", C=2, spatial=[4, 5, 3], kernel=[2, 3, 2], strides=[2, 2, 1],
-         dilations=[1, 1, 2], pads=[1, 0, 1, 0, 2, 0], auto_pad="NOTSET", ceil_mode=1),
-    dict(name="3d-SAME_LOWER", C=1, spatial=[4, 3, 5], kernel=[2, 2, 3], strides=[2, 1, 2], dilations=[1, 1, 1],
-         pads=None, auto_pad="SAME_LOWER", ceil_mode=0),
+    {"name": "3d-ceil-asym-pads-dil", "C": 2, "spatial": [4, 5, 3], "kernel": [2, 3, 2], "strides": [2, 2, 1],
+     "dilations": [1, 1, 2], "pads": [1, 0, 1, 0, 2, 0], "auto_pad": "NOTSET", "ceil_mode": 1},
+    {"name": "3d-SAME_LOWER", "C": 1, "spatial": [4, 3, 5], "kernel": [2, 2, 3], "strides": [2, 1, 2], "dilations": [1, 1, 1],
+     "pads": None, "auto_pad": "SAME_LOWER", "ceil_mode": 0},
 ]
 
 
@@ -116,8 +116,8 @@ def pool_inputs(kind, shape, rng):
 @functools.cache
 def pool_case(index):
     cfg = POOL_CONFIGS[index]
-    attrs = dict(kernel_shape=cfg["kernel"], strides=cfg["strides"], dilations=cfg["dilations"],
-                 ceil_mode=cfg["ceil_mode"], auto_pad=cfg["auto_pad"])
+    attrs = {"kernel_shape": cfg["kernel"], "strides": cfg["strides"], "dilations": cfg["dilations"],
+             "ceil_mode": cfg["ceil_mode"], "auto_pad": cfg["auto_pad"]}
     if cfg["pads"] is not None:
         attrs["pads"] = cfg["pads"]
     model = make_model([helper.make_node("MaxPool", ["x"], ["y"], **attrs)], (cfg["C"], *cfg["spatial"]))
@@ -245,43 +245,43 @@ def random_avgpool_config(seed):
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     smax = 9 if nd == 1 else 6
     spatial = [max(int(rng.integers(2, smax + 1)), sp) for sp in span]
-    return dict(name=f"seed{seed:02d}-{nd}d-{auto_pad}-ceil{ceil_mode}-cip{cip}", C=C, spatial=spatial,
-                kernel=kernel, strides=strides, dilations=dilations, pads=pads, auto_pad=auto_pad,
-                ceil_mode=ceil_mode, cip=cip)
+    return {"name": f"seed{seed:02d}-{nd}d-{auto_pad}-ceil{ceil_mode}-cip{cip}", "C": C, "spatial": spatial,
+            "kernel": kernel, "strides": strides, "dilations": dilations, "pads": pads, "auto_pad": auto_pad,
+            "ceil_mode": ceil_mode, "cip": cip}
 
 
 HAND_AVG_CONFIGS = [
     # ceil_mode: the last window reaches past the end padding; onnxruntime counts the padding
     # only (count_include_pad=1), not the positions beyond it
-    dict(name="1d-ceil-cip1-window-past-padding", C=2, spatial=[6], kernel=[3], strides=[2], pads=[1, 1],
-         ceil_mode=1, cip=1),
-    dict(name="1d-ceil-cip0-window-past-padding", C=2, spatial=[6], kernel=[3], strides=[2], pads=[1, 1],
-         ceil_mode=1, cip=0),
-    dict(name="1d-ceil-cip1-no-end-pad", C=1, spatial=[5], kernel=[3], strides=[2], pads=[1, 0],
-         ceil_mode=1, cip=1),
+    {"name": "1d-ceil-cip1-window-past-padding", "C": 2, "spatial": [6], "kernel": [3], "strides": [2], "pads": [1, 1],
+     "ceil_mode": 1, "cip": 1},
+    {"name": "1d-ceil-cip0-window-past-padding", "C": 2, "spatial": [6], "kernel": [3], "strides": [2], "pads": [1, 1],
+     "ceil_mode": 1, "cip": 0},
+    {"name": "1d-ceil-cip1-no-end-pad", "C": 1, "spatial": [5], "kernel": [3], "strides": [2], "pads": [1, 0],
+     "ceil_mode": 1, "cip": 1},
     # ceil_mode: a window that would start in the end padding is dropped
-    dict(name="1d-ceil-cip1-last-window-dropped", C=1, spatial=[6], kernel=[3], strides=[3], pads=[2, 2],
-         ceil_mode=1, cip=1),
-    dict(name="2d-ceil-cip1-asym-pads", C=2, spatial=[5, 6], kernel=[3, 2], strides=[2, 3], pads=[1, 0, 2, 1],
-         ceil_mode=1, cip=1),
-    dict(name="2d-ceil-cip0-asym-pads", C=2, spatial=[5, 6], kernel=[3, 2], strides=[2, 3], pads=[1, 0, 2, 1],
-         ceil_mode=1, cip=0),
-    dict(name="2d-cip1-pads", C=1, spatial=[4, 5], kernel=[3, 3], strides=[1, 2], pads=[1, 2, 2, 1],
-         ceil_mode=0, cip=1),
-    dict(name="2d-VALID-s2", C=3, spatial=[6, 7], kernel=[2, 3], strides=[2, 2], auto_pad="VALID",
-         ceil_mode=0, cip=1),
+    {"name": "1d-ceil-cip1-last-window-dropped", "C": 1, "spatial": [6], "kernel": [3], "strides": [3], "pads": [2, 2],
+     "ceil_mode": 1, "cip": 1},
+    {"name": "2d-ceil-cip1-asym-pads", "C": 2, "spatial": [5, 6], "kernel": [3, 2], "strides": [2, 3], "pads": [1, 0, 2, 1],
+     "ceil_mode": 1, "cip": 1},
+    {"name": "2d-ceil-cip0-asym-pads", "C": 2, "spatial": [5, 6], "kernel": [3, 2], "strides": [2, 3], "pads": [1, 0, 2, 1],
+     "ceil_mode": 1, "cip": 0},
+    {"name": "2d-cip1-pads", "C": 1, "spatial": [4, 5], "kernel": [3, 3], "strides": [1, 2], "pads": [1, 2, 2, 1],
+     "ceil_mode": 0, "cip": 1},
+    {"name": "2d-VALID-s2", "C": 3, "spatial": [6, 7], "kernel": [2, 3], "strides": [2, 2], "auto_pad": "VALID",
+     "ceil_mode": 0, "cip": 1},
     # SAME padding: with count_include_pad=1 onnxruntime counts the computed padding at both ends
-    dict(name="1d-SAME_UPPER-cip1", C=1, spatial=[6], kernel=[3], strides=[2], auto_pad="SAME_UPPER",
-         ceil_mode=0, cip=1),
-    dict(name="2d-SAME_LOWER-cip1", C=2, spatial=[6, 5], kernel=[4, 3], strides=[1, 2], auto_pad="SAME_LOWER",
-         ceil_mode=0, cip=1),
-    dict(name="2d-SAME_UPPER-cip0", C=2, spatial=[6, 5], kernel=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER",
-         ceil_mode=0, cip=0),
+    {"name": "1d-SAME_UPPER-cip1", "C": 1, "spatial": [6], "kernel": [3], "strides": [2], "auto_pad": "SAME_UPPER",
+     "ceil_mode": 0, "cip": 1},
+    {"name": "2d-SAME_LOWER-cip1", "C": 2, "spatial": [6, 5], "kernel": [4, 3], "strides": [1, 2], "auto_pad": "SAME_LOWER",
+     "ceil_mode": 0, "cip": 1},
+    {"name": "2d-SAME_UPPER-cip0", "C": 2, "spatial": [6, 5], "kernel": [3, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER",
+     "ceil_mode": 0, "cip": 0},
     # opset 19: dilations
-    dict(name="1d-dil2-ceil-cip1", C=2, spatial=[7], kernel=[3], strides=[2], dilations=[2], pads=[2, 2],
-         ceil_mode=1, cip=1),
-    dict(name="2d-dil-cip1", C=1, spatial=[7, 6], kernel=[2, 3], strides=[1, 2], dilations=[2, 1],
-         pads=[1, 0, 1, 2], ceil_mode=0, cip=1),
+    {"name": "1d-dil2-ceil-cip1", "C": 2, "spatial": [7], "kernel": [3], "strides": [2], "dilations": [2], "pads": [2, 2],
+     "ceil_mode": 1, "cip": 1},
+    {"name": "2d-dil-cip1", "C": 1, "spatial": [7, 6], "kernel": [2, 3], "strides": [1, 2], "dilations": [2, 1],
+     "pads": [1, 0, 1, 2], "ceil_mode": 0, "cip": 1},
 ]
 
 
@@ -344,8 +344,8 @@ def avg_windows(cfg, out_spatial):
 @functools.cache
 def avgpool_case(index):
     cfg = AVG_CONFIGS[index]
-    attrs = dict(kernel_shape=cfg["kernel"], strides=cfg["strides"], ceil_mode=cfg["ceil_mode"],
-                 count_include_pad=cfg["cip"], auto_pad=cfg["auto_pad"])
+    attrs = {"kernel_shape": cfg["kernel"], "strides": cfg["strides"], "ceil_mode": cfg["ceil_mode"],
+             "count_include_pad": cfg["cip"], "auto_pad": cfg["auto_pad"]}
     if cfg["pads"] is not None:
         attrs["pads"] = cfg["pads"]
     opset = 17

@@ -34,7 +34,7 @@ from test_op_einsum import LINEAR_EINSUM_CASES
 from test_op_max import REDUCE_CASES, extremum_case, mean_case
 
 BATCH = NET_BATCH  # conftest.Net's batch
-TOL = dict(rtol=1e-4, atol=1e-6)  # the analysis runs the optimized model: fused kernels round apart
+TOL = {"rtol": 1e-4, "atol": 1e-6}  # the analysis runs the optimized model: fused kernels round apart
 
 
 # --------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def brute_reduce_edges(op, axes, keepdims, shape):
 
 @pytest.mark.parametrize("case", REDUCE_CASES, ids=REDUCE_IDS)
 def test_reduce_edges_match_the_spec_and_rebuild_onnxruntime(case):
-    op, opset, axes, how, keepdims, shape = case
+    op, _, axes, _, keepdims, shape = case
     model = reduce_model(*case)
     plan, step = only_step(model, op)
     expected, out_shape = brute_reduce_edges(op, axes, keepdims, shape)
@@ -135,6 +135,6 @@ def test_reduce_end_to_end():
              helper.make_node("ReduceMean", ["r", "axes"], ["m"], keepdims=0),
              helper.make_node("Gemm", ["m", "W"], ["y"])]
     rng = np.random.default_rng(1)
-    inits = dict(K=rng.normal(size=(4, 2, 3, 3)).astype(np.float32), axes=np.array([2, 3], dtype=np.int64),
-                 W=rng.normal(size=(4, 3)).astype(np.float32))
+    inits = {"K": rng.normal(size=(4, 2, 3, 3)).astype(np.float32), "axes": np.array([2, 3], dtype=np.int64),
+             "W": rng.normal(size=(4, 3)).astype(np.float32)}
     assert_same_h0(make_model(nodes, (2, 6, 6), inits, opset=18), rng.normal(size=(BATCH, 2, 6, 6)).astype(np.float32))

@@ -160,11 +160,11 @@ def test_resize_edges_match_hand_written_coefficients(case):
     if scales is None:
         out_shape = sizes
         scales = [m / n for m, n in zip(sizes, shape)]
-        params = dict(sizes=sizes)
+        params = {"sizes": sizes}
     else:
-        out_shape = tuple(int(math.floor(s * n)) for s, n in zip(scales, shape))
-        params = dict(scales=[1, *scales])
-    model = resize_model("Resize", 13, dict(mode=mode, coordinate_transformation_mode=ctm), shape, **params)
+        out_shape = tuple(math.floor(s * n) for s, n in zip(scales, shape))
+        params = {"scales": [1, *scales]}
+    model = resize_model("Resize", 13, {"mode": mode, "coordinate_transformation_mode": ctm}, shape, **params)
     _, step = only_step(model, "Resize")
     assert step.rule.out_shape == out_shape
     taps_of = linear_taps if mode == "linear" else cubic_taps
@@ -188,11 +188,11 @@ def test_nearest_resize_copies_the_hand_computed_inputs(nearest_mode, ctm, scale
     shape = (2, 4, 5)
     rounding = {"floor": math.floor, "ceil": math.ceil,
                 "round_prefer_floor": lambda v: math.ceil(v - 0.5)}[nearest_mode]
-    out_shape = tuple(int(math.floor(s * n)) for s, n in zip(scales, shape))
+    out_shape = tuple(math.floor(s * n) for s, n in zip(scales, shape))
     expected = [flat([min(max(rounding(o_a / s), 0), n - 1) for o_a, s, n in zip(o, scales, shape)], shape)
                 for o in itertools.product(*map(range, out_shape))]
-    model = resize_model("Resize", 13, dict(mode="nearest", nearest_mode=nearest_mode,
-                                            coordinate_transformation_mode=ctm), shape, scales=[1, *scales])
+    model = resize_model("Resize", 13, {"mode": "nearest", "nearest_mode": nearest_mode,
+                                        "coordinate_transformation_mode": ctm}, shape, scales=[1, *scales])
     plan = onnxtopo.inspect(model)
     assert [s.op_type for s in plan.steps] == ["ReduceSum"] and len(plan.layers) == 2
     np.testing.assert_array_equal(plan.steps[0].input_vertices, expected)
@@ -214,8 +214,8 @@ def resize_configs():
     configs = []
     for mode, ctm, scales in itertools.product(["nearest", "linear", "cubic"], CTMS,
                                                [(2.0, 1.5), (0.6, 0.75), (1.7, 0.5)]):
-        attrs = dict(mode=mode, coordinate_transformation_mode=ctm)
-        params = dict(scales=[1, 1, *scales])
+        attrs = {"mode": mode, "coordinate_transformation_mode": ctm}
+        params = {"scales": [1, 1, *scales]}
         if ctm == "tf_crop_and_resize":
             attrs["extrapolation_value"] = 2.5
             params["roi"] = ROI
@@ -224,62 +224,62 @@ def resize_configs():
                                                ["half_pixel", "asymmetric", "align_corners"]):
         for scales in [(2.5, 1.5), (0.6, 0.4)]:
             configs.append((f"nearest-{nearest_mode}-{ctm}-{scales}", "Resize", 13,
-                            dict(mode="nearest", nearest_mode=nearest_mode, coordinate_transformation_mode=ctm),
-                            (2, 5, 8), dict(scales=[1, 1, *scales])))
+                            {"mode": "nearest", "nearest_mode": nearest_mode, "coordinate_transformation_mode": ctm},
+                            (2, 5, 8), {"scales": [1, 1, *scales]}))
     for a, exclude, scales in itertools.product([-0.5, -0.75], [0, 1], [(2.0, 1.5), (0.6, 0.75)]):
         configs.append((f"cubic-a{a}-exclude{exclude}-{scales}", "Resize", 13,
-                        dict(mode="cubic", cubic_coeff_a=a, exclude_outside=exclude), (2, 5, 8),
-                        dict(scales=[1, 1, *scales])))
+                        {"mode": "cubic", "cubic_coeff_a": a, "exclude_outside": exclude}, (2, 5, 8),
+                        {"scales": [1, 1, *scales]}))
     for mode, exclude, ctm, scales in itertools.product(["linear", "cubic"], [0, 1],
                                                         ["half_pixel", "align_corners", "tf_crop_and_resize"],
                                                         [(0.6, 0.35), (2.0, 0.25), (1.1, 0.5)]):
-        attrs = dict(mode=mode, antialias=1, exclude_outside=exclude, coordinate_transformation_mode=ctm)
-        params = dict(scales=[1, 1, *scales])
+        attrs = {"mode": mode, "antialias": 1, "exclude_outside": exclude, "coordinate_transformation_mode": ctm}
+        params = {"scales": [1, 1, *scales]}
         if ctm == "tf_crop_and_resize":
             attrs["extrapolation_value"] = -1.0
             params["roi"] = ROI
         configs.append((f"antialias-{mode}-exclude{exclude}-{ctm}-{scales}", "Resize", 18, attrs, (2, 9, 8), params))
     for policy, mode in itertools.product(["stretch", "not_larger", "not_smaller"], ["nearest", "linear"]):
         configs.append((f"sizes-axes-{policy}-{mode}", "Resize", 18,
-                        dict(mode=mode, keep_aspect_ratio_policy=policy, axes=[2, 3]), (3, 5, 8), dict(sizes=[7, 5])))
+                        {"mode": mode, "keep_aspect_ratio_policy": policy, "axes": [2, 3]}, (3, 5, 8), {"sizes": [7, 5]}))
     configs += [
-        ("scales-axes-reversed", "Resize", 18, dict(mode="linear", axes=[3, 2]), (3, 5, 8), dict(scales=[0.5, 1.5])),
-        ("scales-negative-axes", "Resize", 18, dict(mode="cubic", axes=[-1, -2]), (3, 5, 8), dict(scales=[0.5, 1.5])),
-        ("roi-axes", "Resize", 18, dict(mode="linear", axes=[3], coordinate_transformation_mode="tf_crop_and_resize",
-                                        extrapolation_value=7.0), (2, 5, 7), dict(scales=[2.5], roi=[-0.3, 0.9])),
-        ("sizes-every-axis", "Resize", 13, dict(mode="linear"), (2, 5, 7), dict(sizes=[2, 3, 9])),
-        ("tf-crop-sizes-opset11", "Resize", 11, dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
-                                                     extrapolation_value=-1.0), (2, 5, 7),
-         dict(sizes=[2, 3, 9], roi=[0, 0, 0.3, -0.5, 1, 1, 0.6, 1.5])),
+        ("scales-axes-reversed", "Resize", 18, {"mode": "linear", "axes": [3, 2]}, (3, 5, 8), {"scales": [0.5, 1.5]}),
+        ("scales-negative-axes", "Resize", 18, {"mode": "cubic", "axes": [-1, -2]}, (3, 5, 8), {"scales": [0.5, 1.5]}),
+        ("roi-axes", "Resize", 18, {"mode": "linear", "axes": [3], "coordinate_transformation_mode": "tf_crop_and_resize",
+                                    "extrapolation_value": 7.0}, (2, 5, 7), {"scales": [2.5], "roi": [-0.3, 0.9]}),
+        ("sizes-every-axis", "Resize", 13, {"mode": "linear"}, (2, 5, 7), {"sizes": [2, 3, 9]}),
+        ("tf-crop-sizes-opset11", "Resize", 11, {"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize",
+                                                 "extrapolation_value": -1.0}, (2, 5, 7),
+         {"sizes": [2, 3, 9], "roi": [0, 0, 0.3, -0.5, 1, 1, 0.6, 1.5]}),
         ("tf-half-pixel-for-nn-opset11", "Resize", 11,
-         dict(mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn"), (2, 5, 7),
-         dict(scales=[1, 1, 2, 0.5])),
+         {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn"}, (2, 5, 7),
+         {"scales": [1, 1, 2, 0.5]}),
         ("torch-bilinear-opset11", "Resize", 11,
-         dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"), (2, 5, 7),
-         dict(scales=[1, 1, 2, 2])),
-        ("nhwc-linear", "Resize", 13, dict(mode="linear"), (5, 6, 3), dict(scales=[1, 2, 1.5, 1])),
-        ("nhwc-cubic", "Resize", 13, dict(mode="cubic"), (5, 6, 3), dict(scales=[1, 2, 1.5, 1])),
-        ("nhwc-antialias", "Resize", 18, dict(mode="linear", antialias=1), (5, 6, 3), dict(scales=[1, 0.5, 0.7, 1])),
-        ("trilinear", "Resize", 13, dict(mode="linear"), (2, 3, 4, 5), dict(scales=[1, 1, 2, 1.5, 0.6])),
-        ("trilinear-antialias", "Resize", 18, dict(mode="linear", antialias=1), (2, 3, 4, 5),
-         dict(scales=[1, 1, 2, 0.5, 0.6])),
-        ("nearest-5d", "Resize", 13, dict(mode="nearest"), (2, 3, 4, 5, 2), dict(scales=[1, 1, 2, 0.5, 1.5, 3])),
-        ("rank2-linear", "Resize", 13, dict(mode="linear"), (5,), dict(scales=[1, 2.5])),
-        ("rank2-cubic", "Resize", 13, dict(mode="cubic"), (5,), dict(scales=[1, 0.6])),
-        ("same-length-axis-scale-1.1", "Resize", 13, dict(mode="linear"), (2, 5, 8), dict(scales=[1, 1, 1.1, 0.5])),
-        ("identity-shape", "Resize", 13, dict(mode="linear"), (2, 5, 5), dict(scales=[1, 1, 1.1, 1.1])),
-        ("identity-tf-crop", "Resize", 13, dict(mode="cubic", coordinate_transformation_mode="tf_crop_and_resize"),
-         (2, 5, 5), dict(sizes=[2, 5, 5], roi=ROI)),
-        ("align-corners-strided", "Resize", 13, dict(mode="linear", coordinate_transformation_mode="align_corners"),
-         (2, 5, 9), dict(sizes=[2, 3, 5])),
+         {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, (2, 5, 7),
+         {"scales": [1, 1, 2, 2]}),
+        ("nhwc-linear", "Resize", 13, {"mode": "linear"}, (5, 6, 3), {"scales": [1, 2, 1.5, 1]}),
+        ("nhwc-cubic", "Resize", 13, {"mode": "cubic"}, (5, 6, 3), {"scales": [1, 2, 1.5, 1]}),
+        ("nhwc-antialias", "Resize", 18, {"mode": "linear", "antialias": 1}, (5, 6, 3), {"scales": [1, 0.5, 0.7, 1]}),
+        ("trilinear", "Resize", 13, {"mode": "linear"}, (2, 3, 4, 5), {"scales": [1, 1, 2, 1.5, 0.6]}),
+        ("trilinear-antialias", "Resize", 18, {"mode": "linear", "antialias": 1}, (2, 3, 4, 5),
+         {"scales": [1, 1, 2, 0.5, 0.6]}),
+        ("nearest-5d", "Resize", 13, {"mode": "nearest"}, (2, 3, 4, 5, 2), {"scales": [1, 1, 2, 0.5, 1.5, 3]}),
+        ("rank2-linear", "Resize", 13, {"mode": "linear"}, (5,), {"scales": [1, 2.5]}),
+        ("rank2-cubic", "Resize", 13, {"mode": "cubic"}, (5,), {"scales": [1, 0.6]}),
+        ("same-length-axis-scale-1.1", "Resize", 13, {"mode": "linear"}, (2, 5, 8), {"scales": [1, 1, 1.1, 0.5]}),
+        ("identity-shape", "Resize", 13, {"mode": "linear"}, (2, 5, 5), {"scales": [1, 1, 1.1, 1.1]}),
+        ("identity-tf-crop", "Resize", 13, {"mode": "cubic", "coordinate_transformation_mode": "tf_crop_and_resize"},
+         (2, 5, 5), {"sizes": [2, 5, 5], "roi": ROI}),
+        ("align-corners-strided", "Resize", 13, {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+         (2, 5, 9), {"sizes": [2, 3, 5]}),
     ]
     for mode, scales in itertools.product(["nearest", "linear"], [(2.0, 3.0), (0.5, 0.7), (1.5, 2.5)]):
-        configs.append((f"resize10-{mode}-{scales}", "Resize", 10, dict(mode=mode), (2, 5, 7),
-                        dict(scales=[1, 1, *scales])))
+        configs.append((f"resize10-{mode}-{scales}", "Resize", 10, {"mode": mode}, (2, 5, 7),
+                        {"scales": [1, 1, *scales]}))
     for mode, scales in itertools.product(["nearest", "linear"], [(2.0, 3.0), (1.5, 2.5)]):
-        configs.append((f"upsample9-{mode}-{scales}", "Upsample", 9, dict(mode=mode), (2, 5, 7),
-                        dict(scales=[1, 1, *scales])))
-        configs.append((f"upsample7-{mode}-{scales}", "Upsample", 7, dict(mode=mode, scales=[1.0, 1.0, *scales]),
+        configs.append((f"upsample9-{mode}-{scales}", "Upsample", 9, {"mode": mode}, (2, 5, 7),
+                        {"scales": [1, 1, *scales]}))
+        configs.append((f"upsample7-{mode}-{scales}", "Upsample", 7, {"mode": mode, "scales": [1.0, 1.0, *scales]},
                         (2, 5, 7), {}))
     return configs
 
@@ -311,16 +311,16 @@ def test_resize_rebuilds_onnxruntime(config):
 
 
 def test_resize_pattern_in_parts():
-    model = resize_model("Resize", 18, dict(mode="cubic", antialias=1), (3, 9, 8), scales=[1, 1, 0.6, 1.5])
+    model = resize_model("Resize", 18, {"mode": "cubic", "antialias": 1}, (3, 9, 8), scales=[1, 1, 0.6, 1.5])
     _, step = only_step(model, "Resize")
     assert_parts_make_the_pattern(step.rule, 50)
 
 
 @pytest.mark.parametrize("params, attrs, why", [
-    (dict(scales=[2, 1, 2, 2]), {}, "batch axis"),
-    (dict(sizes=[5, 2, 8, 8], literal_batch=True), {}, "batch axis"),
-    (dict(sizes=[2, 2, 3]), dict(keep_aspect_ratio_policy="not_larger"), "batch axis"),
-    (dict(sizes=[7, 5]), dict(keep_aspect_ratio_policy="not_smaller", axes=[-2, -1]), "negative axes"),
+    ({"scales": [2, 1, 2, 2]}, {}, "batch axis"),
+    ({"sizes": [5, 2, 8, 8], "literal_batch": True}, {}, "batch axis"),
+    ({"sizes": [2, 2, 3]}, {"keep_aspect_ratio_policy": "not_larger"}, "batch axis"),
+    ({"sizes": [7, 5]}, {"keep_aspect_ratio_policy": "not_smaller", "axes": [-2, -1]}, "negative axes"),
 ])
 def test_resize_refusals(params, attrs, why):
     model = resize_model("Resize", 18, dict(mode="nearest", **attrs), (2, 4, 4), **params)
@@ -332,10 +332,10 @@ def test_resize_refusals(params, attrs, why):
 def test_huge_outputs_refused_before_allocation(op):
     """A tiny model can ask for an output of 10^11 elements: refused from its shape alone."""
     if op == "Resize":
-        model = resize_model("Resize", 13, dict(mode="linear"), (1, 4, 4), scales=[1, 1, 1e5, 1e5])
+        model = resize_model("Resize", 13, {"mode": "linear"}, (1, 4, 4), scales=[1, 1, 1e5, 1e5])
     else:
         node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], strides=[100_000, 100_000])
-        model = make_model([node], (1, 4, 4), dict(W=np.ones((1, 1, 2, 2), dtype=np.float32)))
+        model = make_model([node], (1, 4, 4), {"W": np.ones((1, 1, 2, 2), dtype=np.float32)})
     with pytest.raises(ResourceLimitError, match="elements per sample"):
         onnxtopo.inspect(model)
 
@@ -346,9 +346,9 @@ def test_resize_end_to_end():
         nodes = [helper.make_node("Conv", ["x", "K"], ["c"]), helper.make_node("Tanh", ["c"], ["t"]),
                  helper.make_node("Resize", ["t", "", "scales"], ["r"], mode=mode),
                  helper.make_node("Conv", ["r", "K2"], ["y"])]
-        inits = dict(K=rng.normal(size=(2, 1, 3, 3)).astype(np.float32),
-                     scales=np.array([1, 1, 2, 1.5], dtype=np.float32),
-                     K2=rng.normal(size=(2, 2, 3, 3)).astype(np.float32))
+        inits = {"K": rng.normal(size=(2, 1, 3, 3)).astype(np.float32),
+                 "scales": np.array([1, 1, 2, 1.5], dtype=np.float32),
+                 "K2": rng.normal(size=(2, 2, 3, 3)).astype(np.float32)}
         model = make_model(nodes, (1, 5, 5), inits, opset=13)
         assert len(onnxtopo.inspect(model).layers) == (4 if mode == "linear" else 3)
         assert_same_h0(model, rng.normal(size=(BATCH, 1, 5, 5)).astype(np.float32))

@@ -28,18 +28,18 @@ BATCH = 2
 
 SOFTMAX_CASES = [  # (opset, attributes, per-sample groups as (outer, n, inner) of a (3, 5) input)
     (13, {}, (3, 5, 1)),
-    (13, dict(axis=2), (3, 5, 1)),
-    (17, dict(axis=1), (1, 3, 5)),
-    (17, dict(axis=-2), (1, 3, 5)),
+    (13, {"axis": 2}, (3, 5, 1)),
+    (17, {"axis": 1}, (1, 3, 5)),
+    (17, {"axis": -2}, (1, 3, 5)),
     (11, {}, (1, 15, 1)),  # coerced to 2-D at axis 1: one group of every element
-    (11, dict(axis=2), (3, 5, 1)),
-    (11, dict(axis=-1), (3, 5, 1)),
+    (11, {"axis": 2}, (3, 5, 1)),
+    (11, {"axis": -1}, (3, 5, 1)),
 ]
 
 
 def softmax_model(op, attrs, opset, rng):
     """x (3, 4) -> MatMul -> (3, 5) -> op -> MatMul -> (3, 2)."""
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
+    inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2)}
     node = helper.make_node(op, ["z"], ["s"], **attrs)
     nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), node, helper.make_node("MatMul", ["s", "W2"], ["y"])]
     return make_model(nodes, (3, 4), inits, opset=opset), node, inits
@@ -67,7 +67,7 @@ def test_softmax_end_to_end(op):
 
 @pytest.mark.parametrize("opset, axis", [(13, 0), (13, -3), (11, 0), (11, -3)])
 def test_softmax_over_the_batch_axis_is_refused(opset, axis):
-    model, _, _ = softmax_model("Softmax", dict(axis=axis), opset, np.random.default_rng(31))
+    model, _, _ = softmax_model("Softmax", {"axis": axis}, opset, np.random.default_rng(31))
     with pytest.raises(UnsupportedOpError, match="Softmax.*batch axis"):
         onnxtopo.inspect(model)
 
@@ -75,7 +75,7 @@ def test_softmax_over_the_batch_axis_is_refused(opset, axis):
 def test_a_softmax_making_the_last_layer_is_not_analyzed():
     rng = np.random.default_rng(32)
     nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Softmax", ["z"], ["y"], name="probs")]
-    model = make_model(nodes, (4,), dict(W=weights(rng, 4, 3)))
+    model = make_model(nodes, (4,), {"W": weights(rng, 4, 3)})
     plan = onnxtopo.inspect(model)
     assert [s.op_type for s in plan.steps] == ["MatMul"] and len(plan.layers) == 2
     assert plan.ignored == ["probs (Softmax)"]
@@ -88,7 +88,7 @@ def test_a_large_softmax_is_counted_and_built_part_by_part():
     parts of whole source rows."""
     n = 1000
     nodes = [helper.make_node("Softmax", ["x"], ["s"]), helper.make_node("MatMul", ["s", "W"], ["y"])]
-    model = make_model(nodes, (n,), dict(W=np.ones((n, 2), np.float32)))
+    model = make_model(nodes, (n,), {"W": np.ones((n, 2), np.float32)})
     rule = onnxtopo.inspect(model).steps[0].rule
     assert rule.candidate_count == n * n and "pattern" not in vars(rule)
     first = next(rule.chunks(max_edges=5 * n))

@@ -35,7 +35,7 @@ from conftest import (
 )
 
 BATCH = 3
-TOL = dict(rtol=1e-4, atol=1e-6)
+TOL = {"rtol": 1e-4, "atol": 1e-6}
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def residual_case(variant):
     Wb = rng.normal(size=(RES_C, RES_C, 3, 3)).astype(np.float32) * 0.5
     Wc = rng.normal(size=(RES_C, RES_C, 3, 3)).astype(np.float32) * 0.5
     G = rng.normal(size=(5, RES_C * 25)).astype(np.float32)
-    inits = dict(Wa=Wa, ba=ba, Wb=Wb, G=G)
+    inits = {"Wa": Wa, "ba": ba, "Wb": Wb, "G": G}
     nodes = [helper.make_node("Conv", ["x", "Wa", "ba"], ["ca"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["ca"], ["r1"]),
              helper.make_node("Conv", ["r1", "Wb"], ["cb"], pads=[1, 1, 1, 1])]
@@ -200,7 +200,7 @@ def _refusal_model(kind):
     else:
         raise AssertionError(kind)
     nodes += [helper.make_node("Flatten", ["s"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["y"])]
-    return make_model(nodes, RES_IN, dict(Wa=Wa, Wb=Wb, M=rng.normal(size=(size, 2)).astype(np.float32)))
+    return make_model(nodes, RES_IN, {"Wa": Wa, "Wb": Wb, "M": rng.normal(size=(size, 2)).astype(np.float32)})
 
 
 @pytest.mark.parametrize("kind", ["sum-operand-twice", "add-r-transposed-r"])
