@@ -328,7 +328,9 @@ def graph_edges(model, x, **kw):
 # Invariance: the map fused into the weights, or not, gives the same graph
 # --------------------------------------------------------------------------------------------
 
-def _same_analysis(a, b, x):
+def assert_same_analysis_to_rounding(a, b, x):
+    """Models ``a`` and ``b`` (a constant map fused into the weights or not) give the same layers, and
+    on ``x`` the same edges and H0 up to float32 rounding (assert_same_persistence is the exact test)."""
     plan_a, plan_b = onnxtopo.inspect(a), onnxtopo.inspect(b)
     assert [layer.shape for layer in plan_a.layers] == [layer.shape for layer in plan_b.layers]
     for ga, gb in zip(graph_edges(a, x), graph_edges(b, x), strict=True):

@@ -11,7 +11,7 @@ from onnx import helper
 
 import onnxtopo
 
-from conftest import _same_analysis, make_model, ort_outputs
+from conftest import assert_same_analysis_to_rounding, make_model, ort_outputs
 
 BATCH = 3
 
@@ -50,4 +50,4 @@ def test_matmul_then_constant_scale_equals_scaled_weights(form):
                        (K,), {"Ws": (W * scale).astype(np.float32), "shift": shift, "W2": W2})
     x = rng.normal(size=(BATCH, K)).astype(np.float32)
     np.testing.assert_allclose(ort_outputs(unfused, x)["y"], ort_outputs(fused, x)["y"], rtol=1e-4, atol=1e-5)
-    _same_analysis(unfused, fused, x)
+    assert_same_analysis_to_rounding(unfused, fused, x)

@@ -18,7 +18,7 @@ from onnx import helper
 
 import onnxtopo
 
-from conftest import _same_analysis, assert_same_edges, graph_edges, make_model, ort_outputs
+from conftest import assert_same_analysis_to_rounding, assert_same_edges, graph_edges, make_model, ort_outputs
 
 BATCH = 3
 
@@ -135,7 +135,7 @@ def test_gemm_then_batchnorm_equals_gemm_with_folded_weights():
                         helper.make_node("MatMul", ["r", "W2"], ["y"])], (K,),
                        {"W": W * s, "b": bias * s + shift, "W2": W2})
     assert onnxtopo.inspect(unfused).scales  # the fold happened in onnxtopo, not in onnxruntime
-    _same_analysis(unfused, fused, rng.normal(size=(BATCH, K)).astype(np.float32))
+    assert_same_analysis_to_rounding(unfused, fused, rng.normal(size=(BATCH, K)).astype(np.float32))
 
 
 def test_conv_batchnorm_fused_by_onnxruntime_equals_explicit_fold():
@@ -151,4 +151,4 @@ def test_conv_batchnorm_fused_by_onnxruntime_equals_explicit_fold():
                          (2, 6, 6), dict(params, W=Wc, M=M))
     fused = make_model([helper.make_node("Conv", ["x", "W", "b"], ["bn"]), *tail], (2, 6, 6),
                        {"W": Wc * s[:, None, None, None], "b": params["bias"] - params["mean"] * s, "M": M})
-    _same_analysis(unfused, fused, rng.normal(size=(BATCH, 2, 6, 6)).astype(np.float32))
+    assert_same_analysis_to_rounding(unfused, fused, rng.normal(size=(BATCH, 2, 6, 6)).astype(np.float32))
