@@ -154,7 +154,8 @@ def scenario_ccff_stages(n: int, act_repeats: int) -> dict:
     n_edges = []
     for i in range(n):
         single(runner.run, x[i:i + 1])
-        blocks = edges(lambda i=i: [(s, d, p) for _, s, d, p in edge_blocks(plan, acts, i, max_edges=DEFAULT_CHUNK_EDGES)])
+        blocks = edges(lambda i=i: [(s, d, p) for _, s, d, p in
+                                    edge_blocks(plan, acts, i, max_edges=DEFAULT_CHUNK_EDGES)])
         n_edges.append(sum(b[0].size for b in blocks))
         forest(forest_persistence, iter(blocks), plan.n_vertices)
         whole(lambda i=i: list(analyzer.analyze(x[i:i + 1])))
@@ -352,11 +353,11 @@ def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: 
     # What the plan keeps for the model's lifetime: weights as float64, and the whole edge
     # pattern of every step small enough to be built in one piece (cached on the rule).
     held = {"weights": sum(a.nbytes for step in plan.steps for a in vars(step.rule).values()
-                        if isinstance(a, np.ndarray) and a.dtype == np.float64),
+                           if isinstance(a, np.ndarray) and a.dtype == np.float64),
             "patterns": sum(a.nbytes for step in plan.steps if "pattern" in vars(step.rule)
-                         for a in (step.rule.pattern.src, step.rule.pattern.dst, step.rule.pattern.weight))}
+                            for a in (step.rule.pattern.src, step.rule.pattern.dst, step.rule.pattern.weight))}
     return {"describe": [{k: r[k] for k in ("layer", "node", "op", "rule", "input_shape", "output_shape",
-                                         "neurons", "edges")} for r in plan.describe()],
+                                            "neurons", "edges")} for r in plan.describe()],
             "n_vertices": plan.n_vertices, "plan_seconds": t_plan, "session_seconds": t_session,
             "activations_seconds": t_act, "stream_seconds": t_stream, "edges_seconds": produce,
             "forest_seconds": t_stream - produce, "reductions": reductions, "rss": rss, "per_step": per_step,
@@ -484,7 +485,8 @@ def machine_line() -> str:
     import numpy
     import onnxruntime
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+    cpu_lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpu_lines if line.startswith("model name")),
                platform.processor())
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {cpu} · {os.cpu_count()} cores · {ram:.1f} GiB RAM · "

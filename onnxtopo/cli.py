@@ -192,9 +192,10 @@ def _analyze(args) -> int:
                 bar.write(_describe(result, args.h1))
             bar.update(1)
     write_json(out / "summary.json", {
-        "onnxtopo_version": __version__, "model": str(args.model), "inputs": str(args.inputs), "key": args.key, "options": options,
+        "onnxtopo_version": __version__, "model": str(args.model), "inputs": str(args.inputs), "key": args.key,
+        "options": options,
         "layers": [{"index": l.index, "tensor": l.tensor, "shape": l.shape, "offset": l.offset, "size": l.size,
-                 "node": l.node, "op_type": l.op_type} for l in plan.layers],
+                    "node": l.node, "op_type": l.op_type} for l in plan.layers],
         "results": [summaries[i] for i in sorted(summaries)], "failed": failures,
     })
     print(f"wrote {len(summaries)} result(s) to {out}/ (summary.json, input-*.npz, input-*.json)"

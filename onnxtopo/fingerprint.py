@@ -429,7 +429,8 @@ def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int
     grid = np.asarray(grid, dtype=np.float64)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "onnxtopo_version": __version__, "model": identity,
-        "probe": dict(sha256=sha256_array(probe), shape=list(probe.shape), dtype=probe.dtype.str, **(probe_source or {})),
+        "probe": dict(sha256=sha256_array(probe), shape=list(probe.shape), dtype=probe.dtype.str,
+                      **(probe_source or {})),
         "options": options, "inputs": summaries,
     }
     return Fingerprint(meta, grid, h0, np.stack([betti_curve(d, grid) for d in h0]),

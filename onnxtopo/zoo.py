@@ -138,7 +138,7 @@ def inspect_task(path: str, sha256: str, threads: int | None = None, batch_size:
         about = {"producer": proto.producer_name, "producer_version": proto.producer_version,
                  "opset": None if opset is None else int(opset),
                  "op_types": ";".join(sorted({n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                                           for n in proto.graph.node}))}
+                                              for n in proto.graph.node}))}
     except Exception:  # noqa: BLE001, S110 - unreadable: planning below says why, as a BadModelError
         pass
     try:

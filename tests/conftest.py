@@ -237,10 +237,6 @@ def add_phi_edges(out: dict, edges: dict, h, src_offset, dst_offset, src_vertex=
             out[(int(su), v + dst_offset)] = phi
 
 
-# --------------------------------------------------------------------------------------------
-# Brute force, plain Python
-# --------------------------------------------------------------------------------------------
-
 def positions(shape):
     return itertools.product(*(range(int(n)) for n in shape))
 
@@ -339,6 +335,10 @@ def assert_same_analysis_to_rounding(a, b, x):
         np.testing.assert_allclose(ra.h0, rb.h0, rtol=1e-4, atol=1e-6)
 
 
+# --------------------------------------------------------------------------------------------
+# One edge step of a linear op
+# --------------------------------------------------------------------------------------------
+
 def only_step(model, op_type):
     plan = onnxtopo.inspect(model)
     steps = [s for s in plan.steps if s.op_type == op_type]
@@ -368,20 +368,9 @@ def assert_parts_make_the_pattern(rule, max_edges):
         np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name))
 
 
-def assert_same_h0(model, x):
-    analyzer = onnxtopo.Analyzer(model)
-    fast, slow = analyzer.analyze(x), analyzer.analyze(x, engine="dionysus")
-    for a, b in zip(fast, slow, strict=True):
-        assert a.n_edges == b.n_edges > 0
-        assert_same_persistence(a, b)
-
-
-def flat(index, shape) -> int:
-    r = 0
-    for i, n in zip(index, shape):
-        r = r * n + i
-    return r
-
+# --------------------------------------------------------------------------------------------
+# Jacobians of the nonlinear ops
+# --------------------------------------------------------------------------------------------
 
 JACOBIAN_TOL = 1e-7  # finite differences in float64 are accurate to about 1e-10 here
 
@@ -432,7 +421,7 @@ def check_against_jacobian(model, x, node, inits, *, opset=17, jacobian_node=Non
 
 
 def assert_engines_agree(model, x):
-    """``model`` (a model or its plan) gives the same H0 with both engines."""
+    """``model`` (a model or its plan) gives the same persistence with both engines, exactly."""
     analyzer = onnxtopo.Analyzer(model)
     forest, dionysus = (list(analyzer.analyze(x, engine=engine)) for engine in ("forest", "dionysus"))
     for a, b in zip(forest, dionysus, strict=True):

@@ -23,7 +23,8 @@ def test_matmul_then_constant_scale_equals_scaled_weights(form):
     W, W2 = rng.normal(size=(K, N)).astype(np.float32), rng.normal(size=(N, 2)).astype(np.float32)
     c = (rng.random(N) + 0.5).astype(np.float32) * rng.choice([-1, 1], size=N).astype(np.float32)
     b = rng.normal(size=N).astype(np.float32)
-    inits = {"W": W, "W2": W2, "c": c, "b": b, "one": np.float32(1.0), "shape": np.array([0, 2, 3]), "back": np.array([0, 6])}
+    inits = {"W": W, "W2": W2, "c": c, "b": b, "one": np.float32(1.0), "shape": np.array([0, 2, 3]),
+             "back": np.array([0, 6])}
     scale, nodes = c, [helper.make_node("MatMul", ["x", "W"], ["z"])]
     if form == "mul":
         nodes.append(helper.make_node("Mul", ["c", "z"], ["s"]))

@@ -71,12 +71,12 @@ HAND_POOL_CONFIGS = [
     # ceil_mode: the last window would start in the end padding, so it is dropped
     {"name": "1d-ceil-last-window-in-padding", "C": 2, "spatial": [6], "kernel": [3], "strides": [3], "dilations": [1],
      "pads": [2, 2], "auto_pad": "NOTSET", "ceil_mode": 1},
-    {"name": "2d-ceil-asym-pads-dil", "C": 2, "spatial": [5, 6], "kernel": [2, 3], "strides": [2, 3], "dilations": [2, 1],
-     "pads": [1, 0, 0, 2], "auto_pad": "NOTSET", "ceil_mode": 1},
-    {"name": "2d-SAME_LOWER-rect-s2", "C": 2, "spatial": [6, 7], "kernel": [3, 2], "strides": [2, 2], "dilations": [1, 1],
-     "pads": None, "auto_pad": "SAME_LOWER", "ceil_mode": 0},
-    {"name": "2d-SAME_UPPER-rect-s2", "C": 1, "spatial": [6, 7], "kernel": [3, 2], "strides": [2, 2], "dilations": [1, 1],
-     "pads": None, "auto_pad": "SAME_UPPER", "ceil_mode": 0},
+    {"name": "2d-ceil-asym-pads-dil", "C": 2, "spatial": [5, 6], "kernel": [2, 3], "strides": [2, 3],
+     "dilations": [2, 1], "pads": [1, 0, 0, 2], "auto_pad": "NOTSET", "ceil_mode": 1},
+    {"name": "2d-SAME_LOWER-rect-s2", "C": 2, "spatial": [6, 7], "kernel": [3, 2], "strides": [2, 2],
+     "dilations": [1, 1], "pads": None, "auto_pad": "SAME_LOWER", "ceil_mode": 0},
+    {"name": "2d-SAME_UPPER-rect-s2", "C": 1, "spatial": [6, 7], "kernel": [3, 2], "strides": [2, 2],
+     "dilations": [1, 1], "pads": None, "auto_pad": "SAME_UPPER", "ceil_mode": 0},
     {"name": "1d-pads2-k3-edge-windows", "C": 1, "spatial": [5], "kernel": [3], "strides": [1], "dilations": [1],
      "pads": [2, 2], "auto_pad": "NOTSET", "ceil_mode": 0},
     {"name": "2d-VALID-dil2-s1", "C": 3, "spatial": [6, 5], "kernel": [2, 2], "strides": [1, 1], "dilations": [2, 2],
@@ -84,8 +84,8 @@ HAND_POOL_CONFIGS = [
     # 3-D too, since the rule claims any number of spatial axes
     {"name": "3d-ceil-asym-pads-dil", "C": 2, "spatial": [4, 5, 3], "kernel": [2, 3, 2], "strides": [2, 2, 1],
      "dilations": [1, 1, 2], "pads": [1, 0, 1, 0, 2, 0], "auto_pad": "NOTSET", "ceil_mode": 1},
-    {"name": "3d-SAME_LOWER", "C": 1, "spatial": [4, 3, 5], "kernel": [2, 2, 3], "strides": [2, 1, 2], "dilations": [1, 1, 1],
-     "pads": None, "auto_pad": "SAME_LOWER", "ceil_mode": 0},
+    {"name": "3d-SAME_LOWER", "C": 1, "spatial": [4, 3, 5], "kernel": [2, 2, 3], "strides": [2, 1, 2],
+     "dilations": [1, 1, 1], "pads": None, "auto_pad": "SAME_LOWER", "ceil_mode": 0},
 ]
 
 
@@ -262,10 +262,10 @@ HAND_AVG_CONFIGS = [
     # ceil_mode: a window that would start in the end padding is dropped
     {"name": "1d-ceil-cip1-last-window-dropped", "C": 1, "spatial": [6], "kernel": [3], "strides": [3], "pads": [2, 2],
      "ceil_mode": 1, "cip": 1},
-    {"name": "2d-ceil-cip1-asym-pads", "C": 2, "spatial": [5, 6], "kernel": [3, 2], "strides": [2, 3], "pads": [1, 0, 2, 1],
-     "ceil_mode": 1, "cip": 1},
-    {"name": "2d-ceil-cip0-asym-pads", "C": 2, "spatial": [5, 6], "kernel": [3, 2], "strides": [2, 3], "pads": [1, 0, 2, 1],
-     "ceil_mode": 1, "cip": 0},
+    {"name": "2d-ceil-cip1-asym-pads", "C": 2, "spatial": [5, 6], "kernel": [3, 2], "strides": [2, 3],
+     "pads": [1, 0, 2, 1], "ceil_mode": 1, "cip": 1},
+    {"name": "2d-ceil-cip0-asym-pads", "C": 2, "spatial": [5, 6], "kernel": [3, 2], "strides": [2, 3],
+     "pads": [1, 0, 2, 1], "ceil_mode": 1, "cip": 0},
     {"name": "2d-cip1-pads", "C": 1, "spatial": [4, 5], "kernel": [3, 3], "strides": [1, 2], "pads": [1, 2, 2, 1],
      "ceil_mode": 0, "cip": 1},
     {"name": "2d-VALID-s2", "C": 3, "spatial": [6, 7], "kernel": [2, 3], "strides": [2, 2], "auto_pad": "VALID",
@@ -273,13 +273,13 @@ HAND_AVG_CONFIGS = [
     # SAME padding: with count_include_pad=1 onnxruntime counts the computed padding at both ends
     {"name": "1d-SAME_UPPER-cip1", "C": 1, "spatial": [6], "kernel": [3], "strides": [2], "auto_pad": "SAME_UPPER",
      "ceil_mode": 0, "cip": 1},
-    {"name": "2d-SAME_LOWER-cip1", "C": 2, "spatial": [6, 5], "kernel": [4, 3], "strides": [1, 2], "auto_pad": "SAME_LOWER",
-     "ceil_mode": 0, "cip": 1},
-    {"name": "2d-SAME_UPPER-cip0", "C": 2, "spatial": [6, 5], "kernel": [3, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER",
-     "ceil_mode": 0, "cip": 0},
+    {"name": "2d-SAME_LOWER-cip1", "C": 2, "spatial": [6, 5], "kernel": [4, 3], "strides": [1, 2],
+     "auto_pad": "SAME_LOWER", "ceil_mode": 0, "cip": 1},
+    {"name": "2d-SAME_UPPER-cip0", "C": 2, "spatial": [6, 5], "kernel": [3, 2], "strides": [2, 2],
+     "auto_pad": "SAME_UPPER", "ceil_mode": 0, "cip": 0},
     # opset 19: dilations
-    {"name": "1d-dil2-ceil-cip1", "C": 2, "spatial": [7], "kernel": [3], "strides": [2], "dilations": [2], "pads": [2, 2],
-     "ceil_mode": 1, "cip": 1},
+    {"name": "1d-dil2-ceil-cip1", "C": 2, "spatial": [7], "kernel": [3], "strides": [2], "dilations": [2],
+     "pads": [2, 2], "ceil_mode": 1, "cip": 1},
     {"name": "2d-dil-cip1", "C": 1, "spatial": [7, 6], "kernel": [2, 3], "strides": [1, 2], "dilations": [2, 1],
      "pads": [1, 0, 1, 2], "ceil_mode": 0, "cip": 1},
 ]

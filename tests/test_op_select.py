@@ -445,7 +445,8 @@ def test_class_token_prepended_before_a_matmul_makes_no_edges():
              node("Expand", ["cls", "target"], ["tok"]),
              node("Concat", ["tok", "t"], ["c"], axis=1), node("Add", ["c", "pos"], ["e"]),
              node("MatMul", ["e", "W"], ["y"])]
-    inits = {"A": A, "W": W, "pos": pos, "cls": CLASS_TOKEN, "zero": np.array(0, dtype=np.int64), "axis0": i64(0), "ones": i64(1, 1)}
+    inits = {"A": A, "W": W, "pos": pos, "cls": CLASS_TOKEN, "zero": np.array(0, dtype=np.int64), "axis0": i64(0),
+             "ones": i64(1, 1)}
     model = build(nodes, (P, K), inits)
     x = rng.normal(size=(BATCH, P, K)).astype(np.float32)
     acts = ort_outputs(model, x, ("a", "e", "y"))

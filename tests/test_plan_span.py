@@ -73,7 +73,8 @@ def test_one_hot_bytes_with_a_mask_and_position_embedding():
              helper.make_node("Add", ["masked", "pos"], ["p"]),
              helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("MatMul", ["f", "M"], ["y"])]
-    model = int_model(nodes, seq, {"last": np.array([2]), "classes": np.arange(vocab), "zero": np.array(0), "pos": pos, "M": M})
+    model = int_model(nodes, seq,
+                      {"last": np.array([2]), "classes": np.arange(vocab), "zero": np.array(0), "pos": pos, "M": M})
     plan = onnxtopo.inspect(model)
     assert [layer.tensor for layer in plan.layers] == ["onehot", "y"]
     ids = rng.integers(0, vocab, size=(BATCH, seq))
@@ -209,7 +210,8 @@ def test_cli_inspect_and_analyze_with_start_stop_and_integer_input(tmp_path):
                        helper.make_node("Flatten", ["emb"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["m"]),
                        helper.make_node("Relu", ["m"], ["r"]), helper.make_node("MatMul", ["r", "M2"], ["y"])], 3,
                       {"table": rng.normal(size=(5, 2)).astype(np.float32),
-                       "M": rng.normal(size=(6, 4)).astype(np.float32), "M2": rng.normal(size=(4, 2)).astype(np.float32)})
+                       "M": rng.normal(size=(6, 4)).astype(np.float32),
+                       "M2": rng.normal(size=(4, 2)).astype(np.float32)})
     path = tmp_path / "tokens.onnx"
     onnx.save(model, path)
 
@@ -276,8 +278,9 @@ def test_batch_axis_moved_and_merged_by_attention_layouts():
              helper.make_node("MatMul", ["merged", "K"], ["m"]),
              helper.make_node("Reshape", ["m", "flat_shape"], ["f"]),
              helper.make_node("MatMul", ["f", "M"], ["y"])]
-    model = make_model(nodes, (P, E), {"W": W, "K": K, "M": M, "one": np.array(1), "qkv_shape": np.array([0, P, 3, H, d]),
-                                       "merged_shape": np.array([-1, P, d]), "flat_shape": np.array([-1, H * P * k])})
+    model = make_model(nodes, (P, E),
+                       {"W": W, "K": K, "M": M, "one": np.array(1), "qkv_shape": np.array([0, P, 3, H, d]),
+                        "merged_shape": np.array([-1, P, d]), "flat_shape": np.array([-1, H * P * k])})
     plan = onnxtopo.inspect(model)
     assert [(layer.tensor, layer.shape) for layer in plan.layers] == [
         ("x", (P, E)), ("z", (P, 3 * H * d)), ("m", (H, P, k)), ("y", (out,))]
