@@ -1,4 +1,5 @@
 # The two commands of the README. Both set everything up first (scripts/install.sh, idempotent).
+# `make test` lints (ruff, configured in pyproject.toml) before it runs the tests.
 VENV ?= .venv
 
 .PHONY: demo test setup
@@ -11,4 +12,5 @@ demo: setup
 	$(VENV)/bin/onnxtopo analyze models/ccff-relu.onnx --inputs models/mnist-sample.npy --out onnxtopo-results
 
 test: setup
+	$(VENV)/bin/python -m ruff check .
 	$(VENV)/bin/python -m pytest -q

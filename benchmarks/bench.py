@@ -39,16 +39,16 @@ HELDOUT = REPO / "models" / "mnist-heldout.npz"
 RESULT_MARK = "@@bench-result "  # prefix of the one stdout line a child reports on
 GIB = 1 << 30
 
-TARGETS = dict(  # issue #11
-    ccff_whole_ms=5.0,  # median per input, one core (H0, H1 and the subgraph)
-    ccff_throughput=400.0,  # inputs/s, batch of 1,000, two workers
-    forest_speedup=15.0,  # dionysus time / forest time on the same graphs
-    sort_ratio=3.0,  # large model, exact H0 of one input: wall time / np.sort of as many float32 keys
-    alexnet_rss_gib=8.0,
-)
+TARGETS = {  # issue #11
+    "ccff_whole_ms": 5.0,  # median per input, one core (H0, H1 and the subgraph)
+    "ccff_throughput": 400.0,  # inputs/s, batch of 1,000, two workers
+    "forest_speedup": 15.0,  # dionysus time / forest time on the same graphs
+    "sort_ratio": 3.0,  # large model, exact H0 of one input: wall time / np.sort of as many float32 keys
+    "alexnet_rss_gib": 8.0,
+}
 
 # Sample counts: (full run, --quick).
-SIZES = dict(stages=(50, 10), dionysus=(10, 3), throughput=(1000, 200), act_repeats=(20, 5))
+SIZES = {"stages": (50, 10), "dionysus": (10, 3), "throughput": (1000, 200), "act_repeats": (20, 5)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,8 +93,8 @@ def process_tree_cpu() -> float:
 
 def stats(seconds) -> dict:
     s = np.asarray(seconds, dtype=np.float64)
-    return dict(median=float(np.median(s)), p10=float(np.percentile(s, 10)),
-                p90=float(np.percentile(s, 90)), n=int(s.size))
+    return {"median": float(np.median(s)), "p10": float(np.percentile(s, 10)),
+            "p90": float(np.percentile(s, 90)), "n": int(s.size)}
 
 
 def clock(fn, *args, **kwargs):
@@ -154,14 +154,15 @@ def scenario_ccff_stages(n: int, act_repeats: int) -> dict:
     n_edges = []
     for i in range(n):
         single(runner.run, x[i:i + 1])
-        blocks = edges(lambda: [(s, d, p) for _, s, d, p in edge_blocks(plan, acts, i, max_edges=DEFAULT_CHUNK_EDGES)])
+        blocks = edges(lambda i=i: [(s, d, p) for _, s, d, p in
+                                    edge_blocks(plan, acts, i, max_edges=DEFAULT_CHUNK_EDGES)])
         n_edges.append(sum(b[0].size for b in blocks))
         forest(forest_persistence, iter(blocks), plan.n_vertices)
-        whole(lambda: list(analyzer.analyze(x[i:i + 1])))
-        whole_h1(lambda: list(analyzer.analyze(x[i:i + 1], h1=True)))
-    return dict(cold_first_input=cold, activations_batch=batch.stats(per=n), activations_single=single.stats(),
-                edges=edges.stats(), forest=forest.stats(), whole=whole.stats(), whole_h1=whole_h1.stats(),
-                edges_per_input=stats(n_edges), vertices=plan.n_vertices, batch_size=n)
+        whole(lambda i=i: list(analyzer.analyze(x[i:i + 1])))
+        whole_h1(lambda i=i: list(analyzer.analyze(x[i:i + 1], h1=True)))
+    return {"cold_first_input": cold, "activations_batch": batch.stats(per=n), "activations_single": single.stats(),
+            "edges": edges.stats(), "forest": forest.stats(), "whole": whole.stats(), "whole_h1": whole_h1.stats(),
+            "edges_per_input": stats(n_edges), "vertices": plan.n_vertices, "batch_size": n}
 
 
 def scenario_ccff_dionysus(n: int) -> dict:
@@ -188,8 +189,8 @@ def scenario_ccff_dionysus(n: int) -> dict:
                                  for f in ("src", "dst", "phi", "birth", "edge")))
         print(f"  dionysus {i + 1}/{n}: {td:.2f} s, forest {tf * 1e3:.1f} ms, H0 equal: {same_h0[-1]}",
               file=sys.stderr, flush=True)
-    return dict(forest=stats(forest), dionysus=stats(dio), ratio=stats(ratio),
-                h0_equal=all(same_h0), subgraph_equal=all(same_subgraph), n=n)
+    return {"forest": stats(forest), "dionysus": stats(dio), "ratio": stats(ratio),
+            "h0_equal": all(same_h0), "subgraph_equal": all(same_subgraph), "n": n}
 
 
 def scenario_ccff_throughput(n: int, workers: int, batch_size: int) -> dict:
@@ -207,9 +208,9 @@ def scenario_ccff_throughput(n: int, workers: int, batch_size: int) -> dict:
         count += 1
     wall = time.perf_counter() - start
     assert count == n
-    return dict(n=n, workers=workers, batch_size=batch_size, seconds=wall, first_result=first,
-                inputs_per_s=n / wall, cpu_seconds=process_tree_cpu() - cpu,
-                workers_peak_rss=children_peak_rss() if workers > 1 else None)
+    return {"n": n, "workers": workers, "batch_size": batch_size, "seconds": wall, "first_result": first,
+            "inputs_per_s": n / wall, "cpu_seconds": process_tree_cpu() - cpu,
+            "workers_peak_rss": children_peak_rss() if workers > 1 else None}
 
 
 def scenario_ccff_analyze(n: int) -> dict:
@@ -220,8 +221,8 @@ def scenario_ccff_analyze(n: int) -> dict:
     analyzer = onnxtopo.Analyzer(CCFF, threads=1)
     list(analyzer.analyze(x[:1]))
     with profiled():
-        seconds = [clock(lambda: list(analyzer.analyze(x[i:i + 1])))[0] for i in range(n)]
-    return dict(whole=stats(seconds))
+        seconds = [clock(lambda i=i: list(analyzer.analyze(x[i:i + 1])))[0] for i in range(n)]
+    return {"whole": stats(seconds)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,8 +291,8 @@ def scenario_alexnet_build(path: str) -> dict:
 
     t, model = clock(alexnet_model)
     onnx.save(model, path)
-    return dict(build_seconds=t, bytes=os.path.getsize(path),
-                parameters=int(sum(np.prod(i.dims) for i in model.graph.initializer)))
+    return {"build_seconds": t, "bytes": os.path.getsize(path),
+            "parameters": int(sum(np.prod(i.dims) for i in model.graph.initializer))}
 
 
 def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: int | None = None) -> dict:
@@ -319,14 +320,14 @@ def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: 
 
     def timed_reduce(forest, pending, *args):
         t, out = clock(reduce, forest, pending, *args)
-        reductions.append(dict(edges_in=int(forest[0].size + sum(part[0].size for part in pending)),
-                               forest=int(out[0][0].size), seconds=t, peak_rss=vm_status("VmHWM")))
+        reductions.append({"edges_in": int(forest[0].size + sum(part[0].size for part in pending)),
+                           "forest": int(out[0][0].size), "seconds": t, "peak_rss": vm_status("VmHWM")})
         return out
 
     homology._reduce = timed_reduce
     # Per edge step: blocks, edges kept (φ > 0) and the time spent producing them. The forest
     # engine pulls blocks lazily, so timing each next() separates producing edges from reducing.
-    per_step = [dict(node=step.node, blocks=0, edges=0, seconds=0.0) for step in plan.steps]
+    per_step = [{"node": step.node, "blocks": 0, "edges": 0, "seconds": 0.0} for step in plan.steps]
 
     def blocks(acts):
         stream = edge_blocks(plan, acts, 0, max_edges=chunk)  # cut as Analyzer.analyze cuts them
@@ -346,24 +347,24 @@ def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: 
         t_stream, result = clock(homology.forest_persistence, blocks(acts), plan.n_vertices, chunk_edges=chunk)
         rss["edges+persistence"] = vm_status("VmHWM")
     produce = sum(s["seconds"] for s in per_step)
-    act_stats = [dict(tensor=step.input_tensor, mean=float(a.mean()), std=float(a.std()), max=float(a.max()),
-                      zero=float((a == 0).mean()))
+    act_stats = [{"tensor": step.input_tensor, "mean": float(a.mean()), "std": float(a.std()), "max": float(a.max()),
+                  "zero": float((a == 0).mean())}
                  for step in plan.steps for a in [acts[step.input_tensor]]]
     # What the plan keeps for the model's lifetime: weights as float64, and the whole edge
     # pattern of every step small enough to be built in one piece (cached on the rule).
-    held = dict(weights=sum(a.nbytes for step in plan.steps for a in vars(step.rule).values()
-                            if isinstance(a, np.ndarray) and a.dtype == np.float64),
-                patterns=sum(a.nbytes for step in plan.steps if "pattern" in vars(step.rule)
-                             for a in (step.rule.pattern.src, step.rule.pattern.dst, step.rule.pattern.weight)))
-    return dict(describe=[{k: r[k] for k in ("layer", "node", "op", "rule", "input_shape", "output_shape",
-                                             "neurons", "edges")} for r in plan.describe()],
-                n_vertices=plan.n_vertices, plan_seconds=t_plan, session_seconds=t_session,
-                activations_seconds=t_act, stream_seconds=t_stream, edges_seconds=produce,
-                forest_seconds=t_stream - produce, reductions=reductions, rss=rss, per_step=per_step,
-                activation_stats=act_stats, partial=max_blocks is not None, chunk_edges=chunk, held=held,
-                estimate=package_estimate(plan, chunk), blocks=sum(s["blocks"] for s in per_step),
-                edges=sum(s["edges"] for s in per_step), h0_points=len(result.h0),
-                subgraph_edges=len(result.subgraph))
+    held = {"weights": sum(a.nbytes for step in plan.steps for a in vars(step.rule).values()
+                           if isinstance(a, np.ndarray) and a.dtype == np.float64),
+            "patterns": sum(a.nbytes for step in plan.steps if "pattern" in vars(step.rule)
+                            for a in (step.rule.pattern.src, step.rule.pattern.dst, step.rule.pattern.weight))}
+    return {"describe": [{k: r[k] for k in ("layer", "node", "op", "rule", "input_shape", "output_shape",
+                                            "neurons", "edges")} for r in plan.describe()],
+            "n_vertices": plan.n_vertices, "plan_seconds": t_plan, "session_seconds": t_session,
+            "activations_seconds": t_act, "stream_seconds": t_stream, "edges_seconds": produce,
+            "forest_seconds": t_stream - produce, "reductions": reductions, "rss": rss, "per_step": per_step,
+            "activation_stats": act_stats, "partial": max_blocks is not None, "chunk_edges": chunk, "held": held,
+            "estimate": package_estimate(plan, chunk), "blocks": sum(s["blocks"] for s in per_step),
+            "edges": sum(s["edges"] for s in per_step), "h0_points": len(result.h0),
+            "subgraph_edges": len(result.subgraph)}
 
 
 def package_estimate(plan, chunk: int) -> int | None:
@@ -379,7 +380,7 @@ def scenario_sort_reference(n: int) -> dict:
     """What the issue compares the exact engine with: numpy sorting n float32 keys in place."""
     keys = np.random.default_rng(0).random(n, dtype=np.float32)
     t, _ = clock(keys.sort)
-    return dict(n=n, seconds=t)
+    return {"n": n, "seconds": t}
 
 
 def scenario_first_call() -> dict:
@@ -392,13 +393,13 @@ def scenario_first_call() -> dict:
     t_import, _ = clock(__import__, "onnxtopo._compiled")
     t_first, _ = clock(onnxtopo.persistence, graph, h1=True)
     t_second, _ = clock(onnxtopo.persistence, graph, h1=True)
-    return dict(import_seconds=t_import, first_seconds=t_first, second_seconds=t_second)
+    return {"import_seconds": t_import, "first_seconds": t_first, "second_seconds": t_second}
 
 
-SCENARIOS = dict(ccff_stages=scenario_ccff_stages, ccff_dionysus=scenario_ccff_dionysus,
-                 ccff_throughput=scenario_ccff_throughput, ccff_analyze=scenario_ccff_analyze,
-                 alexnet_build=scenario_alexnet_build, alexnet_run=scenario_alexnet_run,
-                 sort_reference=scenario_sort_reference, first_call=scenario_first_call)
+SCENARIOS = {"ccff_stages": scenario_ccff_stages, "ccff_dionysus": scenario_ccff_dionysus,
+             "ccff_throughput": scenario_ccff_throughput, "ccff_analyze": scenario_ccff_analyze,
+             "alexnet_build": scenario_alexnet_build, "alexnet_run": scenario_alexnet_run,
+             "sort_reference": scenario_sort_reference, "first_call": scenario_first_call}
 
 
 def child_main(name: str, kwargs: dict, profile: str | None) -> None:
@@ -465,7 +466,7 @@ def run_child(name: str, timeout: float | None = None, profile: str | None = Non
     print(f"[{time.strftime('%H:%M:%S')}] {name} {kwargs}", file=sys.stderr, flush=True)
     busy, ours, start = cpu_busy_seconds(), children_cpu_seconds(), time.perf_counter()
     try:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout,
+        done = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, text=True, timeout=timeout,
                               env=None if env is None else {**os.environ, **env})
     except subprocess.TimeoutExpired:  # subprocess.run kills the child it started
         print(f"  {name}: stopped after {timeout:.0f} s", file=sys.stderr)
@@ -484,7 +485,8 @@ def machine_line() -> str:
     import numpy
     import onnxruntime
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+    cpu_lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpu_lines if line.startswith("model name")),
                platform.processor())
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {cpu} · {os.cpu_count()} cores · {ram:.1f} GiB RAM · "
@@ -497,7 +499,7 @@ def revision_line() -> str:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout
 
     found = subprocess.run([sys.executable, "-c", "import onnxtopo; print(onnxtopo.__file__)"],
-                           capture_output=True, text=True).stdout.strip()
+                           check=False, capture_output=True, text=True).stdout.strip()
     if found and not Path(found).resolve().is_relative_to(REPO):
         return f"onnxtopo imported from {Path(found).parent} (not this checkout)"
     try:
@@ -524,7 +526,7 @@ def table(header: list[str], rows: list[list]) -> str:
     """A Markdown table, padded so that it reads as well in a terminal."""
     cells = [[str(c) for c in row] for row in [header, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    fmt = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
+    fmt = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
     return "\n".join([fmt(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, cells[1:])])
 
 
@@ -605,7 +607,7 @@ def report_alexnet(build, runs: list, profile_note: str, failure: str | None, so
         targets.append(["AlexNet exact H0, one input", failure, f"≤ {TARGETS['sort_ratio']:.0f}× np.sort",
                         verdict(False)])
     if run:
-        shape = lambda s: "(" + ", ".join(map(str, s)) + ")" if s else ""  # noqa: E731
+        shape = lambda s: "(" + ", ".join(map(str, s)) + ")" if s else ""
         rows = [[r["layer"], r["node"], r["op"], r["rule"], shape(r["input_shape"]), shape(r["output_shape"]),
                  f"{r['neurons']:,}", f"{r['edges']:,}"] for r in run["describe"]]
         total = sum(r["edges"] for r in run["describe"])
@@ -741,7 +743,7 @@ def main(argv=None) -> int:
 
     targets, sections, scenarios, notes = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="onnxtopo-bench-numba-") as cache:
-        first = [run_child("first_call", env=dict(NUMBA_CACHE_DIR=cache)) for _ in range(2)]
+        first = [run_child("first_call", env={"NUMBA_CACHE_DIR": cache}) for _ in range(2)]
     sections.append(report_first_call(*first))
     if "ccff" in models:
         stages = run_child("ccff_stages", n=size["stages"], act_repeats=size["act_repeats"])

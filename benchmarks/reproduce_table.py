@@ -19,9 +19,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "models" / "build"))
-from _common import load_mnist  # noqa: E402  (the build scripts' MNIST reader)
+from _common import load_mnist
 
-from onnxtopo.experiment import run_experiment  # noqa: E402
+from onnxtopo.experiment import run_experiment
 
 SEED_ROWS = {"ccff-relu": (89.3, 97.6, 70.3), "ccff-sigmoid": (89.1, 88.8, 83.4)}
 FIRST_HELDOUT = 8000
@@ -46,11 +46,11 @@ def main() -> None:
         rows[name] = dict(result.as_dict(), seconds=round(time.perf_counter() - start, 1))
         print(f"\n{name}\n{result.table()}\n", flush=True)
 
-    lines = [f"MNIST held-out images {FIRST_HELDOUT}..{FIRST_HELDOUT + len(y) - 1} ({len(y)}), "
-             f"{args.attack.upper()} eps={args.eps:g}, features: all persistent-subgraph edges",
+    lines = [(f"MNIST held-out images {FIRST_HELDOUT}..{FIRST_HELDOUT + len(y) - 1} ({len(y)}), "
+              f"{args.attack.upper()} eps={args.eps:g}, features: all persistent-subgraph edges"),
              "",
-             "| network | subgraph SVM (ours / seed) | network (ours / seed) | recovery (ours / seed) "
-             "| adversary retention | attack success |",
+             ("| network | subgraph SVM (ours / seed) | network (ours / seed) | recovery (ours / seed) "
+              "| adversary retention | attack success |"),
              "| --- | --- | --- | --- | --- | --- |"]
     for name, (svm, net, recovery) in SEED_ROWS.items():
         r = rows[name]
@@ -61,7 +61,7 @@ def main() -> None:
                      f"({r['n_adversarial']} of {r['n_attacked']} fooled) |")
     print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(rows=rows, table="\n".join(lines)), indent=2) + "\n")
+    args.out.write_text(json.dumps({"rows": rows, "table": "\n".join(lines)}, indent=2) + "\n")
     print(f"\nwrote {args.out}")
 
 

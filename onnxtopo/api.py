@@ -50,12 +50,12 @@ class AnalysisResult:
     def summary(self) -> dict:
         p = self.persistence
         h0_finite = int(np.isfinite(p.h0[:, 1]).sum())
-        out = dict(
-            index=self.index, vertices=self.n_vertices, edges=self.n_edges,
-            vertices_in_complex=p.n_simplices - self.n_edges,
-            h0_points=len(p.h0), h0_finite_points=h0_finite, h0_essential_points=len(p.h0) - h0_finite,
-            h0_total_persistence=p.total_persistence, subgraph_edges=len(p.subgraph),
-        )
+        out = {
+            "index": self.index, "vertices": self.n_vertices, "edges": self.n_edges,
+            "vertices_in_complex": p.n_simplices - self.n_edges,
+            "h0_points": len(p.h0), "h0_finite_points": h0_finite, "h0_essential_points": len(p.h0) - h0_finite,
+            "h0_total_persistence": p.total_persistence, "subgraph_edges": len(p.subgraph),
+        }
         if p.h1 is not None:
             out["h1_points"] = len(p.h1)
         return out

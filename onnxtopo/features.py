@@ -32,8 +32,15 @@ from .api import AnalysisResult, Analyzer
 from .errors import BadInputError
 from .homology import ENGINES, Persistence, PersistentSubgraph
 
-__all__ = ["SELECTIONS", "PIECE_RULES", "subgraph_pieces", "subgraph_edges", "SubgraphFeatures",
-           "BettiCurve", "PersistenceImage"]
+__all__ = [
+    "PIECE_RULES",
+    "SELECTIONS",
+    "BettiCurve",
+    "PersistenceImage",
+    "SubgraphFeatures",
+    "subgraph_edges",
+    "subgraph_pieces",
+]
 
 SELECTIONS = ("all", "take", "top_k", "persistence")
 PIECE_RULES = ("anchored", "components")

@@ -292,7 +292,7 @@ class Fingerprint:
         atomic_write(path, lambda f: write_npz(f, self.arrays()))
 
     @classmethod
-    def load(cls, path) -> "Fingerprint":
+    def load(cls, path) -> Fingerprint:
         """Read a baseline file; BadInputError if it is missing, damaged or of another format."""
         path = Path(path)
         if not path.is_file():
@@ -308,7 +308,7 @@ class Fingerprint:
             raise BadInputError(f"{str(path)!r}: {exc}") from exc
 
     @classmethod
-    def _from_arrays(cls, arrays: dict) -> "Fingerprint":
+    def _from_arrays(cls, arrays: dict) -> Fingerprint:
         if "meta" not in arrays or arrays["meta"].dtype != np.uint8:
             raise BadInputError("not an onnxtopo baseline (no uint8 'meta' array)")
         try:
@@ -330,7 +330,7 @@ class Fingerprint:
             for key in ("threshold", "percentile", "vertices", "maxpool_rule"):  # what check() reuses
                 meta["options"][key]
             if not isinstance(meta["probe"]["sha256"], str) or not isinstance(meta["probe"]["shape"], list):
-                raise ValueError("the probe's sha256 and shape are missing")
+                raise TypeError("the probe's sha256 and shape are missing")
             grid = np.asarray(arrays["grid"], dtype=np.float64)
             h0 = [_diagram(arrays[f"h0_{i:05d}"]) for i in range(n)]
             betti0 = np.asarray(arrays["betti0"])
@@ -374,11 +374,11 @@ def model_identity(model) -> tuple[object, dict]:
         raw, name = bytes(model), None
     else:
         raw, name = Path(model).read_bytes(), Path(model).name
-    return proto, dict(
-        file=name, sha256=hashlib.sha256(raw).hexdigest(), producer_name=proto.producer_name,
-        producer_version=proto.producer_version, ir_version=int(proto.ir_version),
-        opset={(o.domain or "ai.onnx"): int(o.version) for o in proto.opset_import},
-    )
+    return proto, {
+        "file": name, "sha256": hashlib.sha256(raw).hexdigest(), "producer_name": proto.producer_name,
+        "producer_version": proto.producer_version, "ir_version": int(proto.ir_version),
+        "opset": {(o.domain or "ai.onnx"): int(o.version) for o in proto.opset_import},
+    }
 
 
 def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int = DEFAULT_N_GRID,
@@ -395,23 +395,23 @@ def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int
     file and key) is recorded for information; ``progress`` is called with each input's result.
     """
     from . import __version__
-    from .runtime import validate_inputs
     from .api import Analyzer
+    from .runtime import validate_inputs
 
     if vertices not in ("max", "inf"):  # an array of vertex values would not fit the JSON header
         raise ValueError(f'vertices must be "max" or "inf" in a fingerprint, got {vertices!r}')
     proto, identity = model_identity(model)
     analyzer = Analyzer(proto, maxpool_rule=maxpool_rule)
     probe = validate_inputs(analyzer.plan, probe_inputs)
-    options = dict(h1=bool(h1), threshold=threshold, percentile=percentile, vertices=vertices,
-                   maxpool_rule=maxpool_rule)
+    options = {"h1": bool(h1), "threshold": threshold, "percentile": percentile, "vertices": vertices,
+               "maxpool_rule": maxpool_rule}
     summaries, h0, h1_list = [], [], [] if h1 else None
     for result in analyzer.analyze(probe, batch_size=batch_size, workers=workers, h1=h1, threshold=threshold,
                                    percentile=percentile, vertices=vertices):
         h0.append(result.h0)
-        summary = dict(vertices=result.n_vertices, edges=result.n_edges, h0_points=len(result.h0),
-                       h0_essential_points=int(np.isinf(result.h0[:, 1]).sum()),
-                       h0_total_persistence=total_persistence(result.h0))
+        summary = {"vertices": result.n_vertices, "edges": result.n_edges, "h0_points": len(result.h0),
+                   "h0_essential_points": int(np.isinf(result.h0[:, 1]).sum()),
+                   "h0_total_persistence": total_persistence(result.h0)}
         if h1:
             h1_list.append(result.h1)
             summary.update(h1_points=len(result.h1), h1_essential_points=int(np.isinf(result.h1[:, 1]).sum()))
@@ -424,11 +424,12 @@ def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int
         top = max((float(d[:, 0].max()) for d in h0 if len(d)), default=0.0)
         grid = (top if top > 0 else 1.0) * np.arange(1, n_grid + 1) / n_grid
     grid = np.asarray(grid, dtype=np.float64)
-    meta = dict(
-        format=FORMAT, format_version=FORMAT_VERSION, onnxtopo_version=__version__, model=identity,
-        probe=dict(sha256=sha256_array(probe), shape=list(probe.shape), dtype=probe.dtype.str, **(probe_source or {})),
-        options=options, inputs=summaries,
-    )
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "onnxtopo_version": __version__, "model": identity,
+        "probe": dict(sha256=sha256_array(probe), shape=list(probe.shape), dtype=probe.dtype.str,
+                      **(probe_source or {})),
+        "options": options, "inputs": summaries,
+    }
     return Fingerprint(meta, grid, h0, np.stack([betti_curve(d, grid) for d in h0]),
                        h1_list, None if h1_list is None else np.stack([betti_curve(d, grid) for d in h1_list]))
 
@@ -515,8 +516,8 @@ class Verdict:
             tol = float(self.tolerances[tol_name])
             failing = [int(i) for i in np.flatnonzero(~(values <= tol))]  # NaN fails too
             worst = int(np.argmax(np.where(np.isnan(values), np.inf, values))) if len(values) else None
-            self.metrics.append(dict(metric=metric, tolerance=tol, max=float(values.max(initial=0.0)),
-                                     worst_input=worst, failing_inputs=failing, passed=not failing))
+            self.metrics.append({"metric": metric, "tolerance": tol, "max": float(values.max(initial=0.0)),
+                                 "worst_input": worst, "failing_inputs": failing, "passed": not failing})
 
     @property
     def passed(self) -> bool:
@@ -551,8 +552,8 @@ def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fing
     """The JSON report: inputs, per-input metrics, per-metric verdicts and the overall verdict."""
     from . import __version__
 
-    out = dict(onnxtopo_version=__version__, model=str(model), baseline=str(baseline_path), wasserstein_q=q,
-               seconds=round(seconds, 3))
+    out = {"onnxtopo_version": __version__, "model": str(model), "baseline": str(baseline_path), "wasserstein_q": q,
+           "seconds": round(seconds, 3)}
     if baseline is not None:
         out["baseline_model"] = baseline.meta["model"]
         out["options"] = baseline.options

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-
 from .plan import Plan
 from .rules import PATTERN_CACHE_EDGES, EdgeRule
 
@@ -32,7 +31,7 @@ class InducedGraph:
     step: np.ndarray
 
     @classmethod
-    def from_edges(cls, layer_shapes, src, dst, phi) -> "InducedGraph":
+    def from_edges(cls, layer_shapes, src, dst, phi) -> InducedGraph:
         """A graph built by hand: layers of the given shapes, edges between global vertex ids.
 
         Edges with φ = 0 are dropped, as in induced graphs; ``phi`` must be finite and ≥ 0, and

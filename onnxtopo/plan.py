@@ -13,13 +13,26 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from .errors import BadModelError, ResourceLimitError, UnsupportedOpError
-from .rules import (AFFINE_OPS, EDGE_RULES, ELEMENTWISE_OPS, LAYOUT_OPS, OPERAND_RULES, SAMPLE_STRIDE, BatchLayout,
-                    EdgeRule, attribute, batch_layout, refuse, supported_ops)
+from .rules import (
+    AFFINE_OPS,
+    EDGE_RULES,
+    ELEMENTWISE_OPS,
+    LAYOUT_OPS,
+    OPERAND_RULES,
+    SAMPLE_STRIDE,
+    BatchLayout,
+    EdgeRule,
+    attribute,
+    batch_layout,
+    refuse,
+    supported_ops,
+)
 from .rules.decomposed import DecomposedOps
 from .rules.op_pool import MAXPOOL_RULES
 
@@ -133,16 +146,16 @@ class Plan:
     def describe(self) -> list[dict]:
         """One row per layer, for ``onnxtopo inspect``."""
         first = self.layers[0]
-        rows = [dict(layer=0, node=first.node or "(input)", op=first.op_type, rule="", tensor=first.tensor,
-                     input_shape="", output_shape=self.layers[0].shape, neurons=self.layers[0].size,
-                     edges=0)]
+        rows = [{"layer": 0, "node": first.node or "(input)", "op": first.op_type, "rule": "", "tensor": first.tensor,
+                 "input_shape": "", "output_shape": self.layers[0].shape, "neurons": self.layers[0].size,
+                 "edges": 0}]
         for step in self.steps:
             target = self.layers[step.target]
-            rows.append(dict(layer=step.target, node=step.node, op=step.op_type,
-                             rule=step.rule.rule_name, tensor=target.tensor,
-                             input_shape=step.rule.in_shape,
-                             output_shape=target.shape, neurons=target.size,
-                             edges=step.candidate_edges))
+            rows.append({"layer": step.target, "node": step.node, "op": step.op_type,
+                         "rule": step.rule.rule_name, "tensor": target.tensor,
+                         "input_shape": step.rule.in_shape,
+                         "output_shape": target.shape, "neurons": target.size,
+                         "edges": step.candidate_edges})
         return rows
 
 
@@ -346,7 +359,7 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, 
                                  "keep the batch axis apart")
                 _check_axes_from_the_end(node, constants, options.opset)
 
-            def restored(ids, layout=layout):
+            def restored(ids, layout=layout, node=node):
                 out = _restore(ids, layout)
                 if out is None:
                     raise refuse(node, "its input holds the samples along a merged or moved axis that its "
@@ -360,7 +373,8 @@ def build_plan(model: onnx.ModelProto, options: PlanOptions = PlanOptions(), *, 
                 copied = rule.copied_inputs()
                 if copied is None:
                     add_step(node, rule, new_layer(node, rule.out_shape,
-                                                   lambda ids: restored(ids, rule.output_layout(layout))),
+                                                   lambda ids, rule=rule, layout=layout:
+                                                       restored(ids, rule.output_layout(layout))),
                              data[0], index)
                 else:  # the op only copies neurons: they keep their vertices
                     flat = index.reshape(len(index), -1)

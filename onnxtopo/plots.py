@@ -93,7 +93,7 @@ class _Scale:
 def _essential_line(ax, value, vertical=False):
     from matplotlib.transforms import blended_transform_factory
 
-    style = dict(color="0.5", linestyle="--", linewidth=0.8, zorder=0)
+    style = {"color": "0.5", "linestyle": "--", "linewidth": 0.8, "zorder": 0}
     if vertical:
         ax.axvline(value, **style)
         ax.text(value, 0.99, " ∞", transform=blended_transform_factory(ax.transData, ax.transAxes),
@@ -248,7 +248,7 @@ def _as_image(values: np.ndarray, channel_axis, reduce="sum") -> np.ndarray:
     """A 2-D array to draw from one sample's values: channels reduced, 1-D made square if possible."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
-        side = int(round(np.sqrt(values.size)))
+        side = round(float(np.sqrt(values.size)))
         return values.reshape(side, side) if side * side == values.size else values.reshape(1, -1)
     if values.ndim == 2:
         return values

@@ -86,10 +86,10 @@ COLUMNS = {  # name -> type, in table order
 
 def _error(exc: BaseException) -> dict:
     if isinstance(exc, OnnxtopoError):
-        return dict(ok=False, error_class=type(exc).__name__, error_message=_one_line(str(exc)),
-                    exit_code=exc.exit_code)
-    return dict(ok=False, error_class=INTERNAL_ERROR_CLASS, error_message=_one_line(f"{type(exc).__name__}: {exc}"),
-                exit_code=ExitCode.INTERNAL_ERROR)
+        return {"ok": False, "error_class": type(exc).__name__, "error_message": _one_line(str(exc)),
+                "exit_code": exc.exit_code}
+    return {"ok": False, "error_class": INTERNAL_ERROR_CLASS,
+            "error_message": _one_line(f"{type(exc).__name__}: {exc}"), "exit_code": ExitCode.INTERNAL_ERROR}
 
 
 def _one_line(text: str) -> str:
@@ -109,12 +109,12 @@ def inspect_task(path: str, sha256: str, threads: int | None = None, batch_size:
 
         proto = onnx.load(path, load_external_data=False)
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-        about = dict(producer=proto.producer_name, producer_version=proto.producer_version,
-                     opset=None if opset is None else int(opset),
-                     op_types=";".join(sorted({n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                                               for n in proto.graph.node})))
-    except Exception:
-        pass  # unreadable: planning below says why, as a BadModelError
+        about = {"producer": proto.producer_name, "producer_version": proto.producer_version,
+                 "opset": None if opset is None else int(opset),
+                 "op_types": ";".join(sorted({n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                                              for n in proto.graph.node}))}
+    except Exception:  # noqa: BLE001, S110 - unreadable: planning below says why, as a BadModelError
+        pass
     try:
         from .resources import default_limit, estimate, require_memory
 
@@ -124,7 +124,7 @@ def inspect_task(path: str, sha256: str, threads: int | None = None, batch_size:
                     candidate_edges=sum(r["edges"] for r in plan.describe()),
                     input_shape=list(plan.input_shape), input_dtype=plan.input_dtype.str,
                     seconds=time.perf_counter() - started)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is this model's row
         return dict(about, **_error(exc), seconds=time.perf_counter() - started)
 
 
@@ -135,9 +135,9 @@ def analyze_task(path: str, sha256: str, batch: np.ndarray, threads: int | None 
         analyzer = file_analyzer(path, sha256, threads)
         rows = [(r.n_edges, len(r.h0), int(np.isinf(r.h0[:, 1]).sum()), r.persistence.total_persistence)
                 for r in analyzer.analyze(batch, batch_size=len(batch))]
-        return dict(ok=True, summaries=np.array(rows, dtype=np.float64).reshape(-1, 4),
-                    seconds=time.perf_counter() - started)
-    except Exception as exc:
+        return {"ok": True, "summaries": np.array(rows, dtype=np.float64).reshape(-1, 4),
+                "seconds": time.perf_counter() - started}
+    except Exception as exc:  # noqa: BLE001 - any failure is this model's row
         return dict(_error(exc), seconds=time.perf_counter() - started)
 
 
@@ -195,8 +195,8 @@ def run_config(inputs: np.ndarray | None, max_inputs: int | None) -> str:
     """A short digest of what decides a row besides the model: the inputs and the probe rule."""
     from . import __version__
 
-    digest = hashlib.sha256(json.dumps(dict(version=__version__, probe=[PROBE_SEED, PROBE_SIZE],
-                                            max_inputs=max_inputs)).encode())
+    digest = hashlib.sha256(json.dumps({"version": __version__, "probe": [PROBE_SEED, PROBE_SIZE],
+                                        "max_inputs": max_inputs}).encode())
     if inputs is not None:
         digest.update(json.dumps([list(inputs.shape), inputs.dtype.str]).encode())
         digest.update(np.ascontiguousarray(inputs).tobytes())
@@ -275,7 +275,7 @@ def run_zoo(source, out, *, inputs: np.ndarray | None = None, max_inputs: int | 
                     m, part = owner.pop(future)
                     try:
                         result = future.result()
-                    except Exception as exc:  # the task never ran to its end (a lost worker)
+                    except Exception as exc:  # noqa: BLE001 - the task never ran to its end (a lost worker)
                         result = _lost(exc, scheduler)
                     m.seconds += result.get("seconds", 0.0)
                     if part is None:
@@ -301,8 +301,8 @@ def run_zoo(source, out, *, inputs: np.ndarray | None = None, max_inputs: int | 
 
 def _lost(exc: Exception, scheduler) -> dict:
     if scheduler:
-        return dict(ok=False, error_class=ClusterError.__name__, exit_code=ClusterError.exit_code,
-                    error_message=_one_line(f"the task was lost: {type(exc).__name__}: {exc}"))
+        return {"ok": False, "error_class": ClusterError.__name__, "exit_code": ClusterError.exit_code,
+                "error_message": _one_line(f"the task was lost: {type(exc).__name__}: {exc}")}
     return _error(exc)
 
 

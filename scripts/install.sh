@@ -3,7 +3,8 @@
 #
 # dionysus 2.2.3 ships no wheels and needs Boost >= 1.78 headers to build, which most systems'
 # packages do not provide. The headers come from PyPI's boost-headers package, installed into a
-# temporary directory used only for that build. Everything else is plain pip. Idempotent.
+# temporary directory used only for that build. Everything else is plain pip: the package with its
+# test extra (pytest, hypothesis, ruff for `make test`'s lint, the optional back ends). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}

@@ -152,7 +152,7 @@ def test_attacks_raise_the_loss_and_change_predictions(ccff):
 
 
 def test_adversarial_inputs_stay_in_the_ball_and_the_range(ccff):
-    clf, x, y, x_fgsm, x_pgd = ccff
+    _, x, _, x_fgsm, x_pgd = ccff
     for x_adv in (x_fgsm, x_pgd):
         assert x_adv.dtype == np.float32 and x_adv.shape == x.shape
         assert np.abs(x_adv.astype(np.float64) - x.astype(np.float64)).max() <= EPS

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from onnx import numpy_helper
 from scipy.optimize import linear_sum_assignment
 
-from onnxtopo.cli import main
 from onnxtopo import fingerprint as fp
+from onnxtopo.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -102,7 +102,7 @@ def setup(tmp_path_factory):
     for name, build in (("pruned", prune), ("more-training", train_more), ("swapped-conv", swap_first_kernel)):
         variants[name] = folder / f"{name}.onnx"
         build(variants[name])
-    return dict(folder=folder, probe=probe, baseline=baseline, variants=variants)
+    return {"folder": folder, "probe": probe, "baseline": baseline, "variants": variants}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +230,8 @@ def test_baseline_format_is_documented_npz_without_pickle(setup):
     assert meta["model"]["producer_name"] == "pytorch" and meta["model"]["opset"] == {"ai.onnx": 17}
     assert meta["model"]["sha256"] == "4d04a1142fe0b5f2d106b05abea74d257b1f83a9e8b9e7f141b09d08d816ed40"
     assert meta["probe"]["shape"] == [8, 1, 28, 28] and len(meta["probe"]["sha256"]) == 64
-    assert meta["options"] == dict(h1=False, threshold=None, percentile=None, vertices="max", maxpool_rule="window")
+    assert meta["options"] == {"h1": False, "threshold": None, "percentile": None, "vertices": "max",
+                               "maxpool_rule": "window"}
     assert len(meta["inputs"]) == 8 and meta["inputs"][0]["h0_essential_points"] == 1
     assert grid.shape == (64,) and np.all(np.diff(grid) > 0) and grid[-1] == max(
         np.load(setup["baseline"])[f"h0_{i:05d}"][:, 0].max() for i in range(8))

@@ -10,10 +10,10 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-import onnxtopo  # noqa: E402
-from onnxtopo import zoo  # noqa: E402
-from onnxtopo.distributed import ClusterError, analyze_on_dask  # noqa: E402
-from onnxtopo.errors import BadInputError  # noqa: E402
+import onnxtopo
+from onnxtopo import zoo
+from onnxtopo.distributed import ClusterError, analyze_on_dask
+from onnxtopo.errors import BadInputError
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -37,7 +37,7 @@ def test_zoo_on_the_cluster_gives_the_local_table(cluster, tmp_path):
     shutil.copytree(MODELS, models, ignore=shutil.ignore_patterns("build", "families", "*.md", "*.npz", "*.npy"))
     (models / "broken.onnx").write_bytes(b"not a model")
     local, remote = tmp_path / "local.csv", tmp_path / "remote.csv"
-    options = dict(inputs=np.load(SAMPLE), max_inputs=5, batch_size=2, progress=False)
+    options = {"inputs": np.load(SAMPLE), "max_inputs": 5, "batch_size": 2, "progress": False}
     zoo.run_zoo(models, local, **options)
     rows = zoo.run_zoo(models, remote, scheduler=cluster.scheduler_address, **options)
     assert read_rows(remote) == read_rows(local)

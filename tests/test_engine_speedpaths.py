@@ -21,8 +21,9 @@ from onnx.helper import make_node as onnx_node
 import onnxtopo
 from onnxtopo import InducedGraph, InvalidFiltrationError, homology
 
+from conftest import assert_same_persistence
+
 REPO = Path(__file__).resolve().parents[1]
-FIELDS = ("src", "dst", "phi", "birth", "edge")
 
 
 def kruskal_in_entry_order(src, dst, phi, n_vertices):
@@ -131,10 +132,7 @@ def test_forest_equals_plain_kruskal(levels, chunk_edges, block_size, batch_min)
     np.testing.assert_array_equal(result.h1[:, 0], np.sort(phi[outside])[::-1])
     # The same edges in one block, one chunk: the same results, byte for byte.
     whole = homology.forest_persistence([(src, dst, phi)], n_vertices, h1=True)
-    np.testing.assert_array_equal(whole.h0, result.h0)
-    np.testing.assert_array_equal(whole.h1, result.h1)
-    for field in FIELDS:
-        np.testing.assert_array_equal(getattr(whole.subgraph, field), getattr(result.subgraph, field))
+    assert_same_persistence(whole, result)
 
 
 def test_first_edge_of_a_vertex_at_ties_is_the_earliest():
@@ -182,7 +180,7 @@ def test_global_edges_matches_numpy(linear, drop_zeros, scaled):
     got = _compiled.global_edges(src, dst, *given, input_vertices, 500, scale, drop_zeros)
     signed = values * scale[dst] if scaled else values
     keep = (input_vertices[src] >= 0) & ((signed != 0) | (not drop_zeros))
-    for a, b in zip(got, (input_vertices[src][keep], dst[keep] + 500, signed[keep])):
+    for a, b in zip(got, (input_vertices[src][keep], dst[keep] + 500, signed[keep]), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -246,8 +244,8 @@ def test_compiled_conv_edges_equal_the_pattern_path(seed):
             expected.append((pattern.src[nonzero], pattern.dst[nonzero], values[nonzero]))
         got = list(rule.nonzero_edges(h, max_edges))
         assert len(got) == len(expected)
-        for block, want in zip(got, expected):
-            for a, b in zip(block, want):
+        for block, want in zip(got, expected, strict=True):
+            for a, b in zip(block, want, strict=True):
                 assert a.dtype == b.dtype
                 np.testing.assert_array_equal(a, b)
         # In global ids: constants (-1) make no edge, targets shift, a folded scale applies.
@@ -256,10 +254,10 @@ def test_compiled_conv_edges_equal_the_pattern_path(seed):
         scale = rng.standard_normal(int(np.prod(rule.out_shape))) * (rng.random(int(np.prod(rule.out_shape))) < 0.8)
         got = list(rule.global_nonzero_edges(h, max_edges, input_vertices, 7, scale))
         assert len(got) == len(expected)
-        for block, (src, dst, values) in zip(got, expected):
+        for block, (src, dst, values) in zip(got, expected, strict=True):
             values = values * scale[dst]
             keep = (input_vertices[src] >= 0) & (values != 0)
-            for a, b in zip(block, (input_vertices[src][keep], dst[keep] + 7, values[keep])):
+            for a, b in zip(block, (input_vertices[src][keep], dst[keep] + 7, values[keep]), strict=True):
                 assert a.dtype == b.dtype
                 np.testing.assert_array_equal(a, b)
 
@@ -267,9 +265,9 @@ def test_compiled_conv_edges_equal_the_pattern_path(seed):
 def test_conv_edges_whatever_path():
     """A conv layer's graph is the same whether its pattern is kept (the compiled pass computes
     w·h) or too large to keep (its own compiled loop does), with a folded scale too."""
-    from conftest import make_model
-
     from onnxtopo.graph import edge_blocks
+
+    from conftest import make_model
 
     rng = np.random.default_rng(3)
     W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
@@ -294,7 +292,5 @@ def test_conv_edges_whatever_path():
                                           np.concatenate([b[column] for b in rebuilt]))
     chunked = analyzer.analyze(x, chunk_edges=step // 3)
     for a, b, c in zip(analyzer.analyze(x), chunked, analyzer.analyze(x, engine="dionysus"), strict=True):
-        np.testing.assert_array_equal(a.h0, b.h0)
-        np.testing.assert_array_equal(a.h0, c.h0)
-        for field in ("src", "dst", "phi"):
-            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))
+        assert_same_persistence(a, b)
+        assert_same_persistence(a, c)

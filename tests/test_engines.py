@@ -10,18 +10,15 @@ from hypothesis import strategies as st
 import onnxtopo
 from onnxtopo import InducedGraph
 
+from conftest import assert_same_persistence
+
 REPO = Path(__file__).resolve().parents[1]
-FIELDS = ("src", "dst", "phi", "birth", "edge")
 
 
 def assert_same(graph, h1=True, vertices="max"):
     fast = onnxtopo.persistence(graph, h1=h1, vertices=vertices, engine="forest")
     slow = onnxtopo.persistence(graph, h1=h1, vertices=vertices, engine="dionysus")
-    np.testing.assert_array_equal(fast.h0, slow.h0)
-    if h1:
-        np.testing.assert_array_equal(fast.h1, slow.h1)
-    for field in FIELDS:
-        np.testing.assert_array_equal(getattr(fast.subgraph, field), getattr(slow.subgraph, field), err_msg=field)
+    assert_same_persistence(fast, slow)
     assert fast.n_simplices == slow.n_simplices
     return fast
 
@@ -91,10 +88,7 @@ def test_streaming_in_small_chunks(graph, block_size, chunk_edges, vertices):
               for i in range(0, graph.n_edges, block_size)]
     streamed = forest_persistence(blocks, graph.n_vertices, vertices=vertices, h1=True, chunk_edges=chunk_edges)
     whole = assert_same(graph, vertices=vertices)
-    np.testing.assert_array_equal(streamed.h0, whole.h0)
-    np.testing.assert_array_equal(streamed.h1, whole.h1)
-    for field in FIELDS:
-        np.testing.assert_array_equal(getattr(streamed.subgraph, field), getattr(whole.subgraph, field))
+    assert_same_persistence(streamed, whole)
 
 
 @pytest.mark.parametrize("chunk_edges", [5_000, 60_000])
@@ -105,12 +99,9 @@ def test_analyzer_streaming_matches_whole_graph(chunk_edges):
     assert max(step.candidate_edges for step in analyzer.plan.steps) > chunk_edges
     streamed = list(analyzer.analyze(x, h1=True, chunk_edges=chunk_edges))
     oracle = list(analyzer.analyze(x, h1=True, engine="dionysus"))
-    for a, b in zip(streamed, oracle):
+    for a, b in zip(streamed, oracle, strict=True):
         assert a.n_edges == b.n_edges
-        np.testing.assert_array_equal(a.h0, b.h0)
-        np.testing.assert_array_equal(a.h1, b.h1)
-        for field in FIELDS:
-            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))
+        assert_same_persistence(a, b)
 
 
 def test_rule_chunks_cover_the_pattern():
@@ -144,12 +135,10 @@ def test_streaming_with_maxpool(maxpool_rule):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     x = np.round(rng.normal(size=(3, 2, 8, 8)), 1).astype(np.float32)  # rounding makes ties
     analyzer = onnxtopo.Analyzer(model, maxpool_rule=maxpool_rule)
-    for a, b in zip(analyzer.analyze(x, h1=True, chunk_edges=40), analyzer.analyze(x, h1=True, engine="dionysus")):
+    for a, b in zip(analyzer.analyze(x, h1=True, chunk_edges=40), analyzer.analyze(x, h1=True, engine="dionysus"),
+                    strict=True):
         assert a.n_edges == b.n_edges > 0
-        np.testing.assert_array_equal(a.h0, b.h0)
-        np.testing.assert_array_equal(a.h1, b.h1)
-        for field in FIELDS:
-            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))
+        assert_same_persistence(a, b)
 
 
 @settings(max_examples=150, deadline=None)
@@ -165,10 +154,7 @@ def test_filter_rounds_on_tiny_batches(graph, batch_min, vertices):
         small = engine.forest_persistence([(graph.src, graph.dst, graph.phi)], graph.n_vertices,
                                           vertices=vertices, h1=True)
     whole = assert_same(graph, vertices=vertices)
-    np.testing.assert_array_equal(small.h0, whole.h0)
-    np.testing.assert_array_equal(small.h1, whole.h1)
-    for field in FIELDS:
-        np.testing.assert_array_equal(getattr(small.subgraph, field), getattr(whole.subgraph, field))
+    assert_same_persistence(small, whole)
 
 
 def test_parallel_workers_give_the_same_results():
@@ -177,8 +163,6 @@ def test_parallel_workers_give_the_same_results():
     serial = list(analyzer.analyze(x, batch_size=5))
     parallel = list(analyzer.analyze(x, batch_size=5, workers=2))
     assert [r.index for r in parallel] == list(range(12))
-    for a, b in zip(serial, parallel):
+    for a, b in zip(serial, parallel, strict=True):
         assert a.n_edges == b.n_edges
-        np.testing.assert_array_equal(a.h0, b.h0)
-        for field in FIELDS:
-            np.testing.assert_array_equal(getattr(a.subgraph, field), getattr(b.subgraph, field))
+        assert_same_persistence(a, b)

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_model
 from onnx import helper
 
 import onnxtopo
 from onnxtopo import executors
 from onnxtopo.api import AnalysisOptions
 from onnxtopo.executors import ProcessExecutor, SerialExecutor, Shared
+
+from conftest import make_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -18,6 +18,8 @@ import pytest
 
 import onnxtopo
 
+from conftest import assert_same_persistence
+
 FAMILIES = Path(__file__).resolve().parents[1] / "models" / "families"
 STEMS = sorted(p.stem for p in FAMILIES.glob("*.onnx"))
 
@@ -101,4 +103,4 @@ def test_analysis_runs_and_engines_agree(stem, samples):
     # dionysus is slow: the first sample is enough to compare the engines.
     [dionysus] = onnxtopo.analyze(path, x[:1], engine="dionysus")
     assert dionysus.n_vertices == forest[0].n_vertices and dionysus.n_edges == forest[0].n_edges
-    np.testing.assert_array_equal(forest[0].h0, dionysus.h0)
+    assert_same_persistence(forest[0], dionysus)

@@ -18,26 +18,28 @@ import pickle
 from copy import deepcopy
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 import scipy.sparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+from sklearn.utils import estimator_checks as checks
+from sklearn.utils.validation import check_is_fitted
 
-
-import joblib  # noqa: E402  (installed with scikit-learn)
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-from sklearn.model_selection import cross_val_score  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.svm import LinearSVC  # noqa: E402
-from sklearn.utils import estimator_checks as checks  # noqa: E402
-from sklearn.utils.validation import check_is_fitted  # noqa: E402
-
-import onnxtopo  # noqa: E402
-from onnxtopo import InducedGraph, persistence  # noqa: E402
-from onnxtopo.features import (  # noqa: E402
-    BettiCurve, PersistenceImage, SubgraphFeatures, subgraph_edges, subgraph_pieces,
+import onnxtopo
+from onnxtopo import InducedGraph, persistence
+from onnxtopo.features import (
+    BettiCurve,
+    PersistenceImage,
+    SubgraphFeatures,
+    subgraph_edges,
+    subgraph_pieces,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,24 +184,24 @@ def test_accepts_result_persistence_and_subgraph(hand):
 
 def test_empty_subgraph():
     p = persistence(InducedGraph.from_edges([[2]], [0], [1], [0.0]))  # the φ = 0 edge is dropped
-    for kwargs in ({}, dict(selection="take", take=1), dict(selection="top_k", k=2),
-                   dict(selection="persistence", min_persistence=0)):
+    for kwargs in ({}, {"selection": "take", "take": 1}, {"selection": "top_k", "k": 2},
+                   {"selection": "persistence", "min_persistence": 0}):
         out = subgraph_edges(p, **kwargs)
         assert out.shape == (0, 2) and out.dtype == np.int64
     assert subgraph_pieces(p).shape == (0,)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(selection="best"), ValueError, "'selection' parameter of subgraph_edges must be a str among"),
-    (dict(selection="take"), ValueError, "needs the 'take' parameter"),
-    (dict(selection="take", take=0), ValueError, "take == 0, must be >= 1"),
-    (dict(selection="take", take=1.5), TypeError, "take must be an instance of int"),
-    (dict(selection="top_k"), ValueError, "needs the 'k' parameter"),
-    (dict(selection="top_k", k=-1), ValueError, "k == -1, must be >= 0"),
-    (dict(selection="persistence"), ValueError, "needs the 'min_persistence' parameter"),
-    (dict(selection="persistence", min_persistence=-0.1), ValueError, "must be >= 0"),
-    (dict(selection="persistence", min_persistence=np.nan), ValueError, "NaN"),
-    (dict(selection="take", take=1, pieces="trees"), ValueError, "'pieces' parameter"),
+    ({"selection": "best"}, ValueError, "'selection' parameter of subgraph_edges must be a str among"),
+    ({"selection": "take"}, ValueError, "needs the 'take' parameter"),
+    ({"selection": "take", "take": 0}, ValueError, "take == 0, must be >= 1"),
+    ({"selection": "take", "take": 1.5}, TypeError, "take must be an instance of int"),
+    ({"selection": "top_k"}, ValueError, "needs the 'k' parameter"),
+    ({"selection": "top_k", "k": -1}, ValueError, "k == -1, must be >= 0"),
+    ({"selection": "persistence"}, ValueError, "needs the 'min_persistence' parameter"),
+    ({"selection": "persistence", "min_persistence": -0.1}, ValueError, "must be >= 0"),
+    ({"selection": "persistence", "min_persistence": np.nan}, ValueError, "NaN"),
+    ({"selection": "take", "take": 1, "pieces": "trees"}, ValueError, "'pieces' parameter"),
 ])
 def test_selection_errors(hand, kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -271,8 +273,8 @@ def test_pieces_properties_and_reference_starts(graph):
     # Components: as many pieces as essential classes (components of the graph).
     assert np.unique(subgraph_pieces(p, rule="components")).size == np.isinf(p.h0[:, 1]).sum()
     # Every selection returns rows of the subgraph, in entry order.
-    for kwargs in (dict(selection="take", take=2), dict(selection="top_k", k=3),
-                   dict(selection="persistence", min_persistence=1)):
+    for kwargs in ({"selection": "take", "take": 2}, {"selection": "top_k", "k": 3},
+                   {"selection": "persistence", "min_persistence": 1}):
         rows = edges_of(subgraph_edges(p, **kwargs))
         all_rows = edges_of(subgraph_edges(p))
         positions = [all_rows.index(r) for r in rows]
@@ -449,7 +451,7 @@ def test_persistence_image_by_hand_tiny_sigma():
 def test_persistence_image_by_hand_gaussian():
     # One point at (death 0.5, persistence 0.5), sigma 0.5, constant weight, same 2 x 2 grid.
     # Per axis, pixel [0, 1] holds Φ(1) − Φ(−1) = 0.682689… and pixel [1, 2] Φ(3) − Φ(1) = 0.157305…
-    phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))
     inner, outer = phi(1) - phi(-1), phi(3) - phi(1)
     assert abs(inner - 0.682689) < 1e-6 and abs(outer - 0.157305) < 1e-6
     pi = PersistenceImage(resolution=(2, 2), sigma=0.5, weight="constant", death_range=(0, 2),

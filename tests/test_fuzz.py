@@ -6,8 +6,8 @@ The contract (issue "Reliability and security"): every outcome of ``onnxtopo.ins
 within a time bound. ValueError & co. are bugs here: every argument these tests pass is a valid
 Python argument; only the files and arrays are hostile.
 
-The generators live in ``scripts/fuzz.py`` (which also runs them for thousands of cases outside
-pytest, see its docstring); hypothesis drives them through ``st.randoms()``, so a failing case
+The generators live in ``tests/fuzzing.py`` (``scripts/fuzz.py`` runs them for thousands of cases
+outside pytest, see its docstring); hypothesis drives them through ``st.randoms()``, so a failing case
 shrinks and is replayed from ``.hypothesis/`` until fixed. Each call must end within
 ``TIME_BOUND`` seconds (measured, no signals); each example runs under an address-space cap so
 that a model asking for gigabytes fails fast instead of exhausting the machine.
@@ -16,9 +16,7 @@ that a model asking for gigabytes fails fast instead of exhausting the machine.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import random
-import sys
 import tempfile
 import time
 import traceback
@@ -31,20 +29,7 @@ from onnx import helper
 
 import onnxtopo
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load_fuzz():
-    name = "onnxtopo_fuzz_generators"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "fuzz.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fuzz = _load_fuzz()
+import fuzzing as fuzz
 
 TIME_BOUND = 20.0  # seconds per call (inspect, analyze, one CLI run)
 

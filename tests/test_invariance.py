@@ -37,13 +37,13 @@ def test_same_plan(export, reference):
 @pytest.mark.parametrize("export", EXPORTS)
 def test_same_graphs_and_diagrams(export, inputs, reference):
     other = onnxtopo.Analyzer(MODELS / export)
-    for a, b in zip(reference.graphs(inputs), other.graphs(inputs)):
+    for a, b in zip(reference.graphs(inputs), other.graphs(inputs), strict=True):
         # Same edges between the same vertex ids; φ equal to float32 rounding of activations.
         order_a, order_b = np.lexsort((a.dst, a.src)), np.lexsort((b.dst, b.src))
         np.testing.assert_array_equal(a.src[order_a], b.src[order_b])
         np.testing.assert_array_equal(a.dst[order_a], b.dst[order_b])
         np.testing.assert_allclose(a.phi[order_a], b.phi[order_b], rtol=1e-4, atol=1e-6)
-    for a, b in zip(reference.analyze(inputs, h1=True), other.analyze(inputs, h1=True)):
+    for a, b in zip(reference.analyze(inputs, h1=True), other.analyze(inputs, h1=True), strict=True):
         assert a.n_edges == b.n_edges
         assert a.h0.shape == b.h0.shape and a.h1.shape == b.h1.shape
         np.testing.assert_allclose(a.h0, b.h0, rtol=1e-4, atol=1e-6)

@@ -23,13 +23,22 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxtopo
 from onnxtopo.errors import ResourceLimitError, UnsupportedOpError
 
-from conftest import assert_same_edges, edges_as_dict, ort_outputs
-from test_rules import flat_index, size_of
-from test_rules_more import graph_dict, merged_signed, pad_source, positions
+from conftest import (
+    assert_same_edges,
+    assert_same_persistence,
+    edges_as_dict,
+    flat_index,
+    graph_dict,
+    merged_signed,
+    ort_outputs,
+    pad_source,
+    positions,
+    size_of,
+)
 
 BATCH = 3
 K, OUT = 3, 3  # x's last axis, y's last axis
-TOL = dict(rtol=1e-4, atol=1e-6)
+TOL = {"rtol": 1e-4, "atol": 1e-6}
 INT64_MAX, INT64_MIN = 2**63 - 1, -2**63
 
 
@@ -259,41 +268,41 @@ CASES = {
                                     {}, brute_slice([0, -3, 1], [INT64_MAX, -1, 2]), 9, False, False),
     "slice-10-negative-steps-clamped": (
         (5, 2), 7, [node("Slice", ["t", "st", "en", "ax", "sp"])],  # the last axis: 6, 4, 2, 0
-        dict(st=i64(INT64_MAX, -2), en=i64(INT64_MIN, 0), ax=i64(-1, 1), sp=i64(-2, -1)),
+        {"st": i64(INT64_MAX, -2), "en": i64(INT64_MIN, 0), "ax": i64(-1, 1), "sp": i64(-2, -1)},
         brute_slice([INT64_MAX, -2], [INT64_MIN, 0], [-1, 1], [-2, -1]), 10, False, False),
     "slice-13-no-axes-int32-step3": (
         (7,), 5, [node("Slice", ["t", "st", "en", "", "sp"])],
-        dict(st=np.array([0, -100], dtype=np.int32), en=np.array([2**31 - 1, 6], dtype=np.int32),
-             sp=np.array([1, 3], dtype=np.int32)),
+        {"st": np.array([0, -100], dtype=np.int32), "en": np.array([2**31 - 1, 6], dtype=np.int32),
+         "sp": np.array([1, 3], dtype=np.int32)},
         brute_slice([0, -100], [2**31 - 1, 6], None, [1, 3]), 13, False, False),
     "split-2-attribute": ((2, 4), 3, split_then_reverse(2, [1, 3], split=[1, 3]), {},
                           brute_split_reversed(2, [1, 3]), 11, False, False),
     "split-13-input-negative-axis": ((2,), 5, split_then_reverse(-1, [2, 1, 2], split_input=True),
-                                     dict(split=i64(2, 1, 2)), brute_split_reversed(-1, [2, 1, 2]), 13, False, False),
+                                     {"split": i64(2, 1, 2)}, brute_split_reversed(-1, [2, 1, 2]), 13, False, False),
     "split-13-equal-parts": ((4, 2), 3, split_then_reverse(1, [2, 2]), {}, brute_split_reversed(1, [2, 2]), 13,
                              False, False),
     "split-18-num-outputs-uneven": ((7, 1), 2, split_then_reverse(1, [3, 3, 1], num_outputs=3), {},
                                     brute_split_reversed(1, [3, 3, 1]), 18, False, False),
     "gather-matrix-indices-repeated": ((4, 2), 3, [node("Gather", ["t", "ind"], axis=1)],
-                                       dict(ind=i64(2, -1, 0, 0).reshape(2, 2)),
+                                       {"ind": i64(2, -1, 0, 0).reshape(2, 2)},
                                        brute_gather(1, [[2, -1], [0, 0]]), 13, False, True),
     "gather-scalar-index-drops-axis": ((3, 2), 4, [node("Gather", ["t", "ind"], axis=-1)],
-                                       dict(ind=np.array(-2, dtype=np.int64)), brute_gather(-1, -2), 13, False, False),
+                                       {"ind": np.array(-2, dtype=np.int64)}, brute_gather(-1, -2), 13, False, False),
     "gather-int32-last-axis-of-three": ((2, 3), 5, [node("Gather", ["t", "ind"], axis=3)],
-                                        dict(ind=np.array([4, 0, 4], dtype=np.int32)), brute_gather(3, [4, 0, 4]),
+                                        {"ind": np.array([4, 0, 4], dtype=np.int32)}, brute_gather(3, [4, 0, 4]),
                                         11, False, True),
     "gather-elements-fixed-batch": (
         (4,), 3, [node("GatherElements", ["t", "ind"], axis=1)],
-        dict(ind=i64(0, 3, 0, 2, -2, 0).reshape(1, 3, 2)),
+        {"ind": i64(0, 3, 0, 2, -2, 0).reshape(1, 3, 2)},
         brute_gather_elements(1, [[[0, 3], [0, 2], [-2, 0]]]), 13, True, True),
     "gather-nd-batch-dims-1": (
         (3, 4), 2, [node("GatherND", ["t", "ind"], batch_dims=1)],
-        dict(ind=i64(0, 1, 2, -1, 0, 1, 1, 3).reshape(1, 4, 2)),
+        {"ind": i64(0, 1, 2, -1, 0, 1, 1, 3).reshape(1, 4, 2)},
         brute_gather_nd_batch1([[[0, 1], [2, -1], [0, 1], [1, 3]]]), 13, True, True),
-    "tile": ((2,), 3, [node("Tile", ["t", "rep"])], dict(rep=i64(1, 2, 3)), brute_tile([1, 2, 3]), 13, False, True),
-    "expand-stretch-a-1": ((1,), 3, [node("Expand", ["t", "shape"])], dict(shape=i64(1, 4, 1)),
+    "tile": ((2,), 3, [node("Tile", ["t", "rep"])], {"rep": i64(1, 2, 3)}, brute_tile([1, 2, 3]), 13, False, True),
+    "expand-stretch-a-1": ((1,), 3, [node("Expand", ["t", "shape"])], {"shape": i64(1, 4, 1)},
                            brute_expand((1, 4, 1)), 13, False, True),
-    "expand-lower-rank-shape": ((2, 1), 2, [node("Expand", ["t", "shape"])], dict(shape=i64(3, 2)),
+    "expand-lower-rank-shape": ((2, 1), 2, [node("Expand", ["t", "shape"])], {"shape": i64(3, 2)},
                                 brute_expand((3, 2)), 13, False, True),
     "depth-to-space-dcr-opset-9": ((8, 2), 3, [node("DepthToSpace", ["t"], blocksize=2)], {},
                                    brute_depth_to_space(2, "DCR"), 9, False, False),
@@ -305,26 +314,26 @@ CASES = {
                        False, False),
     "concat-constant-fixed-batch": (
         (3,), 4, [node("Concat", ["tok", "t", "tok2"], axis=1)],
-        dict(tok=CLASS_TOKEN, tok2=np.full((1, 2, 4), 0.75, dtype=np.float32)),
+        {"tok": CLASS_TOKEN, "tok2": np.full((1, 2, 4), 0.75, dtype=np.float32)},
         brute_concat_constants(1, [("tok", 1), "t", ("tok2", 2)]), 13, True, False),
     "pad-2-attribute-constant": ((3,), 4, [node("Pad", ["t"], pads=[0, 1, 0, 0, 2, 1], value=1.5)], {},
                                  brute_pad([0, 1, 0, 0, 2, 1], "constant"), 10, False, False),
-    "pad-11-reflect": ((3,), 4, [node("Pad", ["t", "pads"], mode="reflect")], dict(pads=i64(0, 2, 1, 0, 1, 2)),
+    "pad-11-reflect": ((3,), 4, [node("Pad", ["t", "pads"], mode="reflect")], {"pads": i64(0, 2, 1, 0, 1, 2)},
                        brute_pad([0, 2, 1, 0, 1, 2], "reflect"), 11, False, True),
     "pad-18-axes-edge": ((3, 2), 3, [node("Pad", ["t", "pads", "", "axes"], mode="edge")],
-                         dict(pads=i64(2, 0, 1, 3), axes=i64(-1, 1)), brute_pad([2, 0, 1, 3], "edge", [-1, 1]), 18,
+                         {"pads": i64(2, 0, 1, 3), "axes": i64(-1, 1)}, brute_pad([2, 0, 1, 3], "edge", [-1, 1]), 18,
                          False, True),
     "pad-19-wrap-wider-than-the-axis": ((2, 2), 3, [node("Pad", ["t", "pads", "", "axes"], mode="wrap")],
-                                        dict(pads=i64(4, 0, 5, 1), axes=i64(2, 1)),
+                                        {"pads": i64(4, 0, 5, 1), "axes": i64(2, 1)},
                                         brute_pad([4, 0, 5, 1], "wrap", [2, 1]), 19, False, True),
     "pad-negative-crops-then-edge": ((4,), 5, [node("Pad", ["t", "pads"], mode="edge")],
-                                     dict(pads=i64(0, -1, 2, 0, 2, -3)), brute_pad([0, -1, 2, 0, 2, -3], "edge"), 13,
+                                     {"pads": i64(0, -1, 2, 0, 2, -3)}, brute_pad([0, -1, 2, 0, 2, -3], "edge"), 13,
                                      False, True),
     "pad-negative-crops-then-wrap": ((4,), 5, [node("Pad", ["t", "pads"], mode="wrap")],
-                                     dict(pads=i64(0, 1, -1, 0, -2, 2)), brute_pad([0, 1, -1, 0, -2, 2], "wrap"), 19,
+                                     {"pads": i64(0, 1, -1, 0, -2, 2)}, brute_pad([0, 1, -1, 0, -2, 2], "wrap"), 19,
                                      False, True),
     "pad-negative-constant": ((4,), 5, [node("Pad", ["t", "pads", "cv"])],
-                              dict(pads=i64(0, -2, 1, 0, 1, -2), cv=np.array(-0.5, dtype=np.float32)),
+                              {"pads": i64(0, -2, 1, 0, 1, -2), "cv": np.array(-0.5, dtype=np.float32)},
                               brute_pad([0, -2, 1, 0, 1, -2], "constant"), 13, False, False),
 }
 
@@ -416,8 +425,7 @@ def test_analyze_equals_dionysus(name):
     slow = onnxtopo.analyze(case.model, case.x, h1=True, engine="dionysus")
     for a, b in zip(fast, slow, strict=True):
         assert a.n_edges == b.n_edges > 0
-        np.testing.assert_array_equal(a.h0, b.h0)
-        np.testing.assert_array_equal(a.h1, b.h1)
+        assert_same_persistence(a, b)
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,7 +445,8 @@ def test_class_token_prepended_before_a_matmul_makes_no_edges():
              node("Expand", ["cls", "target"], ["tok"]),
              node("Concat", ["tok", "t"], ["c"], axis=1), node("Add", ["c", "pos"], ["e"]),
              node("MatMul", ["e", "W"], ["y"])]
-    inits = dict(A=A, W=W, pos=pos, cls=CLASS_TOKEN, zero=np.array(0, dtype=np.int64), axis0=i64(0), ones=i64(1, 1))
+    inits = {"A": A, "W": W, "pos": pos, "cls": CLASS_TOKEN, "zero": np.array(0, dtype=np.int64), "axis0": i64(0),
+             "ones": i64(1, 1)}
     model = build(nodes, (P, K), inits)
     x = rng.normal(size=(BATCH, P, K)).astype(np.float32)
     acts = ort_outputs(model, x, ("a", "e", "y"))
@@ -470,7 +479,7 @@ def test_class_token_prepended_before_a_matmul_makes_no_edges():
     fast = onnxtopo.analyze(model, x)
     slow = onnxtopo.analyze(model, x, engine="dionysus")
     for a, b in zip(fast, slow, strict=True):
-        np.testing.assert_array_equal(a.h0, b.h0)
+        assert_same_persistence(a, b)
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,32 +488,32 @@ def test_class_token_prepended_before_a_matmul_makes_no_edges():
 
 # name: (nodes from "t" to "s", initializers, batch, opset, error, words of its message)
 REFUSALS = {
-    "huge-tile": ([node("Tile", ["t", "rep"])], dict(rep=i64(1, 1 << 20, 1 << 20)), "N", 13, ResourceLimitError,
+    "huge-tile": ([node("Tile", ["t", "rep"])], {"rep": i64(1, 1 << 20, 1 << 20)}, "N", 13, ResourceLimitError,
                   "elements per sample"),
     "huge-expand": ([node("Unsqueeze", ["t", "ax"], ["u"]), node("Expand", ["u", "shape"])],
-                    dict(ax=i64(2, 4), shape=i64(1, 1, 1 << 16, 1, 1 << 16)), "N", 13, ResourceLimitError,
+                    {"ax": i64(2, 4), "shape": i64(1, 1, 1 << 16, 1, 1 << 16)}, "N", 13, ResourceLimitError,
                     "elements per sample"),
-    "slice-of-the-batch-axis": ([node("Slice", ["t", "st", "en", "ax"])], dict(st=i64(0), en=i64(1), ax=i64(0)),
+    "slice-of-the-batch-axis": ([node("Slice", ["t", "st", "en", "ax"])], {"st": i64(0), "en": i64(1), "ax": i64(0)},
                                 "N", 13, UnsupportedOpError, "slices the batch axis"),
     "slice-1-default-axes-reach-the-batch": ([node("Slice", ["t"], starts=[1], ends=[100])], {}, "N", 9,
                                              UnsupportedOpError, "slices the batch axis"),
     "split-default-axis-0": ([node("Split", ["t"], ["s", "s2"])], {}, "N", 13, UnsupportedOpError, "batch axis"),
-    "gather-default-axis-0": ([node("Gather", ["t", "ind"])], dict(ind=i64(0)), "N", 13, UnsupportedOpError,
+    "gather-default-axis-0": ([node("Gather", ["t", "ind"])], {"ind": i64(0)}, "N", 13, UnsupportedOpError,
                               "batch axis"),
-    "gather-index-out-of-range": ([node("Gather", ["t", "ind"], axis=2)], dict(ind=i64(3)), "N", 13,
+    "gather-index-out-of-range": ([node("Gather", ["t", "ind"], axis=2)], {"ind": i64(3)}, "N", 13,
                                   UnsupportedOpError, "outside an axis of size 3"),
     "gather-elements-dynamic-batch": ([node("GatherElements", ["t", "ind"], axis=1)],
-                                      dict(ind=np.zeros((1, 2, 3), dtype=np.int64)), "N", 13, UnsupportedOpError,
+                                      {"ind": np.zeros((1, 2, 3), dtype=np.int64)}, "N", 13, UnsupportedOpError,
                                       "one row per sample"),
-    "gather-nd-batch-dims-0": ([node("GatherND", ["t", "ind"])], dict(ind=np.zeros((1, 2), dtype=np.int64)), 1, 13,
+    "gather-nd-batch-dims-0": ([node("GatherND", ["t", "ind"])], {"ind": np.zeros((1, 2), dtype=np.int64)}, 1, 13,
                                UnsupportedOpError, "pick samples"),
-    "tile-the-batch": ([node("Tile", ["t", "rep"])], dict(rep=i64(2, 1, 1)), "N", 13, UnsupportedOpError,
+    "tile-the-batch": ([node("Tile", ["t", "rep"])], {"rep": i64(2, 1, 1)}, "N", 13, UnsupportedOpError,
                        "repeats the batch axis"),
-    "expand-copies-a-fixed-sample": ([node("Expand", ["t", "shape"])], dict(shape=i64(3, 1, 1)), 1, 13,
+    "expand-copies-a-fixed-sample": ([node("Expand", ["t", "shape"])], {"shape": i64(3, 1, 1)}, 1, 13,
                                      UnsupportedOpError, "copies samples"),
     "concat-on-the-batch-axis": ([node("Concat", ["t", "t"], axis=0)], {}, "N", 13, UnsupportedOpError,
                                  "batch axis"),
-    "pad-the-batch-axis": ([node("Pad", ["t", "pads"])], dict(pads=i64(1, 0, 0, 0, 0, 0)), "N", 13,
+    "pad-the-batch-axis": ([node("Pad", ["t", "pads"])], {"pads": i64(1, 0, 0, 0, 0, 0)}, "N", 13,
                            UnsupportedOpError, "batch axis"),
 }
 

@@ -13,6 +13,7 @@ floats, for the same reason.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections import Counter
 
@@ -25,6 +26,8 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 import onnxtopo
 from onnxtopo import InducedGraph, InvalidFiltrationError, persistence, superlevel_filtration
+
+from conftest import assert_same_persistence
 
 INF = np.inf
 
@@ -491,9 +494,23 @@ def test_property_engines_agree(g, mode):
     # broken by the filtration, not by the engine).
     results = [run(g, engine, h1=True, vertices=mode) for engine in ENGINES_AND_DEFAULT]
     first = results[0]
-    for engine, p in zip(ENGINES_AND_DEFAULT[1:], results[1:]):
-        assert points(p.h0) == points(first.h0), engine
-        assert points(p.h1) == points(first.h1), engine
-        for field in ("src", "dst", "phi", "birth", "edge"):
-            assert getattr(p.subgraph, field).tolist() == getattr(first.subgraph, field).tolist(), (engine, field)
+    for engine, p in zip(ENGINES_AND_DEFAULT[1:], results[1:], strict=True):
+        assert_same_persistence(p, first, engine)
         assert p.n_simplices == first.n_simplices
+
+
+def test_assert_same_persistence_catches_every_kind_of_difference():
+    """The equivalence tests' one comparison fails on a moved point, a missing H1, a reordered
+    subgraph and a subgraph array of another dtype with equal values."""
+    g = InducedGraph.from_edges([[1], [2], [1]], [0, 0, 1, 2], [1, 2, 3, 3], [3.0, 2.0, 2.0, 1.0])  # one cycle
+    p = persistence(g, h1=True)
+    assert len(p.h1) == 1 and len(p.subgraph) == 3
+    assert_same_persistence(p, persistence(g, h1=True))
+    moved = p.h0.copy()
+    moved[0, 0] -= 0.5
+    sub = p.subgraph
+    for other in (dataclasses.replace(p, h0=moved), dataclasses.replace(p, h1=None),
+                  dataclasses.replace(p, subgraph=dataclasses.replace(sub, src=sub.src[::-1].copy())),
+                  dataclasses.replace(p, subgraph=dataclasses.replace(sub, phi=sub.phi.astype(np.float32)))):
+        with pytest.raises(AssertionError):
+            assert_same_persistence(p, other)

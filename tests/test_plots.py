@@ -12,11 +12,11 @@ import pytest
 import scipy.sparse
 
 pytest.importorskip("matplotlib")
-import matplotlib.image  # noqa: E402
+import matplotlib.image
 
-import onnxtopo  # noqa: E402
-from onnxtopo import plots  # noqa: E402
-from onnxtopo.attacks import fgsm  # noqa: E402
+import onnxtopo
+from onnxtopo import plots
+from onnxtopo.attacks import fgsm
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -215,7 +215,7 @@ def reference_filtration(x, h1, h2, w_conv, fc1, fc2):
 def test_reference_filtration_is_valid(reference_case):
     # The comparison below means something only if the reference's sorted filtration is a valid
     # one (see the dionysus tie test above); vertices tie with their strongest edge everywhere.
-    model, x, acts, w_conv, fc1, fc2 = reference_case
+    _, x, acts, w_conv, fc1, fc2 = reference_case
     f = reference_filtration(x[0], acts["h1"][0], acts["h2"][0], w_conv, fc1, fc2)
     assert_edges_to_vertices_order(f)
 

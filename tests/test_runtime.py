@@ -5,13 +5,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import make_model
 from onnx import TensorProto, helper
 
 import onnxtopo
 from onnxtopo import BadInputError, BadModelError
 from onnxtopo.attacks import OnnxClassifier
 from onnxtopo.runtime import check_inputs, session, validate_inputs
+
+from conftest import make_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

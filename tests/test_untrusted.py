@@ -120,8 +120,10 @@ def test_training_mode_is_refused():
 
 def test_bytes_with_external_data_are_refused(tmp_path):
     path = save_with_external(dense_model(), tmp_path, "w.bin")
+    with open(path, "rb") as f:
+        data = f.read()
     with pytest.raises(BadModelError, match="pass the model's path"):
-        onnxtopo.inspect(open(path, "rb").read())
+        onnxtopo.inspect(data)
 
 
 def test_non_finite_weights_are_refused():

@@ -84,7 +84,7 @@ def load_heldout() -> tuple[np.ndarray, np.ndarray]:
 def numpy_ccff_relu(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Plain-numpy CCFF-relu forward pass (float64), an independent cross-check."""
     def conv(a, k):  # valid cross-correlation, NCHW / OIHW
-        n, c, h, wd = a.shape
+        n, _, h, wd = a.shape
         o, _, kh, kw = k.shape
         out = np.zeros((n, o, h - kh + 1, wd - kw + 1))
         for i in range(kh):
@@ -92,7 +92,7 @@ def numpy_ccff_relu(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
                 out += np.einsum("nchw,oc->nohw", a[:, :, i:i + h - kh + 1, j:j + wd - kw + 1],
                                  k[:, :, i, j])
         return out
-    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    relu = lambda a: np.maximum(a, 0.0)
     a = relu(conv(x.astype(np.float64), w["c1"].astype(np.float64)))
     a = relu(conv(a, w["c2"].astype(np.float64)))
     a = a.reshape(len(a), -1)
@@ -122,17 +122,17 @@ def check_file(path: Path) -> dict:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise RuntimeError(f"{path}: initializer {init.name} uses external data")
     onnx.checker.check_model(proto, full_check=True)
-    return dict(
-        size=path.stat().st_size,
-        producer=f"{proto.producer_name} {proto.producer_version}",
-        ir_version=proto.ir_version,
-        opset=[(o.domain or "ai.onnx", o.version) for o in proto.opset_import],
-        inputs=[describe_value(v) for v in proto.graph.input],
-        outputs=[describe_value(v) for v in proto.graph.output],
-        ops=[n.op_type for n in proto.graph.node],
-        n_initializers=len(proto.graph.initializer),
-        functions=[f"{f.domain}::{f.name}" for f in proto.functions],
-    )
+    return {
+        "size": path.stat().st_size,
+        "producer": f"{proto.producer_name} {proto.producer_version}",
+        "ir_version": proto.ir_version,
+        "opset": [(o.domain or "ai.onnx", o.version) for o in proto.opset_import],
+        "inputs": [describe_value(v) for v in proto.graph.input],
+        "outputs": [describe_value(v) for v in proto.graph.output],
+        "ops": [n.op_type for n in proto.graph.node],
+        "n_initializers": len(proto.graph.initializer),
+        "functions": [f"{f.domain}::{f.name}" for f in proto.functions],
+    }
 
 
 def print_summary(path: Path, info: dict) -> None:
@@ -196,7 +196,7 @@ def compare_with_reference(path: Path, x: np.ndarray, y: np.ndarray | None = Non
     max_diff = float(np.abs(got - ref).max())
     rel = max_diff / float(np.abs(ref).max())
     same_argmax = bool((got.argmax(1) == ref.argmax(1)).all())
-    result = dict(max_abs_diff=max_diff, max_rel_diff=rel, same_argmax=same_argmax)
+    result = {"max_abs_diff": max_diff, "max_rel_diff": rel, "same_argmax": same_argmax}
 
     ref_acts = activations(reference, x)
     new_acts = activations(path, x)

@@ -35,9 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -360,7 +360,7 @@ class Family:
             exporter += f", onnxscript {onnxscript.__version__}"
         if self.ir3:
             exporter += "; rewritten to IR version 3, initializers listed in graph.input"
-        return dict(family=self.family, framework=f"PyTorch {torch.__version__.split('+')[0]}", exporter=exporter)
+        return {"family": self.family, "framework": f"PyTorch {torch.__version__.split('+')[0]}", "exporter": exporter}
 
 
 FAMILIES = [
@@ -406,8 +406,8 @@ def check_export(path: Path, model: nn.Module, x: np.ndarray) -> dict:
     if diff > 1e-4 * max(1.0, float(np.abs(want).max())):
         raise SystemExit(f"{path.name}: onnxruntime and PyTorch differ by {diff}")
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    return dict(bytes=size, ir=proto.ir_version, opset=opset, diff=diff,
-                ops=sorted({n.op_type for n in proto.graph.node}))
+    return {"bytes": size, "ir": proto.ir_version, "opset": opset, "diff": diff,
+            "ops": sorted({n.op_type for n in proto.graph.node})}
 
 
 def main() -> None:

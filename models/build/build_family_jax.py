@@ -105,9 +105,9 @@ def main() -> None:
     inputs[STEM] = x
     np.savez_compressed(inputs_path, **dict(sorted(inputs.items())))
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[STEM] = dict(family="vision transformer, 2 blocks (Flax NNX MultiHeadAttention, NHWC input)",
-                          framework=f"JAX {jax.__version__} / Flax {version('flax')}",
-                          exporter=f"jax2onnx {version('jax2onnx')} (to_onnx)")
+    manifest[STEM] = {"family": "vision transformer, 2 blocks (Flax NNX MultiHeadAttention, NHWC input)",
+                      "framework": f"JAX {jax.__version__} / Flax {version('flax')}",
+                      "exporter": f"jax2onnx {version('jax2onnx')} (to_onnx)"}
     manifest_path.write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
     print(f"{path.name}: {path.stat().st_size:,} bytes, IR {proto.ir_version}, opset {OPSET}, "
           f"max |ort - jax| {diff:.1e}, ops {' '.join(sorted({n.op_type for n in proto.graph.node}))}")

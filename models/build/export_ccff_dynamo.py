@@ -28,8 +28,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _common as common                  # noqa: E402
-from train_ccff import CCFF               # noqa: E402  (the identical module definition)
+import _common as common
+from train_ccff import CCFF
 
 
 def build_model() -> CCFF:

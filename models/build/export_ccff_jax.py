@@ -41,7 +41,7 @@ from jax2onnx import to_onnx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _common as common  # noqa: E402
+import _common as common
 
 OPSET = 17
 C, H, W = 3, 22, 22

@@ -41,16 +41,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # keep the TF-side numbers (used only for the Keras-vs-numpy check) reproducible.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import numpy as np                  # noqa: E402
-import onnx                         # noqa: E402
-import onnxruntime as ort           # noqa: E402
-import tensorflow as tf             # noqa: E402
-import keras                        # noqa: E402
-import tf2onnx                      # noqa: E402
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _common as common            # noqa: E402
+import _common as common
 
 OPSET = 17
 C, H, W = 3, 22, 22

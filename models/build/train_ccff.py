@@ -44,11 +44,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 import torch
-from torch import nn
-
 from _common import load_mnist  # the MNIST reader shared by the build scripts
+from onnx import numpy_helper
+from torch import nn
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,8 +69,8 @@ OPSET = 17
 # gradients through saturating units), so that variant gets a larger
 # learning rate and more epochs.
 VARIANTS = {
-    "ccff-relu": dict(act=nn.ReLU, lr=1e-3, epochs=8),
-    "ccff-sigmoid": dict(act=nn.Sigmoid, lr=5e-3, epochs=12),
+    "ccff-relu": {"act": nn.ReLU, "lr": 1e-3, "epochs": 8},
+    "ccff-sigmoid": {"act": nn.Sigmoid, "lr": 5e-3, "epochs": 12},
 }
 BATCH_SIZE = 64
 
@@ -236,16 +235,16 @@ def verify_onnx(model: CCFF, path: Path, x_ho: torch.Tensor, y_ho: torch.Tensor,
         raise RuntimeError(f"{path}: onnxruntime gets {ort_correct} held-out images right, "
                            f"torch gets {torch_correct}")
 
-    return dict(
-        ops=ops,
-        inputs=[describe_value(v) for v in proto.graph.input],
-        outputs=[describe_value(v) for v in proto.graph.output],
-        max_diff=max_diff,
-        ort_acc=ort_correct / len(y_ho),
-        opset=[(o.domain or "ai.onnx", o.version) for o in proto.opset_import],
-        producer=f"{proto.producer_name} {proto.producer_version}",
-        ir_version=proto.ir_version,
-    )
+    return {
+        "ops": ops,
+        "inputs": [describe_value(v) for v in proto.graph.input],
+        "outputs": [describe_value(v) for v in proto.graph.output],
+        "max_diff": max_diff,
+        "ort_acc": ort_correct / len(y_ho),
+        "opset": [(o.domain or "ai.onnx", o.version) for o in proto.opset_import],
+        "producer": f"{proto.producer_name} {proto.producer_version}",
+        "ir_version": proto.ir_version,
+    }
 
 
 def shape_subgraph_note(ops: list[str]) -> str:

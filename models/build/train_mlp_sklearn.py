@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-import sklearn
 import skl2onnx
+import sklearn
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.exceptions import ConvergenceWarning
@@ -34,7 +34,7 @@ from sklearn.neural_network import MLPClassifier
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _common as common  # noqa: E402
+import _common as common
 
 SEED = 20240601
 OPSET = 17

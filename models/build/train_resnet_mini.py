@@ -40,7 +40,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _common as common  # noqa: E402
+import _common as common
 
 SEED = 20240601
 NUM_THREADS = 2

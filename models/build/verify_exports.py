@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _common as common  # noqa: E402
+import _common as common
 
 SAME_NETWORK = ["ccff-relu-dynamo.onnx", "ccff-relu-keras.onnx", "ccff-relu-jax.onnx"]
 CLASSIFIERS = {"mlp-sklearn.onnx": (784, 0), "resnet-mini.onnx": (None, 0)}
@@ -48,7 +48,7 @@ def main() -> None:
         path = common.MODELS / name
         info = common.check_file(path)
         common.print_summary(path, info)
-        prep = (lambda a: a.reshape(len(a), flat)) if flat else (lambda a: a)
+        prep = (lambda a, flat=flat: a.reshape(len(a), flat)) if flat else (lambda a: a)
         c, n = common.accuracy(path, prep(x_ho), y_ho, out_index)
         print(f"  mnist-heldout.npz: {c}/{n}")
         if full is not None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..runtime import validate_inputs
 from ..errors import BadInputError, ExitCode
 from ..filtration import VERTEX_MODES
 from ..homology import DEFAULT_CHUNK_EDGES, ENGINES
 from ..resources import default_limit, estimate, require_memory
+from ..runtime import validate_inputs
 from .argtypes import finite, percentile, positive_int, size
 from .options import add_model_options, add_span_options
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..runtime import validate_inputs
 from ..errors import BadInputError, ExitCode
+from ..runtime import validate_inputs
 from .argtypes import finite, positive_int
 from .options import add_model_options, load_labels
 

@@ -17,16 +17,17 @@ There are five kinds of handler:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import UnsupportedOpError
 
-EDGE_RULES: dict[str, Callable[..., "EdgeRule"]] = {}  # rule classes, or factories choosing one
-OPERAND_RULES: dict[str, Callable[..., list["EdgeRule"]]] = {}
+EDGE_RULES: dict[str, Callable[..., EdgeRule]] = {}  # rule classes, or factories choosing one
+OPERAND_RULES: dict[str, Callable[..., list[EdgeRule]]] = {}
 LAYOUT_OPS: dict[str, Callable] = {}
 ELEMENTWISE_OPS: set[str] = set()
 AFFINE_OPS: dict[str, Callable] = {}
@@ -275,7 +276,20 @@ def attribute(node, name: str, default=None):
 
 
 # Importing the op modules fills the registries.
-from . import op_conv, op_elementwise, op_gemm, op_layout, op_norm, op_pool, op_select, op_sum  # noqa: E402,F401
-from . import op_normalization, op_softmax  # noqa: E402,F401
-from . import op_reduce, op_resize  # noqa: E402,F401
-from . import op_einsum, op_max, op_product  # noqa: E402,F401
+from . import (  # noqa: F401
+    op_conv,
+    op_einsum,
+    op_elementwise,
+    op_gemm,
+    op_layout,
+    op_max,
+    op_norm,
+    op_normalization,
+    op_pool,
+    op_product,
+    op_reduce,
+    op_resize,
+    op_select,
+    op_softmax,
+    op_sum,
+)

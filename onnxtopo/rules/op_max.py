@@ -20,9 +20,8 @@ import numpy as np
 
 from . import ELEMENTWISE_OPS, EdgePattern, affine_op, edge_rule, operand_rule, refuse
 from .op_elementwise import per_sample
-from .op_sum import broadcast_shape
 from .op_reduce import ReduceRule
-from .op_sum import OperandRule
+from .op_sum import OperandRule, broadcast_shape
 
 ELEMENTWISE_OPS.update({"Max", "Min"})
 

@@ -50,12 +50,12 @@ class AxisCoefficients:
         self.out_index, self.in_index, self.weight = out_index, in_index, weight
 
     @classmethod
-    def identity(cls, length: int) -> "AxisCoefficients":
+    def identity(cls, length: int) -> AxisCoefficients:
         index = np.arange(length, dtype=np.int64)
         return cls(index, index, np.ones(length))
 
     @classmethod
-    def from_taps(cls, taps: np.ndarray, weights: np.ndarray, in_len: int, outside=None) -> "AxisCoefficients":
+    def from_taps(cls, taps: np.ndarray, weights: np.ndarray, in_len: int, outside=None) -> AxisCoefficients:
         """Merge the taps (out_len, width) clamped to the input, dropping outputs in ``outside``
         (extrapolated: constants) and zero coefficients."""
         out_len, width = taps.shape
@@ -337,7 +337,7 @@ class ResizeRule(EdgeRule):
 
 def _round_half_away(value) -> int:
     value = float(value)  # in float32, value + 0.5 could round up
-    return int(math.floor(value + 0.5)) if value >= 0 else int(math.ceil(value - 0.5))
+    return math.floor(value + 0.5) if value >= 0 else math.ceil(value - 0.5)
 
 
 def _nearest(source: np.ndarray, mode: str, downsampling: bool) -> np.ndarray:

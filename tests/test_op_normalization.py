@@ -1,11 +1,11 @@
-"""Nonlinear mixing ops with one activation operand: Softmax, LogSoftmax, LayerNormalization,
+"""Normalizations by the input's own statistics (rules/op_normalization.py): LayerNormalization,
 InstanceNormalization, GroupNormalization and LRN, each a new layer (design notes 2b).
 
 Every edge of the op's step is checked against the op's Jacobian computed by central finite
-differences in float64 (conftest.node_jacobian runs the ONNX node itself) at the op's actual
-input, as onnxruntime computes it: an edge u -> v exists exactly where |∂v/∂u| is nonzero and
-h_u ≠ 0, and weighs |∂v/∂u · h_u|. Each op also runs end to end, forest and dionysus engines
-giving the same H0.
+differences in float64 (conftest.node_jacobian runs the ONNX node itself) at the op's actual input,
+as onnxruntime computes it: an edge u -> v exists exactly where |∂v/∂u| is nonzero and h_u ≠ 0, and
+weighs |∂v/∂u · h_u|. Each op also runs end to end, forest and dionysus engines giving the same
+diagrams and persistent subgraph.
 """
 
 from __future__ import annotations
@@ -22,162 +22,21 @@ import onnxtopo
 from onnxtopo.errors import BadInputError, BadModelError, UnsupportedOpError
 from onnxtopo.plan import build_plan
 
-from conftest import assert_same_edges, edges_as_dict, make_model, node_jacobian, ort_outputs
+from conftest import (
+    assert_engines_agree,
+    assert_same_edges,
+    check_against_jacobian,
+    edges_as_dict,
+    jacobian_edges,
+    make_model,
+    ort_outputs,
+    step_edges,
+    step_index,
+    weights,
+)
 
 BATCH = 2
-JACOBIAN_TOL = 1e-7  # finite differences in float64 are accurate to about 1e-10 here
-TOL = dict(rtol=1e-4, atol=1e-7)
-
-
-def weights(rng, *shape):
-    return rng.normal(scale=0.7, size=shape).astype(np.float32)
-
-
-def step_index(plan, op_type) -> int:
-    return next(i for i, s in enumerate(plan.steps) if s.op_type == op_type)
-
-
-def step_edges(graph, plan, index) -> dict:
-    """{(flat element of the op's input, flat element of its output): φ} of one edge step."""
-    step = plan.steps[index]
-    position = {int(v): i for i, v in enumerate(step.input_vertices) if v >= 0}
-    mask = graph.step == index
-    return edges_as_dict([position[int(u)] for u in graph.src[mask]],
-                         graph.dst[mask] - plan.layers[step.target].offset, graph.phi[mask])
-
-
-def jacobian_edges(jacobian, h) -> dict:
-    """The expected edges: {(u, v): |J[v, u] · h_u|} where J[v, u] is nonzero and h_u ≠ 0."""
-    rows, cols = np.nonzero(np.abs(jacobian) > JACOBIAN_TOL)
-    return {(int(u), int(v)): abs(jacobian[v, u] * h[u]) for v, u in zip(rows, cols) if h[u] != 0}
-
-
-def check_against_jacobian(model, x, node, inits, *, opset=17, jacobian_node=None):
-    """Every sample's edges of ``node``'s step against the node's finite-difference Jacobian.
-
-    ``model`` is a model or its plan; ``jacobian_node`` (default ``node``) is the node the
-    Jacobian is computed from: the same function, when ``node`` itself would compute in float32."""
-    analyzer = onnxtopo.Analyzer(model)
-    model = analyzer.plan.model
-    index = step_index(analyzer.plan, node.op_type)
-    rule = analyzer.plan.steps[index].rule
-    assert rule.candidate_count == len(rule.pattern)  # counted exactly before being built
-    data = node.input[0]
-    h = ort_outputs(model, x, (data,))[data].astype(np.float64)
-    constants = {name: np.asarray(inits[name], dtype=np.float64) for name in node.input[1:] if name}
-    graphs = list(analyzer.graphs(x))
-    assert len(graphs) == len(x)
-    for n, graph in enumerate(graphs):
-        jacobian = node_jacobian(jacobian_node or node, {**constants, data: h[n:n + 1]}, data, opset=opset)
-        expected = jacobian_edges(jacobian, h[n].ravel())
-        assert expected, "the test should have edges to compare"
-        assert_same_edges(step_edges(graph, analyzer.plan, index), expected, **TOL, what=f"sample {n}")
-
-
-def assert_engines_agree(model, x):
-    """``model`` (a model or its plan) gives the same H0 with both engines."""
-    analyzer = onnxtopo.Analyzer(model)
-    forest, dionysus = (list(analyzer.analyze(x, engine=engine)) for engine in ("forest", "dionysus"))
-    for a, b in zip(forest, dionysus, strict=True):
-        assert a.n_edges == b.n_edges > 0
-        np.testing.assert_allclose(a.h0, b.h0, rtol=1e-12)
-
-
-# --------------------------------------------------------------------------------------------
-# Softmax and LogSoftmax
-# --------------------------------------------------------------------------------------------
-
-SOFTMAX_CASES = [  # (opset, attributes, per-sample groups as (outer, n, inner) of a (3, 5) input)
-    (13, {}, (3, 5, 1)),
-    (13, dict(axis=2), (3, 5, 1)),
-    (17, dict(axis=1), (1, 3, 5)),
-    (17, dict(axis=-2), (1, 3, 5)),
-    (11, {}, (1, 15, 1)),  # coerced to 2-D at axis 1: one group of every element
-    (11, dict(axis=2), (3, 5, 1)),
-    (11, dict(axis=-1), (3, 5, 1)),
-]
-
-
-def softmax_model(op, attrs, opset, rng):
-    """x (3, 4) -> MatMul -> (3, 5) -> op -> MatMul -> (3, 2)."""
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
-    node = helper.make_node(op, ["z"], ["s"], **attrs)
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), node, helper.make_node("MatMul", ["s", "W2"], ["y"])]
-    return make_model(nodes, (3, 4), inits, opset=opset), node, inits
-
-
-@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
-@pytest.mark.parametrize("opset, attrs, groups", SOFTMAX_CASES)
-def test_softmax_edges_are_its_jacobian(op, opset, attrs, groups):
-    rng = np.random.default_rng(20 + opset + len(attrs))
-    model, node, inits = softmax_model(op, attrs, opset, rng)
-    x = rng.normal(size=(BATCH, 3, 4)).astype(np.float32)
-    plan = onnxtopo.inspect(model)
-    rule = plan.steps[step_index(plan, op)].rule
-    outer, n, inner = groups
-    assert (rule.outer_size, rule.edges_per_outer) == (outer * inner * n, n)
-    check_against_jacobian(model, x, node, inits, opset=opset)
-
-
-@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
-def test_softmax_end_to_end(op):
-    rng = np.random.default_rng(30)
-    model, _, _ = softmax_model(op, {}, 17, rng)
-    assert_engines_agree(model, rng.normal(size=(BATCH, 3, 4)).astype(np.float32))
-
-
-@pytest.mark.parametrize("opset, axis", [(13, 0), (13, -3), (11, 0), (11, -3)])
-def test_softmax_over_the_batch_axis_is_refused(opset, axis):
-    model, _, _ = softmax_model("Softmax", dict(axis=axis), opset, np.random.default_rng(31))
-    with pytest.raises(UnsupportedOpError, match="Softmax.*batch axis"):
-        onnxtopo.inspect(model)
-
-
-def test_a_softmax_making_the_last_layer_is_not_analyzed():
-    rng = np.random.default_rng(32)
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Softmax", ["z"], ["y"], name="probs")]
-    model = make_model(nodes, (4,), dict(W=weights(rng, 4, 3)))
-    plan = onnxtopo.inspect(model)
-    assert [s.op_type for s in plan.steps] == ["MatMul"] and len(plan.layers) == 2
-    assert plan.ignored == ["probs (Softmax)"]
-    # Asked for explicitly, it is a layer.
-    assert [s.op_type for s in onnxtopo.inspect(model, stop="y").steps] == ["MatMul", "Softmax"]
-
-
-def test_a_large_softmax_is_counted_and_built_part_by_part():
-    """1,000 classes make 10^6 candidate edges: counted before anything is built, then built in
-    parts of whole source rows."""
-    n = 1000
-    nodes = [helper.make_node("Softmax", ["x"], ["s"]), helper.make_node("MatMul", ["s", "W"], ["y"])]
-    model = make_model(nodes, (n,), dict(W=np.ones((n, 2), np.float32)))
-    rule = onnxtopo.inspect(model).steps[0].rule
-    assert rule.candidate_count == n * n and "pattern" not in vars(rule)
-    first = next(rule.chunks(max_edges=5 * n))
-    assert len(first) == 5 * n and "pattern" not in vars(rule)
-    assert set(first.src.tolist()) == set(range(5)) and set(first.dst.tolist()) == set(range(n))
-
-
-def test_chunked_edges_equal_whole_ones():
-    """Edge values computed chunk by chunk (statistics of the chunk's groups only) equal the
-    whole step's, for a strided softmax and a layer norm."""
-    rng = np.random.default_rng(33)
-    for op, attrs in (("Softmax", dict(axis=1)), ("LayerNormalization", {})):
-        inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
-        if op == "LayerNormalization":
-            inits["scale"] = weights(rng, 5)
-        node = helper.make_node(op, ["z", "scale"] if op == "LayerNormalization" else ["z"], ["s"], **attrs)
-        nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), node, helper.make_node("MatMul", ["s", "W2"], ["y"])]
-        analyzer = onnxtopo.Analyzer(make_model(nodes, (3, 4), inits))
-        x = rng.normal(size=(1, 3, 4)).astype(np.float32)
-        activations = analyzer.runner.run(x)
-        whole = list(onnxtopo.graph.edge_blocks(analyzer.plan, activations, 0))
-        for max_edges in (1, 4, 7):
-            chunked = list(onnxtopo.graph.edge_blocks(analyzer.plan, activations, 0, max_edges=max_edges))
-            for i in range(len(analyzer.plan.steps)):
-                pick = [b for b in chunked if b[0] == i], [b for b in whole if b[0] == i]
-                got, expected = ({k: v for _, s, d, p in blocks for k, v in edges_as_dict(s, d, p).items()}
-                                 for blocks in pick)
-                assert_same_edges(got, expected, rtol=1e-12, what=f"{op}, chunks of {max_edges}")
+TOL = {"rtol": 1e-4, "atol": 1e-7}
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,11 +45,11 @@ def test_chunked_edges_equal_whole_ones():
 
 LAYER_NORM_CASES = [  # (attributes, scale shape, bias, ReLU before)
     ({}, (5,), True, False),
-    (dict(axis=-1, epsilon=0.1), (5,), False, False),
-    (dict(axis=1), (3, 5), True, False),
-    (dict(axis=1, stash_type=11), (1, 5), True, False),  # scale broadcast to the normalized shape
-    (dict(axis=-2, stash_type=1), (3, 5), False, True),  # zeros in h: no edge from them
-    (dict(axis=2, epsilon=1e-3), (5,), True, True),
+    ({"axis": -1, "epsilon": 0.1}, (5,), False, False),
+    ({"axis": 1}, (3, 5), True, False),
+    ({"axis": 1, "stash_type": 11}, (1, 5), True, False),  # scale broadcast to the normalized shape
+    ({"axis": -2, "stash_type": 1}, (3, 5), False, True),  # zeros in h: no edge from them
+    ({"axis": 2, "epsilon": 1e-3}, (5,), True, True),
 ]
 
 
@@ -198,7 +57,7 @@ def layer_norm_model(attrs, scale_shape, bias, relu, rng, *, outputs=("s",)):
     """x (3, 4) -> MatMul -> (3, 5) [-> Relu] -> LayerNormalization -> MatMul -> (3, 2)."""
     scale = weights(rng, *scale_shape)
     scale.reshape(-1)[1] = 0.0  # a zero scale: no edge into those outputs
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2), scale=scale)
+    inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2), "scale": scale}
     if bias:
         inits["bias"] = weights(rng, 5)
     data = "r" if relu else "z"
@@ -222,7 +81,7 @@ def test_layer_norm_edges_are_its_jacobian(attrs, scale_shape, bias, relu):
 
 def test_layer_norm_end_to_end():
     rng = np.random.default_rng(41)
-    model, _, _ = layer_norm_model(dict(axis=1), (3, 5), True, False, rng)
+    model, _, _ = layer_norm_model({"axis": 1}, (3, 5), True, False, rng)
     assert_engines_agree(model, rng.normal(size=(BATCH, 3, 4)).astype(np.float32))
 
 
@@ -230,8 +89,8 @@ def test_layer_norm_scale_as_a_following_mul_gives_the_same_graph():
     """Design notes 2b: a constant Mul and Add after the op fold into its edges, so the scale and
     bias written as separate ops (as some exporters do) give the same graph."""
     rng = np.random.default_rng(45)
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2), gamma=weights(rng, 5), beta=weights(rng, 5),
-                 ones=np.ones(5, np.float32))
+    inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2), "gamma": weights(rng, 5), "beta": weights(rng, 5),
+             "ones": np.ones(5, np.float32)}
     first, last = helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("MatMul", ["s", "W2"], ["y"])
     inside = make_model([first, helper.make_node("LayerNormalization", ["z", "gamma", "beta"], ["s"]), last],
                         (3, 4), inits)
@@ -259,11 +118,11 @@ def test_layer_norm_statistics_outputs():
 
 def test_layer_norm_refusals():
     rng = np.random.default_rng(43)
-    model, _, _ = layer_norm_model(dict(axis=0), (3, 3, 5), True, False, rng)
+    model, _, _ = layer_norm_model({"axis": 0}, (3, 3, 5), True, False, rng)
     with pytest.raises(UnsupportedOpError, match="LayerNormalization.*batch axis"):
         build_plan(model)
     # A scale computed at run time is not a weight.
-    inits = dict(W=weights(rng, 4, 5), W2=weights(rng, 5, 2))
+    inits = {"W": weights(rng, 4, 5), "W2": weights(rng, 5, 2)}
     nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Relu", ["z"], ["r"]),
              helper.make_node("LayerNormalization", ["z", "r"], ["s"], name="ln"),
              helper.make_node("MatMul", ["s", "W2"], ["y"])]
@@ -278,7 +137,7 @@ def test_an_input_making_a_derivative_infinite_is_refused(op):
     rng = np.random.default_rng(44)
     if op == "LayerNormalization":
         node = helper.make_node(op, ["x", "scale"], ["y"], epsilon=0.0, name="the_op")
-        model = make_model([node], (3, 4), dict(scale=np.ones(4, np.float32)))
+        model = make_model([node], (3, 4), {"scale": np.ones(4, np.float32)})
         x = rng.normal(size=(2, 3, 4)).astype(np.float32)
         x[1, 0] = 0.5  # a constant row
     else:
@@ -319,11 +178,11 @@ def conv_model(op_node, channels, rng, inits, *, spatial=(4, 4), opset=17):
 def test_instance_norm_edges_are_its_jacobian(epsilon, spatial):
     rng = np.random.default_rng(50 + len(spatial))
     C = 3
-    attrs = {} if epsilon is None else dict(epsilon=epsilon)
+    attrs = {} if epsilon is None else {"epsilon": epsilon}
     node = helper.make_node("InstanceNormalization", ["c", "scale", "bias"], ["n"], **attrs)
     scale = weights(rng, C)
     scale[2] = 0.0
-    model, inits = conv_model(node, C, rng, dict(scale=scale, bias=weights(rng, C)), spatial=spatial)
+    model, inits = conv_model(node, C, rng, {"scale": scale, "bias": weights(rng, C)}, spatial=spatial)
     x = rng.normal(size=(BATCH, 2, *spatial)).astype(np.float32)
     check_against_jacobian(model, x, node, inits)
     rule = onnxtopo.inspect(model).steps[1].rule
@@ -337,11 +196,11 @@ def test_group_norm_edges_are_its_jacobian(groups, epsilon):
     model (onnxtopo.inspect) inlines its function body, so the model is planned as written."""
     rng = np.random.default_rng(60 + groups)
     C = 4
-    attrs = dict(num_groups=groups) if epsilon is None else dict(num_groups=groups, epsilon=epsilon)
+    attrs = {"num_groups": groups} if epsilon is None else {"num_groups": groups, "epsilon": epsilon}
     node = helper.make_node("GroupNormalization", ["c", "scale", "bias"], ["n"], **attrs)
     scale = weights(rng, C)
     scale[1] = 0.0
-    model, inits = conv_model(node, C, rng, dict(scale=scale, bias=weights(rng, C)), opset=21)
+    model, inits = conv_model(node, C, rng, {"scale": scale, "bias": weights(rng, C)}, opset=21)
     x = rng.normal(size=(BATCH, 2, 4, 4)).astype(np.float32)
     # The op's function body normalizes in float32 unless stash_type asks for float64.
     exact = helper.make_node(node.op_type, node.input, node.output, stash_type=11, **attrs)
@@ -354,7 +213,7 @@ def test_group_norm_before_opset_21_is_refused_at_load():
     """Opsets 18 to 20 (one scale per group) are deprecated: onnx's checker refuses them."""
     rng = np.random.default_rng(70)
     node = helper.make_node("GroupNormalization", ["c", "scale", "bias"], ["n"], num_groups=2)
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 4), bias=weights(rng, 4)), opset=21)
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 4), "bias": weights(rng, 4)}, opset=21)
     model.opset_import[0].version = 18
     with pytest.raises(BadModelError, match="GroupNormalization is deprecated"):
         onnxtopo.inspect(model)
@@ -363,20 +222,20 @@ def test_group_norm_before_opset_21_is_refused_at_load():
 @pytest.mark.parametrize("op", ["InstanceNormalization", "GroupNormalization"])
 def test_channel_norms_end_to_end(op):
     rng = np.random.default_rng(80)
-    attrs = dict(num_groups=2) if op == "GroupNormalization" else {}
+    attrs = {"num_groups": 2} if op == "GroupNormalization" else {}
     node = helper.make_node(op, ["c", "scale", "bias"], ["n"], **attrs)
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 4), bias=weights(rng, 4)), opset=21)
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 4), "bias": weights(rng, 4)}, opset=21)
     assert_engines_agree(build_plan(model), rng.normal(size=(BATCH, 2, 4, 4)).astype(np.float32))
 
 
 def test_channel_norm_refusals():
     rng = np.random.default_rng(81)
     node = helper.make_node("GroupNormalization", ["c", "scale", "bias"], ["n"], num_groups=3, name="gn")
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 4), bias=weights(rng, 4)), opset=21)
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 4), "bias": weights(rng, 4)}, opset=21)
     with pytest.raises(UnsupportedOpError, match="'gn'.*num_groups 3 does not divide its 4 channels"):
         build_plan(model)
     node = helper.make_node("InstanceNormalization", ["c", "scale", "bias"], ["n"], name="in")
-    model, _ = conv_model(node, 4, rng, dict(scale=weights(rng, 3), bias=weights(rng, 3)))
+    model, _ = conv_model(node, 4, rng, {"scale": weights(rng, 3), "bias": weights(rng, 3)})
     with pytest.raises(UnsupportedOpError, match="'in'.*one value per channel"):
         build_plan(model)
 
@@ -409,12 +268,12 @@ def finite_difference_jacobian(f, x, step=1e-6):
 
 
 def lrn_parameters(attrs):
-    return dict(size=attrs["size"], alpha=attrs.get("alpha", 1e-4), beta=attrs.get("beta", 0.75),
-                bias=attrs.get("bias", 1.0))
+    return {"size": attrs["size"], "alpha": attrs.get("alpha", 1e-4), "beta": attrs.get("beta", 0.75),
+            "bias": attrs.get("bias", 1.0)}
 
 
-@pytest.mark.parametrize("attrs", [dict(size=3), dict(size=5, alpha=0.5, beta=0.6, bias=2.0),
-                                   dict(size=7, alpha=2.0, beta=1.5, bias=0.5), dict(size=1, alpha=1.0)])
+@pytest.mark.parametrize("attrs", [{"size": 3}, {"size": 5, "alpha": 0.5, "beta": 0.6, "bias": 2.0},
+                                   {"size": 7, "alpha": 2.0, "beta": 1.5, "bias": 0.5}, {"size": 1, "alpha": 1.0}])
 def test_lrn_edges_are_its_jacobian(attrs):
     rng = np.random.default_rng(90 + attrs["size"])
     C = 5
@@ -446,11 +305,11 @@ def test_lrn_of_even_size(size):
     with pytest.raises(BadModelError):
         onnxtopo.inspect(model)
     rule = build_plan(model).steps[1].rule
-    conv_only = make_model([helper.make_node("Conv", ["x", "K"], ["y"])], (2, 4, 4), dict(K=inits["K"]))
+    conv_only = make_model([helper.make_node("Conv", ["x", "K"], ["y"])], (2, 4, 4), {"K": inits["K"]})
     h = ort_outputs(conv_only, rng.normal(size=(1, 2, 4, 4)).astype(np.float32))["y"][0].astype(np.float64)
     got = {k: abs(v) for src, dst, values in rule.nonzero_edges(h.ravel())
            for k, v in edges_as_dict(src, dst, values).items()}
-    spec = lrn_parameters(dict(size=size, alpha=1.0))
+    spec = lrn_parameters({"size": size, "alpha": 1.0})
     jacobian = finite_difference_jacobian(lambda v: lrn_from_spec(v, **spec), h)
     assert_same_edges(got, jacobian_edges(jacobian, h.ravel()), **TOL)
 
