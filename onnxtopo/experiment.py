@@ -14,6 +14,7 @@ from the true class); the figures over all attacked inputs are reported too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ class ExperimentResult:
     def table(self) -> str:
         """The seed's table row for this model, with sample counts."""
         def pct(v):
-            return "n/a" if v is None or v != v else f"{100 * v:.1f} %"
+            return "n/a" if v is None or math.isnan(v) else f"{100 * v:.1f} %"
 
         rows = [
             ("subgraph SVM accuracy", f"{pct(self.subgraph_svm_accuracy)} ± {100 * self.subgraph_svm_accuracy_std:.1f}",
@@ -97,9 +98,9 @@ def run_experiment(model, x, y, *, x_adv=None, attack: str | None = None, eps: f
         raise BadInputError("each class needs at least 2 inputs for cross-validation")
     scores = cross_val_score(svm, clean, y, cv=StratifiedKFold(folds_used, shuffle=True, random_state=seed))
     network = float((classifier.predict(x) == y).mean())
-    result = dict(n_inputs=len(y), subgraph_svm_accuracy=float(scores.mean()),
-                  subgraph_svm_accuracy_std=float(scores.std()), network_accuracy=network,
-                  n_features=clean.shape[1], folds=folds_used)
+    result = {"n_inputs": len(y), "subgraph_svm_accuracy": float(scores.mean()),
+              "subgraph_svm_accuracy_std": float(scores.std()), "network_accuracy": network,
+              "n_features": clean.shape[1], "folds": folds_used}
     if attack is not None:
         if attack not in ("fgsm", "pgd"):
             raise ValueError(f"attack must be 'fgsm' or 'pgd', got {attack!r}")

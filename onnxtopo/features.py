@@ -61,13 +61,23 @@ __all__ = [
     "subgraph_pieces",
 ]
 
-ANALYSES = (AnalysisResult, Persistence, PersistentSubgraph)
+_ANALYSES = (AnalysisResult, Persistence, PersistentSubgraph)
 
 
 # ----------------------------------------------------------------------------------------------
 # Analysis
 
-class InducedPersistence(TransformerMixin, BaseEstimator):
+class _NonTabularTransformer(TransformerMixin, BaseEstimator):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # X is a batch of model inputs, a list of analyses or of variable-length diagrams, not a
+        # 2-D array: scikit-learn's generic checks, which generate 2-D numeric data, do not apply
+        # (tests/test_features.py runs the relevant ones on data these transformers take).
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+class InducedPersistence(_NonTabularTransformer):
     """Inputs → their analyses: the persistence of the graph each input induces in ``model``.
 
     ``fit`` checks the parameters and plans the model (``plan_``); ``transform`` runs the inputs
@@ -117,11 +127,7 @@ class InducedPersistence(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # X is a batch of model inputs of any rank, and the output a list of analyses:
-        # scikit-learn's generic checks, which generate 2-D numeric data, do not apply
-        # (tests/test_features.py runs the relevant ones on real inputs).
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
+        tags.input_tags.three_d_array = True  # model inputs of any rank
         return tags
 
     def __getstate__(self):
@@ -145,13 +151,10 @@ class InducedPersistence(TransformerMixin, BaseEstimator):
         if self.percentile is not None:
             check_scalar(self.percentile, "percentile", numbers.Real, min_val=0, max_val=100)
 
-    def fit(self, X=None, y=None):
+    def fit(self, X, y=None):
         """Check the parameters and plan the model; X and y are ignored."""
         self._check_params()
-        try:
-            self._analyzer = Analyzer(self.model, maxpool_rule=self.maxpool_rule)
-        except BadInputError as exc:
-            raise ValueError(f"{type(self).__name__}: {exc}") from exc
+        self._analyzer = Analyzer(self.model, maxpool_rule=self.maxpool_rule)
         self.plan_ = self._analyzer.plan
         return self
 
@@ -160,7 +163,7 @@ class InducedPersistence(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "plan_")
         if isinstance(X, (list, tuple)) and len(X) == 0:
             raise ValueError("X is empty (0 inputs); at least one input is required.")
-        if isinstance(X, ANALYSES) or (isinstance(X, (list, tuple)) and isinstance(X[0], ANALYSES)):
+        if isinstance(X, _ANALYSES) or (isinstance(X, (list, tuple)) and isinstance(X[0], _ANALYSES)):
             raise TypeError(f"{type(self).__name__} analyzes model inputs; X already holds analyses, which "
                             "SubgraphFeatures, BettiCurve and PersistenceImage take as they are.")
         x = np.asarray(X)
@@ -181,7 +184,7 @@ class InducedPersistence(TransformerMixin, BaseEstimator):
 
 def _analyses(X, owner: str) -> list:
     """X as a list of analyses (AnalysisResult, Persistence or PersistentSubgraph objects)."""
-    if isinstance(X, ANALYSES):
+    if isinstance(X, _ANALYSES):
         raise TypeError("X must hold several inputs: wrap a single analysis in a list")
     items = None
     if isinstance(X, (list, tuple)):
@@ -190,14 +193,14 @@ def _analyses(X, owner: str) -> list:
         items = list(X.ravel())
     if items is not None and len(items) == 0:
         raise ValueError("X is empty (0 inputs); at least one input is required.")
-    if items is None or not all(isinstance(x, ANALYSES) for x in items):
+    if items is None or not all(isinstance(x, _ANALYSES) for x in items):
         raise TypeError(f"{owner} takes analyses (AnalysisResult, Persistence or PersistentSubgraph objects, "
                         "e.g. from onnxtopo.analyze); analyze model inputs first with InducedPersistence: "
                         f"make_pipeline(InducedPersistence(model), {owner}(...)).")
     return items
 
 
-class SubgraphFeatures(TransformerMixin, BaseEstimator):
+class SubgraphFeatures(_NonTabularTransformer):
     """0/1 indicators of the persistent-subgraph edges of each analysis (the "subgraph SVM" features).
 
     Each analysis's persistent subgraph is cut down by ``subgraph_edges`` (``selection``,
@@ -239,13 +242,6 @@ class SubgraphFeatures(TransformerMixin, BaseEstimator):
         self.k = k
         self.min_persistence = min_persistence
         self.pieces = pieces
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # X is a list of analyses: scikit-learn's generic checks, which generate 2-D numeric
-        # data, do not apply (tests/test_features.py runs the relevant ones on real analyses).
-        tags.input_tags.two_d_array = False
-        return tags
 
     def _check_params(self):
         check_selection(self.selection, self.take, self.k, self.min_persistence, self.pieces, type(self).__name__)
@@ -347,16 +343,7 @@ def _check_range(value, name: str, owner: str):
     return lo, hi
 
 
-class _DiagramTransformer(TransformerMixin, BaseEstimator):
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # X is a list of variable-length diagrams, not a 2-D array: scikit-learn's generic checks
-        # do not apply (tests/test_features.py runs the relevant ones on diagrams).
-        tags.input_tags.two_d_array = False
-        return tags
-
-
-class BettiCurve(_DiagramTransformer):
+class BettiCurve(_NonTabularTransformer):
     """Betti curves of superlevel diagrams on a fixed grid: classes alive at each grid value.
 
     In a superlevel filtration a point (birth b, death d), b ≥ d, is alive at t when
@@ -408,7 +395,7 @@ class BettiCurve(_DiagramTransformer):
         return np.array([f"betti{j}" for j in range(self.grid_.size)], dtype=object)
 
 
-class PersistenceImage(_DiagramTransformer):
+class PersistenceImage(_NonTabularTransformer):
     """Persistence images of superlevel diagrams (Adams et al., 2017), finite points only.
 
     Each finite point (birth b, death d) of a diagram becomes the point (d, b − d) in

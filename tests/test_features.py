@@ -18,25 +18,27 @@ import pickle
 from copy import deepcopy
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 import scipy.sparse
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+from sklearn.utils import estimator_checks as checks
+from sklearn.utils.validation import check_is_fitted
+from test_subgraph import edges_of, hand_graph
 
-
-import joblib  # noqa: E402  (installed with scikit-learn)
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-from sklearn.model_selection import cross_val_score  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.svm import LinearSVC  # noqa: E402
-from sklearn.utils import estimator_checks as checks  # noqa: E402
-from sklearn.utils.validation import check_is_fitted  # noqa: E402
-
-import onnxtopo  # noqa: E402
-from onnxtopo import InducedGraph, persistence  # noqa: E402
-from onnxtopo.features import BettiCurve, InducedPersistence, PersistenceImage, SubgraphFeatures  # noqa: E402
-from onnxtopo.subgraph import subgraph_edges  # noqa: E402
-from test_subgraph import edges_of, hand_graph  # noqa: E402
+import onnxtopo
+from onnxtopo import InducedGraph, persistence
+from onnxtopo.features import (
+    BettiCurve,
+    InducedPersistence,
+    PersistenceImage,
+    SubgraphFeatures,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "models" / "ccff-relu.onnx")
@@ -187,13 +189,13 @@ def test_pipeline_memory_analyzes_each_input_once(heldout, tmp_path, monkeypatch
     pipe = Pipeline([("analysis", InducedPersistence(MODEL)), ("subgraph", SubgraphFeatures()),
                      ("svm", LinearSVC(random_state=0))], memory=str(tmp_path))
     vocabularies = []
-    for params in (dict(selection="all"), dict(selection="take", take=3), dict(selection="top_k", k=30)):
+    for params in ({"selection": "all"}, {"selection": "take", "take": 3}, {"selection": "top_k", "k": 30}):
         pipe.set_params(**{f"subgraph__{k}": v for k, v in params.items()}).fit(x, y)
         vocabularies.append(pipe.named_steps["subgraph"].vocabulary_)
     assert analyzed == [20]  # the later fits read the analyses from the cache
     # The cached analyses are those of onnxtopo.analyze: the vocabularies match.
-    for params, vocabulary in zip((dict(selection="all"), dict(selection="take", take=3),
-                                   dict(selection="top_k", k=30)), vocabularies, strict=True):
+    for params, vocabulary in zip(({"selection": "all"}, {"selection": "take", "take": 3},
+                                   {"selection": "top_k", "k": 30}), vocabularies, strict=True):
         assert np.array_equal(vocabulary, SubgraphFeatures(**params).fit(results[:20]).vocabulary_)
     # The analysis step, read back from the cache, still analyzes new inputs (a new session).
     assert np.array_equal(pipe.predict(x[:3]), pipe[1:].predict(results[:3]))
@@ -284,7 +286,7 @@ def test_persistence_image_by_hand_tiny_sigma():
 def test_persistence_image_by_hand_gaussian():
     # One point at (death 0.5, persistence 0.5), sigma 0.5, constant weight, same 2 x 2 grid.
     # Per axis, pixel [0, 1] holds Φ(1) − Φ(−1) = 0.682689… and pixel [1, 2] Φ(3) − Φ(1) = 0.157305…
-    phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))
     inner, outer = phi(1) - phi(-1), phi(3) - phi(1)
     assert abs(inner - 0.682689) < 1e-6 and abs(outer - 0.157305) < 1e-6
     pi = PersistenceImage(resolution=(2, 2), sigma=0.5, weight="constant", death_range=(0, 2),

@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 import onnxtopo
 from onnxtopo import InducedGraph, persistence
-from onnxtopo.subgraph import as_subgraph, selected_edges, subgraph_edges, subgraph_pieces
+from onnxtopo.subgraph import (
+    as_subgraph,
+    selected_edges,
+    subgraph_edges,
+    subgraph_pieces,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "models" / "ccff-relu.onnx")
@@ -161,24 +166,24 @@ def test_accepts_result_persistence_and_subgraph(hand):
 
 def test_empty_subgraph():
     p = persistence(InducedGraph.from_edges([[2]], [0], [1], [0.0]))  # the φ = 0 edge is dropped
-    for kwargs in ({}, dict(selection="take", take=1), dict(selection="top_k", k=2),
-                   dict(selection="persistence", min_persistence=0)):
+    for kwargs in ({}, {"selection": "take", "take": 1}, {"selection": "top_k", "k": 2},
+                   {"selection": "persistence", "min_persistence": 0}):
         out = subgraph_edges(p, **kwargs)
         assert out.shape == (0, 2) and out.dtype == np.int64
     assert subgraph_pieces(p).shape == (0,)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(selection="best"), ValueError, "'selection' parameter of subgraph_edges must be a str among"),
-    (dict(selection="take"), ValueError, "needs the 'take' parameter"),
-    (dict(selection="take", take=0), ValueError, "take == 0, must be >= 1"),
-    (dict(selection="take", take=1.5), TypeError, "take must be an instance of int"),
-    (dict(selection="top_k"), ValueError, "needs the 'k' parameter"),
-    (dict(selection="top_k", k=-1), ValueError, "k == -1, must be >= 0"),
-    (dict(selection="persistence"), ValueError, "needs the 'min_persistence' parameter"),
-    (dict(selection="persistence", min_persistence=-0.1), ValueError, "must be >= 0"),
-    (dict(selection="persistence", min_persistence=np.nan), ValueError, "NaN"),
-    (dict(selection="take", take=1, pieces="trees"), ValueError, "'pieces' parameter"),
+    ({"selection": "best"}, ValueError, "'selection' parameter of subgraph_edges must be a str among"),
+    ({"selection": "take"}, ValueError, "needs the 'take' parameter"),
+    ({"selection": "take", "take": 0}, ValueError, "take == 0, must be >= 1"),
+    ({"selection": "take", "take": 1.5}, TypeError, "take must be an instance of int"),
+    ({"selection": "top_k"}, ValueError, "needs the 'k' parameter"),
+    ({"selection": "top_k", "k": -1}, ValueError, "k == -1, must be >= 0"),
+    ({"selection": "persistence"}, ValueError, "needs the 'min_persistence' parameter"),
+    ({"selection": "persistence", "min_persistence": -0.1}, ValueError, "must be >= 0"),
+    ({"selection": "persistence", "min_persistence": np.nan}, ValueError, "NaN"),
+    ({"selection": "take", "take": 1, "pieces": "trees"}, ValueError, "'pieces' parameter"),
 ])
 def test_selection_errors(hand, kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -250,8 +255,8 @@ def test_pieces_properties_and_reference_starts(graph):
     # Components: as many pieces as essential classes (components of the graph).
     assert np.unique(subgraph_pieces(p, rule="components")).size == np.isinf(p.h0[:, 1]).sum()
     # Every selection returns rows of the subgraph, in entry order.
-    for kwargs in (dict(selection="take", take=2), dict(selection="top_k", k=3),
-                   dict(selection="persistence", min_persistence=1)):
+    for kwargs in ({"selection": "take", "take": 2}, {"selection": "top_k", "k": 3},
+                   {"selection": "persistence", "min_persistence": 1}):
         rows = edges_of(subgraph_edges(p, **kwargs))
         all_rows = edges_of(subgraph_edges(p))
         positions = [all_rows.index(r) for r in rows]
