@@ -83,8 +83,9 @@ class InducedPersistence(_NonTabularTransformer):
     ``fit`` checks the parameters and plans the model (``plan_``); ``transform`` runs the inputs
     through it and returns a list of ``AnalysisResult`` objects (H0 diagram, H1 with ``h1``, the
     persistent subgraph), one per input, in order: what ``SubgraphFeatures``, ``BettiCurve`` and
-    ``PersistenceImage`` take. The onnxruntime session is made on the first ``transform`` and
-    reused; it is not pickled (a fitted, unpickled transformer makes a new one).
+    ``PersistenceImage`` take. The onnxruntime session is made by ``fit`` and reused by every
+    ``transform``; it is not pickled (an unpickled transformer makes a new one when it first
+    transforms), so a fitted transformer can be cached by ``Pipeline(memory=...)``.
 
     Parameters
     ----------
