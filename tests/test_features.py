@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import pickle
 from copy import deepcopy
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -29,7 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils import estimator_checks as checks
 from sklearn.utils.validation import check_is_fitted
-from test_subgraph import edges_of, hand_graph
+from test_subgraph import ENGINES, INF, MODEL, ROOT, edges_of, hand_graph
 
 import onnxtopo
 from onnxtopo import InducedGraph, persistence
@@ -39,11 +38,6 @@ from onnxtopo.features import (
     PersistenceImage,
     SubgraphFeatures,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = str(ROOT / "models" / "ccff-relu.onnx")
-INF = np.inf
-ENGINES = ("forest", "dionysus")
 
 
 @pytest.fixture(params=ENGINES, ids=lambda e: f"engine={e}")
