@@ -289,3 +289,37 @@ def elder_pairing(src, dst, entry, n_vertices):
     for v in range(n_vertices):
         eldest[v] = oldest[_find(parent, v)]
     return born, eldest
+
+
+@njit(cache=True, nogil=True)
+def anchored_pieces(src, dst, entry, n_vertices):
+    """The anchored rule of ``subgraph.subgraph_pieces`` over a forest's edges in entry order.
+
+    The union-find of ``elder_pairing``; besides the vertex whose class each edge kills, the
+    edge's piece: the earliest piece holding its anchor (its endpoint on the elder side), or a
+    new piece when the anchor lies in none yet. Raises ValueError if an edge closes a cycle.
+    """
+    parent = np.arange(n_vertices)
+    oldest = np.arange(n_vertices)
+    first_piece = np.full(n_vertices, -1, np.int64)  # per vertex: the earliest piece holding it
+    piece = np.empty(src.size, np.int64)
+    born = np.empty(src.size, np.int64)
+    n_pieces = 0
+    for k in range(src.size):
+        anchor, other = src[k], dst[k]
+        a, b = _find(parent, anchor), _find(parent, other)
+        if a == b:
+            raise ValueError("the subgraph is not a forest: not the death edges of a persistence")
+        if entry[oldest[a]] > entry[oldest[b]]:
+            anchor, other, a, b = other, anchor, b, a
+        born[k] = oldest[b]
+        p = first_piece[anchor]
+        if p < 0:
+            p = n_pieces
+            n_pieces += 1
+            first_piece[anchor] = p
+        if first_piece[other] < 0 or first_piece[other] > p:
+            first_piece[other] = p
+        piece[k] = p
+        parent[b] = a
+    return piece, born

@@ -14,6 +14,7 @@ from the true class); the figures over all attacked inputs are reported too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ class ExperimentResult:
     def table(self) -> str:
         """The seed's table row for this model, with sample counts."""
         def pct(v):
-            return "n/a" if v is None or np.isnan(v) else f"{100 * v:.1f} %"
+            return "n/a" if v is None or math.isnan(v) else f"{100 * v:.1f} %"
 
         rows = [
             ("subgraph SVM accuracy", f"{pct(self.subgraph_svm_accuracy)} ± {100 * self.subgraph_svm_accuracy_std:.1f}",
@@ -62,20 +63,22 @@ class ExperimentResult:
 
 
 def run_experiment(model, x, y, *, x_adv=None, attack: str | None = None, eps: float = 0.1,
-                   folds: int = 10, seed: int = 0, features=None, svm_c: float = 1.0,
+                   folds: int = 10, seed: int = 0, features=None, analysis=None, svm_c: float = 1.0,
                    progress=None) -> ExperimentResult:
     """Run the experiment on labelled inputs ``x``, ``y``.
 
     ``x_adv`` are adversarial versions of ``x`` brought by the user, or ``attack`` ("fgsm" or
-    "pgd", L∞ radius ``eps``) computes them on the ONNX model. ``features`` is a configured
-    ``SubgraphFeatures`` (default: all persistent-subgraph edges of ``model``).
+    "pgd", L∞ radius ``eps``) computes them on the ONNX model. ``analysis`` is a configured
+    ``InducedPersistence`` (its model is set to ``model``; default: the default analysis) and
+    ``features`` a configured ``SubgraphFeatures`` (default: all persistent-subgraph edges).
+    Each input, clean or adversarial, is analyzed once.
     """
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.svm import LinearSVC
 
     from .attacks import OnnxClassifier, attack_stats, fgsm, pgd
-    from .features import SubgraphFeatures
+    from .features import InducedPersistence, SubgraphFeatures
 
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
@@ -83,8 +86,11 @@ def run_experiment(model, x, y, *, x_adv=None, attack: str | None = None, eps: f
     if x_adv is not None and attack is not None:
         raise ValueError("give adversarial inputs or an attack, not both")
     classifier = OnnxClassifier(model)
-    extractor = clone(features) if features is not None else SubgraphFeatures(model=model)
-    clean = extractor.fit_transform(x)
+    analyzer = clone(analysis).set_params(model=model) if analysis is not None else InducedPersistence(model)
+    extractor = clone(features) if features is not None else SubgraphFeatures()
+    extractor._check_params()  # a bad selection fails now, not after every input is analyzed
+    analyzer.fit(x)
+    clean = extractor.fit_transform(analyzer.transform(x))
     svm = LinearSVC(C=svm_c, max_iter=20000, random_state=seed)
     counts = np.bincount(np.unique(y, return_inverse=True)[1])
     folds_used = int(min(folds, counts.min()))
@@ -109,7 +115,7 @@ def run_experiment(model, x, y, *, x_adv=None, attack: str | None = None, eps: f
             raise BadInputError(f"adversarial inputs have shape {x_adv.shape}; the clean ones {np.shape(x)}")
         stats = attack_stats(classifier, x, x_adv, y)
         svm.fit(clean, y)
-        svm_adv = svm.predict(extractor.transform(x_adv))
+        svm_adv = svm.predict(extractor.transform(analyzer.transform(x_adv)))
         net_adv = classifier.predict(x_adv)
         fooled = net_adv != y
         result.update(

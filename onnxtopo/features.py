@@ -1,13 +1,19 @@
 """Features for machine learning from the persistence of induced graphs (scikit-learn transformers).
 
-* ``subgraph_edges`` selects edges of one input's persistent subgraph (design notes, induced-graph.md §5):
-  all of them, the first ``take`` *pieces*, the ``k`` strongest, or those that kill a class of
-  at least a given persistence.
-* ``SubgraphFeatures`` turns inputs (or their precomputed analyses) into 0/1 indicators of which
-  stable edge ids (source vertex, target vertex) their selected subgraph holds: the features of
-  the paper's "subgraph SVM" (§6), e.g. ``Pipeline([SubgraphFeatures(model=...), LinearSVC()])``.
+Analysis and vectorization are separate steps, as in giotto-tda:
+
+* ``InducedPersistence`` analyzes inputs with a model: it holds the analysis parameters, plans
+  the model once in ``fit``, and ``transform`` turns inputs into their analyses
+  (``AnalysisResult`` objects);
+* ``SubgraphFeatures`` turns analyses into 0/1 indicators of which stable edge ids
+  (source vertex, target vertex) their selected persistent subgraph holds (``subgraph_edges``):
+  the features of the paper's "subgraph SVM" (§6);
 * ``BettiCurve`` and ``PersistenceImage`` vectorize superlevel diagrams such as
-  ``AnalysisResult.h0``.
+  ``AnalysisResult.h0`` (an analysis stands for its H0 diagram).
+
+``make_pipeline(InducedPersistence(model), SubgraphFeatures(), LinearSVC())`` analyzes raw
+inputs; with ``Pipeline(memory=...)``, or by analyzing once and passing the list of analyses to
+the vectorizers, each input is analyzed once however many folds or parameters are tried.
 
 Global vertex ids are stable across the inputs of one model (``InducedGraph.locate`` maps an id to
 (layer, tensor, neuron)), so the pair (src, dst) identifies an edge as (layer, source neuron,
@@ -29,262 +35,183 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_scalar
 
 from .api import AnalysisResult, Analyzer
+from .diagrams import as_diagram, betti_curve
 from .errors import BadInputError
+from .filtration import VERTEX_MODES
 from .homology import ENGINES, Persistence, PersistentSubgraph
+from .rules.op_pool import MAXPOOL_RULES
+from .subgraph import (
+    PIECE_RULES,
+    SELECTIONS,
+    check_choice,
+    check_selection,
+    subgraph_edges,
+    subgraph_pieces,
+)
 
+# subgraph_edges and subgraph_pieces live in onnxtopo.subgraph; they stay importable from here.
 __all__ = [
     "PIECE_RULES",
     "SELECTIONS",
     "BettiCurve",
+    "InducedPersistence",
     "PersistenceImage",
     "SubgraphFeatures",
     "subgraph_edges",
     "subgraph_pieces",
 ]
 
-SELECTIONS = ("all", "take", "top_k", "persistence")
-PIECE_RULES = ("anchored", "components")
-MAXPOOL_RULES = ("window", "argmax")
+_ANALYSES = (AnalysisResult, Persistence, PersistentSubgraph)
 
 
 # ----------------------------------------------------------------------------------------------
-# Validation helpers (messages in scikit-learn's style)
+# Analysis
 
-def _check_option(value, name: str, options, owner: str) -> None:
-    if not isinstance(value, str) or value not in options:
-        choices = ", ".join(repr(o) for o in options)
-        raise ValueError(f"The {name!r} parameter of {owner} must be a str among {{{choices}}}. "
-                         f"Got {value!r} instead.")
-
-
-def _check_selection(selection, take, k, min_persistence, pieces, owner: str) -> None:
-    """The parameters of a subgraph selection; only the one the selection uses must be set."""
-    _check_option(selection, "selection", SELECTIONS, owner)
-    _check_option(pieces, "pieces", PIECE_RULES, owner)
-    needed = {"take": ("take", take), "top_k": ("k", k), "persistence": ("min_persistence", min_persistence)}
-    if selection in needed:
-        name, value = needed[selection]
-        if value is None:
-            raise ValueError(f"selection={selection!r} needs the {name!r} parameter of {owner}; it is None.")
-    if selection == "take":
-        check_scalar(take, "take", numbers.Integral, min_val=1)
-    elif selection == "top_k":
-        check_scalar(k, "k", numbers.Integral, min_val=0)
-    elif selection == "persistence":
-        check_scalar(min_persistence, "min_persistence", numbers.Real, min_val=0)
-        if np.isnan(min_persistence):
-            raise ValueError("min_persistence is NaN; it must be a number >= 0.")
+class _NonTabularTransformer(TransformerMixin, BaseEstimator):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # X is a batch of model inputs, a list of analyses or of variable-length diagrams, not a
+        # 2-D array: scikit-learn's generic checks, which generate 2-D numeric data, do not apply
+        # (tests/test_features.py runs the relevant ones on data these transformers take).
+        tags.input_tags.two_d_array = False
+        return tags
 
 
-def _as_subgraph(obj) -> PersistentSubgraph:
-    if isinstance(obj, AnalysisResult):
-        return obj.persistence.subgraph
-    if isinstance(obj, Persistence):
-        return obj.subgraph
-    if isinstance(obj, PersistentSubgraph):
-        return obj
-    raise TypeError("expected an AnalysisResult, a Persistence or a PersistentSubgraph, "
-                    f"got {type(obj).__name__}")
+class InducedPersistence(_NonTabularTransformer):
+    """Inputs → their analyses: the persistence of the graph each input induces in ``model``.
 
+    ``fit`` checks the parameters and plans the model (``plan_``); ``transform`` runs the inputs
+    through it and returns a list of ``AnalysisResult`` objects (H0 diagram, H1 with ``h1``, the
+    persistent subgraph), one per input, in order: what ``SubgraphFeatures``, ``BettiCurve`` and
+    ``PersistenceImage`` take. The onnxruntime session is made by ``fit`` and reused by every
+    ``transform``; it is not pickled (an unpickled transformer makes a new one when it first
+    transforms), so a fitted transformer can be cached by ``Pipeline(memory=...)``.
 
-# ----------------------------------------------------------------------------------------------
-# Pieces and edge selection
+    Parameters
+    ----------
+    model : str, path, bytes or onnx.ModelProto
+        The ONNX model.
+    h1 : bool, default=False
+        Also compute the H1 diagrams.
+    vertices : {"max", "inf"}, default="max"
+        Vertex entry values of the filtration (see ``onnxtopo.analyze``).
+    threshold : float, default=None
+        Keep only edges with φ ≥ threshold in the induced graphs.
+    percentile : float, default=None
+        The reference's per-step percentile filter (see ``onnxtopo.analyze``).
+    engine : {"forest", "dionysus"}, default="forest"
+        Persistence engine (same results; "forest" is much faster).
+    maxpool_rule : {"window", "argmax"}, default="window"
+        MaxPool edge rule of the model's plan.
+    batch_size : int, default=32
+        Inputs run through onnxruntime at once.
+    workers : int, default=1
+        Processes analyzing batches (see ``Analyzer.analyze``).
 
-def _vertex_entry_keys(sub: PersistentSubgraph):
-    """Per vertex id: (value, id) entry keys of the filtration the subgraph comes from.
-
-    With ``vertices="max"`` (the default) a vertex enters with its strongest edge, and that edge
-    is a death edge (when it enters, the vertex is still isolated), so the value is the largest φ
-    of the vertex's death edges. With ``vertices="inf"`` every class is born at +inf, which the
-    births show. Vertices enter by decreasing value, then increasing id.
+    Attributes
+    ----------
+    plan_ : onnxtopo.Plan
+        The planned model.
     """
-    src, dst = np.asarray(sub.src, dtype=np.int64), np.asarray(sub.dst, dtype=np.int64)
-    n = int(max(src.max(), dst.max())) + 1
-    if np.isinf(sub.birth).any():
-        return np.full(n, np.inf)
-    value = np.zeros(n)
-    np.maximum.at(value, src, sub.phi)
-    np.maximum.at(value, dst, sub.phi)
-    return value
 
+    def __init__(self, model=None, *, h1=False, vertices="max", threshold=None, percentile=None, engine="forest",
+                 maxpool_rule="window", batch_size=32, workers=1):
+        self.model = model
+        self.h1 = h1
+        self.vertices = vertices
+        self.threshold = threshold
+        self.percentile = percentile
+        self.engine = engine
+        self.maxpool_rule = maxpool_rule
+        self.batch_size = batch_size
+        self.workers = workers
 
-def _anchored_pieces(sub: PersistentSubgraph) -> np.ndarray:
-    """Piece index of each death edge by the anchored rule (see ``subgraph_pieces``)."""
-    src, dst = np.asarray(sub.src, dtype=np.int64), np.asarray(sub.dst, dtype=np.int64)
-    value = _vertex_entry_keys(sub)
-    n = value.size
-    # Entry rank of each vertex: decreasing value, then increasing id (the filtration's order).
-    ids = np.arange(n)
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((ids, -value))] = ids
-    rank_l = rank.tolist()
-    # A union-find over the forest, in entry order. Each step depends on the previous ones, so
-    # this is a plain loop over the death edges (as in homology.forest_persistence): per step a
-    # few list operations, about a microsecond each; lists beat numpy arrays for single elements.
-    parent = list(range(n))
-    oldest = list(range(n))  # per root: the component's earliest vertex (its surviving class)
-    first_piece = [-1] * n  # per vertex: the earliest piece holding it, -1 if none
-    piece, killed = [], []
-    n_pieces = 0
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # model inputs of any rank
+        return tags
 
-    def find(v):
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_analyzer", None)  # an onnxruntime session does not pickle
+        return state
 
-    for a, b in zip(src.tolist(), dst.tolist()):
-        ra, rb = find(a), find(b)
-        if ra == rb:
-            raise ValueError("the subgraph is not a forest: not the death edges of a persistence")
-        if rank_l[oldest[rb]] < rank_l[oldest[ra]]:  # b's side holds the elder class
-            a, b, ra, rb = b, a, rb, ra
-        killed.append(oldest[rb])
-        p = first_piece[a]
-        if p < 0:
-            p, n_pieces = n_pieces, n_pieces + 1
-            first_piece[a] = p
-        if first_piece[b] < 0 or first_piece[b] > p:
-            first_piece[b] = p
-        piece.append(p)
-        parent[rb] = ra
-    # The class each edge kills is the younger side's earliest vertex: its value must be the
-    # recorded birth, or the vertex values were not those of vertices="max" or "inf".
-    if not np.array_equal(value[np.array(killed, dtype=np.int64)], np.asarray(sub.birth, dtype=np.float64)):
-        raise ValueError("cannot group this subgraph into pieces: its births do not match vertex values "
-                         'of vertices="max" or "inf" (a custom vertex-value array was used)')
-    return np.array(piece, dtype=np.int64)
+    def _check_params(self):
+        name = type(self).__name__
+        if self.model is None:
+            raise ValueError(f"{name} needs `model` (a path to an .onnx model, its bytes or an onnx.ModelProto).")
+        if not isinstance(self.h1, (bool, np.bool_)):
+            raise TypeError(f"The 'h1' parameter of {name} must be a bool. Got {self.h1!r} instead.")
+        check_choice(self.vertices, "vertices", VERTEX_MODES, name)
+        check_choice(self.engine, "engine", ENGINES, name)
+        check_choice(self.maxpool_rule, "maxpool_rule", MAXPOOL_RULES, name)
+        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
+        check_scalar(self.workers, "workers", numbers.Integral, min_val=1)
+        if self.threshold is not None:
+            check_scalar(self.threshold, "threshold", numbers.Real)
+        if self.percentile is not None:
+            check_scalar(self.percentile, "percentile", numbers.Real, min_val=0, max_val=100)
 
+    def fit(self, X, y=None):
+        """Check the parameters and plan the model; X and y are ignored."""
+        self._check_params()
+        self._analyzer = Analyzer(self.model, maxpool_rule=self.maxpool_rule)
+        self.plan_ = self._analyzer.plan
+        return self
 
-def _component_pieces(sub: PersistentSubgraph) -> np.ndarray:
-    """Piece index of each death edge by the components rule (see ``subgraph_pieces``)."""
-    from scipy.sparse.csgraph import connected_components
-
-    src, dst = np.asarray(sub.src, dtype=np.int64), np.asarray(sub.dst, dtype=np.int64)
-    n = int(max(src.max(), dst.max())) + 1
-    links = scipy.sparse.coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
-    _, label = connected_components(links, directed=False)
-    # Number the components by their first edge in entry order.
-    _, first, component = np.unique(label[src], return_index=True, return_inverse=True)
-    return np.argsort(np.argsort(first)).astype(np.int64)[component.ravel()]
-
-
-def subgraph_pieces(result_or_persistence, *, rule: str = "anchored") -> np.ndarray:
-    """The piece of each persistent-subgraph edge: an int64 array aligned with the subgraph.
-
-    Pieces are numbered 0, 1, … in the entry order of their first (strongest) edge; each piece
-    is connected. Two rules:
-
-    ``"anchored"`` (default; the grouping of Gebhart & Schrater's reference ``pt_activation``):
-    walk the death edges in entry order, with a union-find over the forest built so far. A death
-    edge joins two components; its *anchor* is its endpoint in the component holding the elder
-    class (the one that survives, by the elder rule; the other endpoint lies on the side of the
-    class the edge kills). If the anchor already lies in a piece, the edge joins the earliest
-    created piece holding the anchor; otherwise (the anchor is a lone vertex) the edge starts a
-    new piece. Pieces never merge.
-
-    A piece therefore starts at the first edge of a vertex whose class survives that edge, at
-    φ = the class's birth: piece j belongs to the j-th H0 class by decreasing birth (ties by
-    entry order), and without φ ties there is exactly one piece per point of the H0 diagram,
-    essential classes included. ``take=t`` keeps the edges grown from the t earliest-born
-    classes. The pieces start at the same edges as the reference's (tests/test_features.py
-    checks this against the reference's loop over dionysus's reduced matrix). Their contents
-    differ where the reference is at fault: it anchors on the first vertex of the *reduced*
-    boundary chain of the edge, which after a reduction need not be an endpoint of the edge,
-    records that chain (possibly not an edge of the graph) instead of the edge, and looks up
-    the piece the anchor started before the earliest piece holding it.
-
-    ``"components"``: a piece is a connected component of the whole subgraph (equivalently of
-    the induced graph, whose maximum spanning forest the death edges are). A network's induced
-    graph is usually connected, and then there is a single piece.
-
-    Needs the subgraph of a filtration with ``vertices="max"`` (default) or ``"inf"``: the vertex
-    entry order is recovered from the subgraph itself and checked against the recorded births
-    (ValueError otherwise). The anchored rule walks the death edges in a Python loop (a
-    union-find: each step depends on the previous ones), a few milliseconds per 3,000 edges.
-    """
-    sub = _as_subgraph(result_or_persistence)
-    _check_option(rule, "rule", PIECE_RULES, "subgraph_pieces")
-    if len(sub) == 0:
-        return np.empty(0, dtype=np.int64)
-    return _anchored_pieces(sub) if rule == "anchored" else _component_pieces(sub)
-
-
-def _select(sub: PersistentSubgraph, selection, take, k, min_persistence, pieces) -> np.ndarray:
-    """Indices (in entry order) of the selected subgraph edges; parameters already checked."""
-    m = len(sub)
-    if selection == "all" or m == 0:
-        return np.arange(m)
-    if selection == "take":
-        piece = _anchored_pieces(sub) if pieces == "anchored" else _component_pieces(sub)
-        return np.flatnonzero(piece < take)
-    if selection == "top_k":
-        # Highest φ first, ties in entry order (a stable sort); the subgraph is in entry order,
-        # i.e. by decreasing φ, so these are its first k edges.
-        return np.sort(np.argsort(-np.asarray(sub.phi), kind="stable")[:k])
-    persistence = np.asarray(sub.birth, dtype=np.float64) - np.asarray(sub.phi, dtype=np.float64)
-    return np.flatnonzero(persistence >= min_persistence)
-
-
-def subgraph_edges(result_or_persistence, *, selection: str = "all", take: int | None = None,
-                   k: int | None = None, min_persistence: float | None = None,
-                   pieces: str = "anchored") -> np.ndarray:
-    """Selected edges of an input's persistent subgraph, as an (m, 2) int64 array of (src, dst).
-
-    ``result_or_persistence`` is an AnalysisResult, a Persistence or a PersistentSubgraph. Its
-    persistent subgraph is the death edges of H0 in entry order (a maximum spanning forest,
-    zero-persistence deaths included); rows are global vertex ids, stable across the inputs of
-    one model, and come in that entry order. ``selection``:
-
-    * ``"all"``: every death edge;
-    * ``"take"``: the edges of the first ``take`` pieces (``subgraph_pieces`` with rule
-      ``pieces``, "anchored" by default);
-    * ``"top_k"``: the ``k`` strongest edges (highest φ, ties in entry order), all if fewer;
-    * ``"persistence"``: the edges that kill a class of persistence birth − death ≥
-      ``min_persistence`` (zero-persistence deaths are kept by ``min_persistence=0`` only).
-
-    Only the parameter the selection uses is read; the others are ignored.
-    """
-    _check_selection(selection, take, k, min_persistence, pieces, "subgraph_edges")
-    sub = _as_subgraph(result_or_persistence)
-    keep = _select(sub, selection, take, k, min_persistence, pieces)
-    return np.stack([np.asarray(sub.src, dtype=np.int64)[keep], np.asarray(sub.dst, dtype=np.int64)[keep]],
-                    axis=1).reshape(-1, 2)
+    def transform(self, X) -> list[AnalysisResult]:
+        """The analysis of each input of X, an array of shape (n_inputs, *sample shape)."""
+        check_is_fitted(self, "plan_")
+        if isinstance(X, (list, tuple)) and len(X) == 0:
+            raise ValueError("X is empty (0 inputs); at least one input is required.")
+        if isinstance(X, _ANALYSES) or (isinstance(X, (list, tuple)) and isinstance(X[0], _ANALYSES)):
+            raise TypeError(f"{type(self).__name__} analyzes model inputs; X already holds analyses, which "
+                            "SubgraphFeatures, BettiCurve and PersistenceImage take as they are.")
+        x = np.asarray(X)
+        if x.dtype == object:
+            raise TypeError("X must be a numeric array of model inputs (n_inputs, *sample shape)")
+        if getattr(self, "_analyzer", None) is None:
+            self._analyzer = Analyzer(self.plan_)
+        try:
+            return list(self._analyzer.analyze(x, batch_size=self.batch_size, workers=self.workers, h1=self.h1,
+                                               vertices=self.vertices, engine=self.engine,
+                                               threshold=self.threshold, percentile=self.percentile))
+        except BadInputError as exc:
+            raise ValueError(f"{type(self).__name__}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------------------------
 # Subgraph features
 
-def _precomputed(X):
-    """X as a list of analyses if it is a sequence of them, None if it holds no analysis at all."""
-    if isinstance(X, (AnalysisResult, Persistence, PersistentSubgraph)):
+def _analyses(X, owner: str) -> list:
+    """X as a list of analyses (AnalysisResult, Persistence or PersistentSubgraph objects)."""
+    if isinstance(X, _ANALYSES):
         raise TypeError("X must hold several inputs: wrap a single analysis in a list")
-    if isinstance(X, (list, tuple)) or (isinstance(X, np.ndarray) and X.dtype == object):
-        items = list(X.ravel()) if isinstance(X, np.ndarray) else list(X)
-        kinds = [isinstance(x, (AnalysisResult, Persistence, PersistentSubgraph)) for x in items]
-        if items and all(kinds):
-            return items
-        if any(kinds):
-            raise TypeError("X mixes analyses (AnalysisResult, Persistence) with other objects; "
-                            "give either model inputs or precomputed analyses")
-    return None
+    items = None
+    if isinstance(X, (list, tuple)):
+        items = list(X)
+    elif isinstance(X, np.ndarray) and X.dtype == object:
+        items = list(X.ravel())
+    if items is not None and len(items) == 0:
+        raise ValueError("X is empty (0 inputs); at least one input is required.")
+    if items is None or not all(isinstance(x, _ANALYSES) for x in items):
+        raise TypeError(f"{owner} takes analyses (AnalysisResult, Persistence or PersistentSubgraph objects, "
+                        "e.g. from onnxtopo.analyze); analyze model inputs first with InducedPersistence: "
+                        f"make_pipeline(InducedPersistence(model), {owner}(...)).")
+    return items
 
 
-class SubgraphFeatures(TransformerMixin, BaseEstimator):
-    """0/1 indicators of the persistent-subgraph edges of each input (the "subgraph SVM" features).
+class SubgraphFeatures(_NonTabularTransformer):
+    """0/1 indicators of the persistent-subgraph edges of each analysis (the "subgraph SVM" features).
 
-    Each input's induced graph in ``model`` is analyzed (H0 persistence), its persistent
-    subgraph is cut down by ``subgraph_edges`` (``selection``, ``take``, ``k``,
-    ``min_persistence``, ``pieces``), and the input is described by which stable edge ids
-    (src, dst) (global vertex ids of ``model``) it holds. ``fit`` learns the vocabulary, every
-    edge seen in a training subgraph; ``transform`` gives an (n_inputs, n_features) CSR matrix
-    of 0/1 (float64), ignoring edges outside the vocabulary.
+    Each analysis's persistent subgraph is cut down by ``subgraph_edges`` (``selection``,
+    ``take``, ``k``, ``min_persistence``, ``pieces``), and the input is described by which
+    stable edge ids (src, dst) (global vertex ids of the model) it holds. ``fit`` learns the
+    vocabulary, every edge seen in a training subgraph; ``transform`` gives an
+    (n_inputs, n_features) CSR matrix of 0/1 (float64), ignoring edges outside the vocabulary.
 
     Parameters
     ----------
-    model : str or path, default=None
-        The ONNX model (a path, bytes or onnx.ModelProto) that analyzes raw inputs. Not needed
-        when X holds precomputed analyses.
     selection : {"all", "take", "top_k", "persistence"}, default="all"
         Which subgraph edges describe an input (see ``subgraph_edges``).
     take : int, default=None
@@ -296,16 +223,6 @@ class SubgraphFeatures(TransformerMixin, BaseEstimator):
         ``selection="persistence"``.
     pieces : {"anchored", "components"}, default="anchored"
         How ``selection="take"`` groups edges into pieces (see ``subgraph_pieces``).
-    engine : {"forest", "dionysus"}, default="forest"
-        Persistence engine (same results; "forest" is much faster).
-    batch_size : int, default=32
-        Inputs run through onnxruntime at once.
-    maxpool_rule : {"window", "argmax"}, default="window"
-        MaxPool edge rule of the model's plan.
-    threshold : float, default=None
-        Keep only edges with φ ≥ threshold in the induced graphs.
-    percentile : float, default=None
-        The reference's per-step percentile filter (see ``onnxtopo.analyze``).
 
     Attributes
     ----------
@@ -314,83 +231,26 @@ class SubgraphFeatures(TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    X is either the model's inputs, an array of shape (n_inputs, *sample shape) (it is analyzed
-    with the model), or a list of precomputed analyses (AnalysisResult, Persistence or
-    PersistentSubgraph objects, e.g. from ``onnxtopo.analyze`` or of adversarial inputs computed
-    elsewhere), which are used as they are: ``model`` and the analysis parameters (engine,
-    batch_size, maxpool_rule, threshold, percentile) are then not used. Both kinds can be mixed
-    across ``fit`` and ``transform`` (analyses of the same model are assumed).
+    X is a list of analyses of inputs of one model: AnalysisResult, Persistence or
+    PersistentSubgraph objects, from ``InducedPersistence`` (in a pipeline),
+    ``onnxtopo.analyze`` or computed elsewhere. Raw model inputs go through
+    ``InducedPersistence(model)`` first.
     """
 
-    def __init__(self, model=None, *, selection="all", take=None, k=None, min_persistence=None,
-                 pieces="anchored", engine="forest", batch_size=32, maxpool_rule="window",
-                 threshold=None, percentile=None):
-        self.model = model
+    def __init__(self, *, selection="all", take=None, k=None, min_persistence=None, pieces="anchored"):
         self.selection = selection
         self.take = take
         self.k = k
         self.min_persistence = min_persistence
         self.pieces = pieces
-        self.engine = engine
-        self.batch_size = batch_size
-        self.maxpool_rule = maxpool_rule
-        self.threshold = threshold
-        self.percentile = percentile
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # X is a batch of model inputs of any rank, or a list of analyses: scikit-learn's generic
-        # checks, which generate 2-D numeric data, do not apply (tests/test_features.py runs the
-        # relevant ones on real inputs).
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags
-
-    # -- analysis ---------------------------------------------------------------------------
     def _check_params(self):
-        name = type(self).__name__
-        _check_selection(self.selection, self.take, self.k, self.min_persistence, self.pieces, name)
-
-    def _check_analysis_params(self):
-        name = type(self).__name__
-        _check_option(self.engine, "engine", ENGINES, name)
-        _check_option(self.maxpool_rule, "maxpool_rule", MAXPOOL_RULES, name)
-        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
-        if self.threshold is not None:
-            check_scalar(self.threshold, "threshold", numbers.Real)
-        if self.percentile is not None:
-            check_scalar(self.percentile, "percentile", numbers.Real, min_val=0, max_val=100)
-        if self.model is None:
-            raise ValueError(f"{name} needs `model` (a path to an .onnx model) to analyze raw inputs; "
-                             "or pass X as a list of precomputed AnalysisResult / Persistence objects")
-
-    def _analyses(self, X):
-        """Each input's analysis: precomputed ones as given (a list), raw inputs run through the
-        model (an iterator: results stream batch by batch, the inputs validated first)."""
-        items = _precomputed(X)
-        if items is not None:
-            return items
-        if isinstance(X, (list, tuple)) and len(X) == 0:
-            raise ValueError("X is empty (0 inputs); at least one input is required.")
-        self._check_analysis_params()
-        x = np.asarray(X)
-        if x.dtype == object:
-            raise TypeError("X must be a numeric array of model inputs (n_inputs, *sample shape) or a list "
-                            "of AnalysisResult / Persistence objects")
-        try:
-            analyzer = Analyzer(self.model, maxpool_rule=self.maxpool_rule)
-            return analyzer.analyze(x, batch_size=self.batch_size, engine=self.engine,
-                                    threshold=self.threshold, percentile=self.percentile)
-        except BadInputError as exc:
-            raise ValueError(f"{type(self).__name__}: {exc}") from exc
+        check_selection(self.selection, self.take, self.k, self.min_persistence, self.pieces, type(self).__name__)
 
     def _edge_lists(self, X) -> list[np.ndarray]:
-        edges = [subgraph_edges(a, selection=self.selection, take=self.take, k=self.k,
-                                min_persistence=self.min_persistence, pieces=self.pieces)
-                 for a in self._analyses(X)]
-        if not edges:
-            raise ValueError("X is empty (0 inputs); at least one input is required.")
-        return edges
+        return [subgraph_edges(a, selection=self.selection, take=self.take, k=self.k,
+                               min_persistence=self.min_persistence, pieces=self.pieces)
+                for a in _analyses(X, type(self).__name__)]
 
     # -- vocabulary and matrix ----------------------------------------------------------------
     def _learn(self, edges: list[np.ndarray]) -> None:
@@ -451,12 +311,12 @@ class SubgraphFeatures(TransformerMixin, BaseEstimator):
 # ----------------------------------------------------------------------------------------------
 # Diagram vectorizations
 
-def _diagrams(X, owner: str):
-    """(points (P, 2) float64, diagram index of each point (P,), number of diagrams) of X.
+def _diagrams(X, owner: str) -> list[np.ndarray]:
+    """X as a list of validated superlevel diagrams (``diagrams.as_diagram``).
 
-    X is a sequence of superlevel diagrams: arrays of shape (n_points, 2) of (birth, death),
-    birth ≥ death, death = +inf for essential classes; an AnalysisResult or Persistence stands
-    for its H0 diagram. A 3-D array (n_diagrams, n_points, 2) works too.
+    X is a sequence of diagrams: arrays of shape (n_points, 2) of (birth, death), birth ≥ death,
+    death = +inf for essential classes; an AnalysisResult or Persistence stands for its H0
+    diagram. A 3-D array (n_diagrams, n_points, 2) works too.
     """
     if isinstance(X, np.ndarray) and X.dtype != object and X.ndim != 3:
         raise ValueError(f"{owner} expects a list of diagrams (arrays of shape (n_points, 2)); got an array of "
@@ -466,36 +326,12 @@ def _diagrams(X, owner: str):
                         f"got {type(X).__name__}")
     if len(X) == 0:
         raise ValueError(f"{owner}: found 0 diagrams, while a minimum of 1 is required.")
-    arrays = []
-    for i, d in enumerate(X):
-        if isinstance(d, (AnalysisResult, Persistence)):
-            d = d.h0
-        try:
-            a = np.asarray(d, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{owner}: diagram {i} is not numeric ({exc})") from exc
-        if a.size == 0:
-            a = a.reshape(0, 2)
-        if a.ndim != 2 or a.shape[1] != 2:
-            raise ValueError(f"{owner}: diagram {i} has shape {a.shape}; diagrams are arrays of shape "
-                             "(n_points, 2) of (birth, death)")
-        arrays.append(a)
-    points = np.concatenate(arrays)
-    owner_ids = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
-    birth, death = points[:, 0], points[:, 1]
-    if np.isnan(points).any():
-        i = owner_ids[np.isnan(points).any(axis=1)][0]
-        raise ValueError(f"{owner}: diagram {i} holds NaN.")
-    if (points == -np.inf).any():
-        i = owner_ids[(points == -np.inf).any(axis=1)][0]
-        raise ValueError(f"{owner}: diagram {i} holds -inf; essential classes die at +inf.")
-    bad = (birth < death) & np.isfinite(death)
-    if bad.any():
-        i = owner_ids[bad][0]
-        raise ValueError(f"{owner}: diagram {i} has a point with birth < death; superlevel diagrams "
-                         "have birth >= death (pass (birth, death) with birth = the larger value).")
-    return points, owner_ids, len(arrays)
+    return [as_diagram(d, name=f"{owner}: diagram {i}") for i, d in enumerate(X)]
 
+
+def _points(diagrams: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(every point (P, 2), the index of the diagram each belongs to (P,))."""
+    return np.concatenate(diagrams), np.repeat(np.arange(len(diagrams)), [len(d) for d in diagrams])
 
 def _check_range(value, name: str, owner: str):
     try:
@@ -508,16 +344,7 @@ def _check_range(value, name: str, owner: str):
     return lo, hi
 
 
-class _DiagramTransformer(TransformerMixin, BaseEstimator):
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # X is a list of variable-length diagrams, not a 2-D array: scikit-learn's generic checks
-        # do not apply (tests/test_features.py runs the relevant ones on diagrams).
-        tags.input_tags.two_d_array = False
-        return tags
-
-
-class BettiCurve(_DiagramTransformer):
+class BettiCurve(_NonTabularTransformer):
     """Betti curves of superlevel diagrams on a fixed grid: classes alive at each grid value.
 
     In a superlevel filtration a point (birth b, death d), b ≥ d, is alive at t when
@@ -546,7 +373,7 @@ class BettiCurve(_DiagramTransformer):
         """Learn the grid from the training diagrams (unless ``sample_range`` is given)."""
         name = type(self).__name__
         check_scalar(self.n_bins, "n_bins", numbers.Integral, min_val=1)
-        points, _, _ = _diagrams(X, name)
+        points, _ = _points(_diagrams(X, name))
         if self.sample_range is not None:
             lo, hi = _check_range(self.sample_range, "sample_range", name)
         else:
@@ -561,23 +388,15 @@ class BettiCurve(_DiagramTransformer):
     def transform(self, X):
         """(n_diagrams, n_bins) float64 array of Betti numbers at ``grid_``."""
         check_is_fitted(self, "grid_")
-        points, owner, n = _diagrams(X, type(self).__name__)
-        grid = self.grid_
-        birth, death = points[:, 0], np.where(np.isinf(points[:, 1]), -np.inf, points[:, 1])
-        # Alive at grid_[j] for first <= j < stop: t <= b for j < stop, t <= d (dead) for j < first.
-        first = np.searchsorted(grid, death, side="right")
-        stop = np.searchsorted(grid, birth, side="right")
-        width = grid.size + 1
-        delta = (np.bincount(owner * width + first, minlength=n * width)
-                 - np.bincount(owner * width + stop, minlength=n * width))
-        return np.cumsum(delta.reshape(n, width), axis=1)[:, :-1].astype(np.float64)
+        diagrams = _diagrams(X, type(self).__name__)
+        return np.stack([betti_curve(d, self.grid_) for d in diagrams]).astype(np.float64)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "grid_")
         return np.array([f"betti{j}" for j in range(self.grid_.size)], dtype=object)
 
 
-class PersistenceImage(_DiagramTransformer):
+class PersistenceImage(_NonTabularTransformer):
     """Persistence images of superlevel diagrams (Adams et al., 2017), finite points only.
 
     Each finite point (birth b, death d) of a diagram becomes the point (d, b − d) in
@@ -636,14 +455,14 @@ class PersistenceImage(_DiagramTransformer):
             if not np.isfinite(self.sigma):
                 raise ValueError(f"sigma must be finite, got {self.sigma}.")
         if not callable(self.weight):
-            _check_option(self.weight, "weight", ("linear", "constant"), name)
+            check_choice(self.weight, "weight", ("linear", "constant"), name)
         return int(nx), int(ny)
 
     def fit(self, X, y=None):
         """Learn the grid (and default sigma) from the training diagrams' finite points."""
         name = type(self).__name__
         nx, ny = self._check_params()
-        points, _, _ = _diagrams(X, name)
+        points, _ = _points(_diagrams(X, name))
         finite = np.isfinite(points).all(axis=1)
         death, pers = points[finite, 1], points[finite, 0] - points[finite, 1]
         if (self.death_range is None or self.persistence_range is None) and not finite.any():
@@ -680,7 +499,9 @@ class PersistenceImage(_DiagramTransformer):
     def transform(self, X):
         """(n_diagrams, resolution[0] * resolution[1]) float64 array of pixel values."""
         check_is_fitted(self, "sigma_")
-        points, owner, n = _diagrams(X, type(self).__name__)
+        diagrams = _diagrams(X, type(self).__name__)
+        points, owner = _points(diagrams)
+        n = len(diagrams)
         finite = np.isfinite(points).all(axis=1)
         points, owner = points[finite], owner[finite]
         death, pers = points[:, 1], points[:, 0] - points[:, 1]

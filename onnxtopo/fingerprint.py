@@ -35,29 +35,11 @@ file. Files are written atomically and are byte-identical for identical content.
 
 Distances (per probe input, baseline D vs current D')
 -----------------------------------------------------
-Both distances use the L∞ ground metric between points (as dionysus/hera do), under which a
-finite point (b, d) lies (b − d)/2 from the diagonal. Essential classes are matched only with
-essential classes, as dionysus does (checked: [(0, inf)] vs [] gives inf in both of its
-distances, [(0, inf)] vs [(1, inf)] gives 1, and with q = 2, [(0, inf), (0, 2)] vs
-[(1, inf), (0, 3)] gives √2: an essential pair's |Δbirth| enters the sum like any matched pair's
-cost): if the numbers of essential classes differ the distances are +inf (so the check fails),
-otherwise essential points are matched in order of birth, which is optimal on a line.
-
-* **bottleneck**: ``dionysus.bottleneck_distance`` with ``delta=0`` (exact), after mapping each
-  superlevel point (b, d) to the sublevel point (−b, −d) (birth ≤ death) and an essential class
-  (b, +inf) to (−b, +inf); negation is an isometry, so the distance is that of the superlevel
-  diagrams. dionysus stores coordinates in float32, so differences below ~6e-8 × φ vanish.
-* **Wasserstein** W_q, q = 1 (default) or 2: exact, in float64, as a minimum-cost perfect
-  matching (scipy's LAPJVsp) on the usual bipartite graph where each point may also go to the
-  diagonal. Only pairs (a, b) with ‖a − b‖∞^q ≤ δ(a)^q + δ(b)^q (δ: distance to the diagonal) can
-  appear in an optimal matching (otherwise sending both to the diagonal is cheaper), so only
-  those are built: exact, and sparse. dionysus's ``wasserstein_distance`` (hera's auction) is
-  available as ``engine="dionysus"`` but is not the default: on diagrams that differ only by
-  float32 rounding, which is exactly what ``check`` compares for a re-exported model, its
-  auction does not terminate (dionysus issues #6 and #39); where it terminates it agrees with
-  the exact matching (tested). Cost: milliseconds for the CCFF's few hundred points per input;
-  seconds for diagrams of thousands of points spread far from the diagonal (resnet-mini:
-  about 4,000 points, 4.8 million candidate pairs, 7 s per input).
+Bottleneck and q-Wasserstein distances (q = 1 by default, or 2) with the L∞ ground metric, from
+``onnxtopo.diagrams`` (see there: exact, essential classes matched only with essential classes,
++inf when their numbers differ). dionysus's Wasserstein auction is available as
+``engine="dionysus"`` but is not the default: on diagrams that differ only by float32 rounding,
+which is exactly what ``check`` compares for a re-exported model, it does not terminate.
 
 The checked metrics are relative, so one tolerance suits models whatever their φ scale:
 
@@ -97,6 +79,13 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from .diagrams import (
+    as_diagram,
+    betti_curve,
+    bottleneck_distance,
+    total_persistence,
+    wasserstein_distance,
+)
 from .errors import BadInputError, OnnxtopoError
 
 FORMAT = "onnxtopo-fingerprint"
@@ -116,135 +105,6 @@ DEFAULT_N_GRID = 64
 #: changes one count by 1, about 0.1 % of the curve's mass; 1e-2 tolerates a few such flips,
 #: while the mildest change moves the worst input's curve by 3.7 %.
 DEFAULT_TOLERANCES = {"bottleneck": 1e-4, "wasserstein": 1e-4, "total_persistence": 1e-4, "betti": 1e-2}
-
-#: Weight standing for 0 in the sparse matching, which takes absent entries for missing edges
-#: (costs of identical points, diagonal-to-diagonal edges). The cost reported is recomputed from
-#: the points, so this never enters it.
-_TINY = 1e-300
-
-
-# ---------------------------------------------------------------------------------------------
-# Distances between diagrams
-
-
-def to_dionysus(diagram: np.ndarray):
-    """A superlevel diagram as a dionysus.Diagram: (b, d) -> (−b, −d), essential (b, inf) -> (−b, inf)."""
-    import dionysus
-
-    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
-    death = np.where(np.isinf(h[:, 1]), np.inf, -h[:, 1])
-    return dionysus.Diagram(list(zip((-h[:, 0]).tolist(), death.tolist())))
-
-
-def _split(diagram) -> tuple[np.ndarray, np.ndarray]:
-    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
-    essential = np.isinf(h[:, 1])
-    return h[~essential], np.sort(h[essential, 0])
-
-
-def bottleneck_distance(a, b) -> float:
-    """Exact bottleneck distance between two superlevel diagrams (dionysus, L∞ ground metric)."""
-    import dionysus
-
-    if len(_split(a)[1]) != len(_split(b)[1]):
-        return math.inf  # what dionysus returns too; said here so it need not be computed
-    return float(dionysus.bottleneck_distance(to_dionysus(a), to_dionysus(b), 0.0))
-
-
-def wasserstein_distance(a, b, q: int = 1, *, engine: str = "exact") -> float:
-    """q-Wasserstein distance between two superlevel diagrams, L∞ ground metric.
-
-    ``engine="exact"`` (default) solves the matching exactly in float64 (see the module's
-    docstring); ``"dionysus"`` calls ``dionysus.wasserstein_distance`` (hera, relative error
-    0.01), which may not terminate on nearly identical diagrams.
-    """
-    if q not in (1, 2):
-        raise ValueError(f"q must be 1 or 2, got {q}")
-    if engine == "dionysus":
-        import dionysus
-
-        return float(dionysus.wasserstein_distance(to_dionysus(a), to_dionysus(b), q=q))
-    if engine != "exact":
-        raise ValueError(f'engine must be "exact" or "dionysus", got {engine!r}')
-    finite_a, essential_a = _split(a)
-    finite_b, essential_b = _split(b)
-    if len(essential_a) != len(essential_b):
-        return math.inf
-    # Essential classes: a 1-D matching of births, optimal in sorted order for |·|^q, q ≥ 1.
-    total = float((np.abs(essential_a - essential_b) ** q).sum()) + _finite_matching_cost(finite_a, finite_b, q)
-    return total ** (1.0 / q)
-
-
-def _finite_matching_cost(a: np.ndarray, b: np.ndarray, q: int) -> float:
-    """Σ cost^q of an optimal matching of finite points, each may go to the diagonal instead."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-
-    ra, rb = (a[:, 0] - a[:, 1]) / 2, (b[:, 0] - b[:, 1]) / 2  # L∞ distances to the diagonal
-    n, m = len(a), len(b)
-    if n == 0 or m == 0:
-        return float((ra ** q).sum() + (rb ** q).sum())
-    i, j = _candidate_pairs(a, b, ra, rb)
-    cost = np.abs(a[i] - b[j]).max(axis=1) ** q
-    keep = cost <= (ra[i] ** q + rb[j] ** q) * (1 + 1e-12)  # slack: an extra edge never hurts
-    i, j, cost = i[keep], j[keep], cost[keep]
-    # Rows: a_0..a_{n-1}, then the diagonal copies of b; columns: b_0..b_{m-1}, then those of a.
-    rows = np.concatenate([i, np.arange(n), n + np.arange(m), n + j])
-    cols = np.concatenate([j, m + np.arange(n), np.arange(m), m + i])
-    weight = np.concatenate([cost, ra ** q, rb ** q, np.zeros(len(i))])
-    # One extra, unconnected column: scipy then skips LAPJV's augmenting row reduction, whose
-    # price updates can be as small as the cost differences and loop for practically ever on
-    # nearly identical diagrams, and runs only the shortest augmenting paths (n + m of them).
-    graph = coo_matrix((np.maximum(weight, _TINY), (rows, cols)), shape=(n + m, n + m + 1)).tocsr()
-    if graph.nnz != len(weight):
-        # A pair found by both queries (a rounding tie at the radius) was summed: drop repeats.
-        _, first = np.unique(rows * (n + m + 1) + cols, return_index=True)
-        graph = coo_matrix((np.maximum(weight, _TINY)[first], (rows[first], cols[first])),
-                           shape=(n + m, n + m + 1)).tocsr()
-    row, col = min_weight_full_bipartite_matching(graph)
-    # The cost of that matching, from the points (the _TINY stand-ins for zeros do not enter).
-    direct = (row < n) & (col < m)
-    matched = np.abs(a[row[direct]] - b[col[direct]]).max(axis=1) ** q
-    return float(matched.sum() + (ra[row[(row < n) & (col >= m)]] ** q).sum()
-                 + (rb[col[(row >= n) & (col < m)]] ** q).sum())
-
-
-def _candidate_pairs(a, b, ra, rb) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j) with ‖a_i − b_j‖∞ ≤ ra_i + rb_j (a superset of the useful pairs for q ≥ 1).
-
-    Found as the pairs within 2·ra_i of a_i, plus those within 2·rb_j of b_j that the first
-    query missed: the larger of the two radii is at least ra_i + rb_j. Each pair comes once.
-    """
-    from scipy.spatial import cKDTree
-
-    def near(points, radii, others):
-        hits = cKDTree(others).query_ball_point(points, r=2 * radii, p=np.inf)
-        lengths = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-        if not lengths.any():
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.repeat(np.arange(len(points)), lengths), np.concatenate([np.asarray(h, np.int64) for h in hits])
-
-    i, j = near(a, ra, b)
-    j2, i2 = near(b, rb, a)
-    missed = np.abs(a[i2] - b[j2]).max(axis=1) > 2 * ra[i2]
-    return np.concatenate([i, i2[missed]]), np.concatenate([j, j2[missed]])
-
-
-def betti_curve(diagram, grid) -> np.ndarray:
-    """β(t) for each t of ``grid``: points with birth ≥ t and (death < t or essential)."""
-    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
-    grid = np.asarray(grid, dtype=np.float64)
-    births = np.sort(h[:, 0])
-    deaths = np.sort(h[np.isfinite(h[:, 1]), 1])
-    # A finite point with death ≥ t also has birth ≥ t: born minus dead.
-    born = len(births) - np.searchsorted(births, grid, side="left")
-    dead = len(deaths) - np.searchsorted(deaths, grid, side="left")
-    return (born - dead).astype(np.int64)
-
-
-def total_persistence(diagram) -> float:
-    finite, _ = _split(diagram)
-    return float((finite[:, 0] - finite[:, 1]).sum())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,9 +192,9 @@ class Fingerprint:
             if not isinstance(meta["probe"]["sha256"], str) or not isinstance(meta["probe"]["shape"], list):
                 raise TypeError("the probe's sha256 and shape are missing")
             grid = np.asarray(arrays["grid"], dtype=np.float64)
-            h0 = [_diagram(arrays[f"h0_{i:05d}"]) for i in range(n)]
+            h0 = [as_diagram(arrays[f"h0_{i:05d}"], name=f"h0_{i:05d}") for i in range(n)]
             betti0 = np.asarray(arrays["betti0"])
-            h1_list = [_diagram(arrays[f"h1_{i:05d}"]) for i in range(n)] if h1 else None
+            h1_list = [as_diagram(arrays[f"h1_{i:05d}"], name=f"h1_{i:05d}") for i in range(n)] if h1 else None
             betti1 = np.asarray(arrays["betti1"]) if h1 else None
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"damaged baseline: missing or malformed entry ({exc})") from exc
@@ -345,13 +205,6 @@ class Fingerprint:
                 raise BadInputError(f"damaged baseline: {name!r} must be integer of shape ({n}, {len(grid)})")
         return cls(meta, grid, h0, betti0.astype(np.int64), h1_list,
                    None if betti1 is None else betti1.astype(np.int64))
-
-
-def _diagram(array) -> np.ndarray:
-    d = np.asarray(array)
-    if d.ndim != 2 or d.shape[1] != 2 or d.dtype.kind != "f" or np.isnan(d).any():
-        raise ValueError(f"a diagram must be a float (k, 2) array without NaN, got {d.dtype} {d.shape}")
-    return d.astype(np.float64, copy=False)
 
 
 def sha256_array(x: np.ndarray) -> str:

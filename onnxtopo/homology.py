@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .diagrams import sort_diagram, total_persistence
 from .filtration import Filtration, check_vertex_values, vertex_values
 
 #: Edges gathered before they are reduced to a spanning forest: bounds the forest engine's memory
@@ -61,13 +62,7 @@ class Persistence:
     @property
     def total_persistence(self) -> float:
         """Sum of birth - death over the finite points of H0."""
-        finite = np.isfinite(self.h0).all(axis=1)
-        return float((self.h0[finite, 0] - self.h0[finite, 1]).sum())
-
-
-def sort_diagram(points: np.ndarray) -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return points[np.lexsort((-points[:, 1], -points[:, 0]))]
+        return total_persistence(self.h0)
 
 
 def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np.ndarray,

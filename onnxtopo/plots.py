@@ -15,8 +15,13 @@ past the weakest edge, so it is drawn on a dashed line *below* the finite range,
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse
+
+from .diagrams import as_diagram, sort_diagram
+from .subgraph import as_subgraph, selected_edges
 
 #: Share of the finite range left between the lowest finite value and the line of essential points.
 ESSENTIAL_GAP = 0.12
@@ -60,20 +65,9 @@ def _finish(fig, path, dpi):
 # -- diagrams -----------------------------------------------------------------------------------
 
 
-def _diagram(points, name="diagram") -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64)
-    if points.size == 0:
-        return np.zeros((0, 2))
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise ValueError(f"a {name} must be an (n, 2) array of (birth, death), got shape {points.shape}")
-    if np.isnan(points).any() or np.isinf(points[:, 0]).any():
-        raise ValueError(f"a {name} must have finite births and no NaN")
-    return points
-
-
 def _h0_of(result) -> np.ndarray:
     """The H0 diagram of an AnalysisResult, a Persistence, or the array itself."""
-    return _diagram(getattr(result, "h0", result), "H0 diagram")
+    return as_diagram(result, name="H0 diagram", finite_births=True)
 
 
 class _Scale:
@@ -138,7 +132,7 @@ def plot_diagram(h0, h1=None, ax=None, *, title: str | None = None, figsize=(5, 
     h0 = _h0_of(h0)
     diagrams = [(h0, "H0", "tab:blue", "o")]
     if h1 is not None:
-        diagrams.append((_diagram(h1, "H1 diagram"), "H1", "tab:orange", "^"))
+        diagrams.append((as_diagram(h1, name="H1 diagram", finite_births=True), "H1", "tab:orange", "^"))
     fig, ax = _axes(ax, figsize, dpi)
     _draw_diagram(ax, diagrams, _Scale(*(d for d, *_ in diagrams)), title)
     return _finish(fig, path, dpi)
@@ -153,12 +147,12 @@ def plot_barcode(diagram, ax=None, *, title: str | None = None, max_bars: int | 
     only that many of the most persistent classes (essential ones first). ``diagram`` may also be
     an AnalysisResult (its H0).
     """
-    d = _diagram(getattr(diagram, "h0", diagram))
+    d = _h0_of(diagram)
     total = len(d)
     if max_bars is not None and total > max_bars:
         persistence = np.where(np.isinf(d[:, 1]), np.inf, d[:, 0] - d[:, 1])
         d = d[np.argsort(-persistence, kind="stable")[:max_bars]]
-    d = d[np.lexsort((-d[:, 1], -d[:, 0]))]
+    d = sort_diagram(d)
     scale = _Scale(d)
     fig, ax = _axes(ax, figsize, dpi)
     if len(d):
@@ -203,28 +197,20 @@ def plot_clean_vs_adversarial(result_clean, result_adv, *, titles=("clean", "adv
 # -- the persistent subgraph on the input -------------------------------------------------------
 
 
-def _subgraph_of(result):
-    sub = getattr(result, "subgraph", result)
-    if not all(hasattr(sub, a) for a in ("src", "dst", "phi")):
-        raise TypeError("expected an AnalysisResult, a Persistence or a PersistentSubgraph "
-                        f"(something with src, dst and phi), got {type(result).__name__}")
-    return sub
-
-
 def subgraph_input_weights(result, plan, *, min_persistence: float | None = None) -> np.ndarray:
     """Per input neuron (layer 0, shaped ``plan.layers[0].shape``): the summed φ of its subgraph edges.
 
     ``result`` is an AnalysisResult (or its Persistence or PersistentSubgraph), ``plan`` the
     Plan it was computed with (``Analyzer.plan``, ``onnxtopo.inspect``). With
     ``min_persistence``, only edges killing a class of persistence (birth − φ) at least that
-    count, as in ``onnxtopo.features.subgraph_edges``. Neurons no counted edge touches weigh 0.
+    count, as in ``onnxtopo.subgraph.subgraph_edges``. Neurons no counted edge touches weigh 0.
     """
-    sub = _subgraph_of(result)
+    sub = as_subgraph(result)
     layer = plan.layers[0]
     src, dst = np.asarray(sub.src, dtype=np.int64), np.asarray(sub.dst, dtype=np.int64)
     phi = np.asarray(sub.phi, dtype=np.float64)
     if min_persistence is not None:
-        keep = np.asarray(sub.birth, dtype=np.float64) - phi >= min_persistence
+        keep = selected_edges(sub, "persistence", None, None, min_persistence, "anchored")
         src, dst, phi = src[keep], dst[keep], phi[keep]
     weights = np.zeros(layer.size)
     # Edges only leave the input layer, but either end is checked so any layered graph works.
@@ -248,7 +234,7 @@ def _as_image(values: np.ndarray, channel_axis, reduce="sum") -> np.ndarray:
     """A 2-D array to draw from one sample's values: channels reduced, 1-D made square if possible."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
-        side = round(float(np.sqrt(values.size)))
+        side = math.isqrt(values.size)
         return values.reshape(side, side) if side * side == values.size else values.reshape(1, -1)
     if values.ndim == 2:
         return values

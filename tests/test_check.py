@@ -1,5 +1,5 @@
 """``onnxtopo check``: a baseline written from the shipped CCFF, re-exports that pass, real changes
-that fail; the baseline format, the reports, and the distances behind them."""
+that fail; the baseline format and the reports (the distances behind them: tests/test_diagrams.py)."""
 
 import json
 import zipfile
@@ -10,10 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from onnx import numpy_helper
-from scipy.optimize import linear_sum_assignment
 
 from onnxtopo import fingerprint as fp
 from onnxtopo.cli import main
@@ -263,80 +260,3 @@ def test_fingerprint_api_matches_analyze(setup):
         g = fp.fingerprint(model, x, grid=f.grid)
         assert g.probe_sha256 == f.probe_sha256 and g.meta["model"]["sha256"] == f.meta["model"]["sha256"]
         assert all(r["h0_bottleneck"] == 0 and r["h0_wasserstein"] == 0 for r in fp.compare(f, g))
-
-
-# ---------------------------------------------------------------------------------------------
-# Distances
-
-
-def test_distances_on_small_diagrams():
-    inf = np.inf
-    a, b = np.array([[5.0, 1.0]]), np.array([[5.0, 2.0]])
-    assert fp.bottleneck_distance(a, b) == 1  # matched to each other (sending both to the diagonal costs 2)
-    assert fp.wasserstein_distance(a, b, 1) == 1 and fp.wasserstein_distance(a, b, 2) == 1
-    c = np.array([[5.0, 1.0], [3.0, 2.0]])  # an extra point 0.5 from the diagonal
-    assert fp.wasserstein_distance(a, c, 1) == 0.5 and fp.bottleneck_distance(a, c) == 0.5
-    assert fp.wasserstein_distance(a, c, 2) == 0.5
-    # Essential classes are matched with essential classes only, by birth.
-    e1, e2 = np.array([[4.0, inf], [2.0, 1.0]]), np.array([[3.0, inf], [2.0, 1.5]])
-    assert fp.bottleneck_distance(e1, e2) == 1
-    assert fp.wasserstein_distance(e1, e2, 1) == 1.5
-    assert fp.wasserstein_distance(e1, e2, 2) == pytest.approx(np.sqrt(1 + 0.25))
-    assert fp.bottleneck_distance(e1, e1[1:]) == inf and fp.wasserstein_distance(e1, e1[1:]) == inf
-    assert fp.wasserstein_distance(np.zeros((0, 2)), np.zeros((0, 2))) == 0
-    # Betti curve: classes alive at t have birth ≥ t > death (essential: birth ≥ t).
-    np.testing.assert_array_equal(fp.betti_curve(e1, [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0]), [1, 1, 2, 2, 1, 1, 0])
-
-
-def _random_diagram(rng, n, essential=1):
-    birth = rng.uniform(0.1, 3, n)
-    points = np.stack([birth, birth * rng.uniform(0.05, 0.95, n)], axis=1)
-    return np.concatenate([points, np.stack([rng.uniform(1, 3, essential), np.full(essential, np.inf)], axis=1)])
-
-
-def _dense_wasserstein(a, b, q):
-    """Brute force: the full (n + m)² assignment problem, finite points only."""
-    ra, rb = (a[:, 0] - a[:, 1]) / 2, (b[:, 0] - b[:, 1]) / 2
-    n, m = len(a), len(b)
-    cost = np.full((n + m, n + m), np.inf)
-    cost[:n, :m] = np.abs(a[:, None] - b[None]).max(axis=2) ** q
-    cost[np.arange(n), m + np.arange(n)] = ra ** q
-    cost[n + np.arange(m), np.arange(m)] = rb ** q
-    cost[n:, m:] = 0
-    rows, cols = linear_sum_assignment(cost)
-    return cost[rows, cols].sum() ** (1 / q)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(0, 25), st.integers(0, 25), st.sampled_from([1, 2]),
-       st.floats(0, 0.2))
-def test_exact_wasserstein_matches_brute_force(seed, n, m, q, noise):
-    rng = np.random.default_rng(seed)
-    a = _random_diagram(rng, n, 0)
-    # Near copies (as a re-export gives), duplicated points (as saturated pixels give) or unrelated points.
-    b = a[:m] * np.clip(1 + noise * rng.standard_normal((min(n, m), 2)), 0.5, 1.5) if m <= n else _random_diagram(rng, m, 0)
-    b = np.concatenate([b, b[:2]])
-    b[:, 1] = np.minimum(b[:, 1], b[:, 0] * 0.99)
-    assert fp.wasserstein_distance(a, b, q) == pytest.approx(_dense_wasserstein(a, b, q), rel=1e-9, abs=1e-12)
-
-
-def test_exact_wasserstein_agrees_with_dionysus_where_hera_terminates():
-    # hera's auction terminates on well-separated diagrams; it is then within its 1 % relative error.
-    rng = np.random.default_rng(7)
-    for q in (1, 2):
-        for _ in range(5):
-            a, b = _random_diagram(rng, 30), _random_diagram(rng, 20)
-            exact = fp.wasserstein_distance(a, b, q)
-            assert fp.wasserstein_distance(a, b, q, engine="dionysus") == pytest.approx(exact, rel=0.011)
-
-
-def test_nearly_identical_shipped_diagrams_are_fast():
-    # The case dionysus's Wasserstein never finishes on: two exports of one network.
-    x = HELDOUT["x"][:1]
-    import onnxtopo
-
-    [a] = onnxtopo.analyze(MODELS / "ccff-relu.onnx", x)
-    [b] = onnxtopo.analyze(MODELS / "ccff-relu-keras.onnx", x)
-    for q in (1, 2):
-        assert 0 < fp.wasserstein_distance(a.h0, b.h0, q) < 1e-5
-    assert 0 < fp.bottleneck_distance(a.h0, b.h0) < 1e-6

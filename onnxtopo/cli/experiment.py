@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..experiment import run_experiment
-    from ..features import SubgraphFeatures
+    from ..features import InducedPersistence, SubgraphFeatures
     from ..files import load_inputs, write_csv, write_json
 
     x = load_inputs(args.inputs, args.key)[:args.limit]
@@ -44,11 +44,12 @@ def run(args) -> int:
         if args.attack:
             raise BadInputError("give --adversarial or --attack, not both")
         x_adv = load_inputs(args.adversarial, args.adversarial_key)[:args.limit]
-    features = SubgraphFeatures(model=args.model, selection=args.selection, take=args.take, k=args.k,
-                                min_persistence=args.min_persistence, maxpool_rule=args.maxpool_rule)
+    features = SubgraphFeatures(selection=args.selection, take=args.take, k=args.k,
+                                min_persistence=args.min_persistence)
+    analysis = InducedPersistence(args.model, maxpool_rule=args.maxpool_rule)
     try:
         result = run_experiment(args.model, x, y, x_adv=x_adv, attack=args.attack, eps=args.eps, folds=args.folds,
-                                seed=args.seed, features=features, progress=True)
+                                seed=args.seed, features=features, analysis=analysis, progress=True)
     except ValueError as exc:  # scikit-learn's parameter validation: a bad option combination
         raise BadInputError(str(exc)) from exc
     print(f"model {args.model}, {len(x)} inputs")
