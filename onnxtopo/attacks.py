@@ -353,6 +353,104 @@ def pgd(model, x, y, eps: float, step: float | None = None, steps: int = 10, cli
 
 
 @dataclass(frozen=True)
+class MinimalAttack:
+    """What ``pgd_min`` found for each input.
+
+    ``x_adv``: the kept adversarial input (the clean one where none was found, or where the model
+    already misclassifies it); ``eps``: the smallest radius at which a try fooled the model (0 for
+    inputs already misclassified, NaN where none was found); ``found``: whether the model
+    misclassifies ``x_adv``. The kept input is the successful iterate of least mean squared
+    perturbation over all tries, so its own L∞ distance may differ from ``eps`` by a step.
+    """
+
+    x_adv: np.ndarray
+    eps: np.ndarray
+    found: np.ndarray
+
+
+def pgd_min(model, x, y=None, *, eps: float = 0.3, growth: float = 1.5, searches: int = 20,
+            relative_step: float = 1 / 30, steps: int = 40, clip=(0.0, 1.0), progress=None) -> MinimalAttack:
+    """L∞ projected gradient descent searching for the smallest radius that fools the model.
+
+    The search of foolbox 2's projected gradient descent attack with its default arguments (the
+    attack the seed's experiments call without arguments): try radius ``eps``; while the try
+    fails, multiply the radius by ``growth`` (at most ``searches`` tries); then bisect
+    ``searches`` times between 0 and the smallest radius that worked. One try at radius ε is PGD
+    from the clean input (no random start): ``steps`` signed-gradient steps of ``relative_step ×
+    ε``, each projected onto the ε-ball and into ``clip``, stopping at the first iterate the model
+    misclassifies. Among every successful iterate of every try, the one with the smallest mean
+    squared perturbation is kept. Inputs the model already misclassifies are kept unchanged.
+    All inputs search together, each at its own radius, in shared onnxruntime batches.
+    ``progress`` counts search tries (at most ``2 × searches``).
+    """
+    clf = _classifier(model)
+    x = clf.validate(x)
+    eps, clip = _check_eps(eps, clip)
+    if not (eps > 0 and growth > 1 and relative_step > 0):
+        raise ValueError(f"eps and relative_step must be positive and growth > 1, got eps={eps}, "
+                         f"relative_step={relative_step}, growth={growth}")
+    for name, value in (("searches", searches), ("steps", steps)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    if not len(x):
+        return MinimalAttack(x.copy(), np.zeros(0), np.zeros(0, bool))
+    scores = clf._run(x)
+    y = scores.argmax(axis=1) if y is None else clf._labels(y, len(x), scores.shape[1])
+    wrong = scores.argmax(axis=1) != y
+    x64 = x.astype(np.float64)
+    n, flat = len(x), (-1,) + (1,) * (x.ndim - 1)  # ``flat`` broadcasts one radius per input
+    best = x.copy()
+    best_mse = np.full(n, np.inf)
+    best_mse[wrong] = 0.0
+
+    def attempt(rows: np.ndarray, radius: np.ndarray) -> np.ndarray:
+        """PGD on inputs ``rows`` at their radii; True where an iterate fooled the model."""
+        origin = x64[rows]
+        ball = radius.reshape(flat)
+        current = origin.copy()
+        running = np.arange(rows.size)
+        fooled = np.zeros(rows.size, bool)
+        for _ in range(int(steps)):
+            live = rows[running]
+            grad = clf._gradient(current[running].astype(clf.input_dtype), y[live], lambda k: None)
+            current[running] = _project(current[running] + relative_step * ball[running] * np.sign(grad),
+                                        origin[running], ball[running], clip)
+            candidate = _to_model_dtype(current[running], x[live], ball[running], clf.input_dtype)
+            hit = clf._run(candidate).argmax(axis=1) != y[live]
+            mse = ((candidate.astype(np.float64) - origin[running]) ** 2).reshape(running.size, -1).mean(axis=1)
+            better = hit & (mse < best_mse[live])
+            best[live[better]], best_mse[live[better]] = candidate[better], mse[better]
+            fooled[running[hit]] = True
+            running = running[~hit]
+            if not running.size:
+                break
+        return fooled
+
+    radius = np.full(n, eps)
+    good = np.full(n, np.nan)  # the smallest radius that worked so far
+    with _Progress(progress, 2 * int(searches), "PGD search") as bar:
+        growing = np.flatnonzero(~wrong)
+        for _ in range(int(searches)):
+            if growing.size:
+                fooled = attempt(growing, radius[growing])
+                good[growing[fooled]] = radius[growing[fooled]]
+                radius[growing[~fooled]] *= growth
+                growing = growing[~fooled]
+            bar.update(1)
+        bisecting = np.flatnonzero(np.isfinite(good) & ~wrong)
+        bad = np.zeros(n)
+        for _ in range(int(searches)):
+            if bisecting.size:
+                middle = (good[bisecting] + bad[bisecting]) / 2
+                fooled = attempt(bisecting, middle)
+                good[bisecting[fooled]] = middle[fooled]
+                bad[bisecting[~fooled]] = middle[~fooled]
+            bar.update(1)
+    good[wrong] = 0.0
+    return MinimalAttack(best, good, np.isfinite(best_mse))
+
+
+@dataclass(frozen=True)
 class AttackStats:
     """How an attack did on a set of labelled inputs.
 

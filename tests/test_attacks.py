@@ -188,3 +188,79 @@ def test_a_converter_model_with_a_label_output_first():
     assert (clf.output_name, clf.output_kind) == ("probabilities", "probabilities")
     x_adv = fgsm(clf, x, y, EPS)
     assert (clf.loss(x_adv, y) > clf.loss(x, y)).all()
+
+
+# -- the minimal-radius search (pgd_min) --------------------------------------------------------
+
+def _two_class_model(w, b):
+    """x (N, 2, 3) -> logits (m, -m) with m = x·w + b: the smallest L∞ perturbation that flips the
+    prediction is |m| / ‖w‖₁ (every coordinate moved by ε against sign(w) changes m by ε‖w‖₁),
+    and the loss gradient's sign is ±sign(w) whatever the point."""
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]),
+             helper.make_node("MatMul", ["f", "W"], ["z"]),
+             helper.make_node("Add", ["z", "b"], ["y"])]
+    weights = np.stack([w, -w], axis=1).astype(np.float32)
+    return make_model(nodes, SAMPLE, {"W": weights, "b": np.array([b, -b], np.float32)})
+
+
+def test_pgd_min_finds_the_smallest_radius_of_a_linear_model():
+    from onnxtopo.attacks import pgd_min
+
+    w = np.array([0.5, -1.0, 2.0, 0.25, -0.75, 1.5], np.float32)  # ‖w‖₁ = 6
+    model = _two_class_model(w, 0.0)
+    rng = np.random.default_rng(3)
+    x = (0.5 + rng.uniform(-0.05, 0.05, size=(6, *SAMPLE))).astype(np.float32)
+    # Margins chosen so that the smallest flipping radius is below, near and above the first
+    # try's 0.3 (above: the search must grow the radius first, 0.3 → 0.45).
+    targets = np.array([0.05, 0.12, 0.2, 0.29, 0.33, 0.4])
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    shift = (targets * 6.0 - np.abs(flat @ w)) / np.abs(w).sum()
+    flat = flat + np.sign(flat @ w)[:, None] * shift[:, None] * np.sign(w)  # |m| = target · ‖w‖₁
+    x = flat.reshape(x.shape).astype(np.float32)
+    margins = x.reshape(len(x), -1).astype(np.float64) @ w.astype(np.float64)
+    expected = np.abs(margins) / np.abs(w).sum()
+    y = (margins < 0).astype(np.int64)  # class 0 when m > 0: every input correct when clean
+
+    found = pgd_min(model, x, y, clip=(0.0, 1.0))
+    assert found.found.all()
+    clf = OnnxClassifier(model)
+    assert (clf.predict(found.x_adv) != y).all()
+    # No perturbation smaller than the true radius flips the prediction; a radius-0.3 try moves
+    # 0.01 per step, so the kept (least-squares) iterate is within a step of it.
+    perturbation = np.abs(found.x_adv.astype(np.float64) - x).reshape(len(x), -1).max(axis=1)
+    assert (perturbation >= expected - 1e-6).all() and (perturbation <= expected + 0.0151).all()
+    # 20 bisections of a bracket ≤ 0.45 pin the radius to within 0.45 / 2^20 above the true one
+    # (plus float32 rounding of the logits).
+    np.testing.assert_allclose(found.eps, expected, atol=2e-5)
+    assert (found.eps >= expected - 2e-5).all()
+
+
+def test_pgd_min_beats_fixed_radius_pgd_and_keeps_misclassified_inputs(ccff):
+    from onnxtopo.attacks import pgd_min
+
+    clf, x, y = ccff[:3]
+    x, y = x[:3], y[:3].copy()
+    y[0] = (clf.predict(x[:1])[0] + 1) % 10  # an input the model already gets wrong
+    # Coarse steps keep the test short: each try reaches its ball's surface in 4 steps.
+    found = pgd_min(clf, x, y, searches=4, steps=8, relative_step=1 / 4)
+    assert found.eps[0] == 0 and np.array_equal(found.x_adv[0], x[0])
+    fixed = pgd(clf, x, y, 0.3, step=0.3 / 4, steps=8, random_start=False)
+    fooled = clf.predict(fixed[1:]) != y[1:]
+    assert fooled.any() and found.found[1:][fooled].all()
+    linf_fixed = np.abs(fixed.astype(np.float64) - x).reshape(len(x), -1).max(axis=1)[1:]
+    linf_min = np.abs(found.x_adv.astype(np.float64) - x).reshape(len(x), -1).max(axis=1)[1:]
+    assert (found.eps[1:][fooled] < 0.3).all() and (linf_min[fooled] < linf_fixed[fooled]).all()
+    assert (clf.predict(found.x_adv[1:][fooled]) != y[1:][fooled]).all()
+
+
+def test_pgd_min_reports_inputs_it_cannot_fool():
+    from onnxtopo.attacks import pgd_min
+
+    w = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], np.float32)
+    model = _two_class_model(w, 10.0)  # m = Σx + 10 ≥ 10 on [0, 1]: class 0 whatever the input
+    x = np.full((2, *SAMPLE), 0.5, np.float32)
+    found = pgd_min(model, x, np.zeros(2, np.int64), searches=4, steps=5)
+    assert not found.found.any() and np.isnan(found.eps).all()
+    assert np.array_equal(found.x_adv, x)
+    with pytest.raises(ValueError, match="growth"):
+        pgd_min(model, x, None, growth=1.0)
