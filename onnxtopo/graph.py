@@ -151,7 +151,8 @@ def _step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int |
     # after computing them all); on a pattern small enough to be kept, the compiled pass below
     # drops them faster, along with the rest. A linear rule's values are computed there too.
     kept = rule.candidate_count <= min(limit or PATTERN_CACHE_EDGES, PATTERN_CACHE_EDGES)
-    if not (keep_zeros or kept or step.repeats) and rule.global_nonzero_edges is not None:
+    compiled = rule.global_nonzero_edges is not None and (not kept or rule.prefer_global_edges)
+    if not (keep_zeros or step.repeats) and compiled:
         # Rules that can map ids themselves (Conv) do it in the loop that makes their edges:
         # one pass less over hundreds of millions of edges.
         yield from rule.global_nonzero_edges(h, limit, step.input_vertices, offset, scale)
