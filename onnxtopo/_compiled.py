@@ -279,17 +279,19 @@ def settle_ties(keys, values, tiebreak):
 
 
 @njit(cache=True, nogil=True)
-def decreasing_without(values, removed):
-    """Sorted ``values`` less one occurrence of each of ``removed`` (a sub-multiset of them,
-    sorted too), in decreasing order."""
-    out = np.empty(values.size - removed.size)
+def h1_points(values, removed):
+    """The H1 diagram of a graph: a point (value, +inf) for each of the sorted ``values`` less
+    one occurrence of each of ``removed`` (a sub-multiset of them, sorted too), by decreasing
+    value; written in one pass, straight into the (n, 2) result."""
+    out = np.empty((values.size - removed.size, 2))
     j = removed.size - 1
     k = 0
     for i in range(values.size - 1, -1, -1):
         if j >= 0 and values[i] == removed[j]:
             j -= 1
         else:
-            out[k] = values[i]
+            out[k, 0] = values[i]
+            out[k, 1] = np.inf
             k += 1
     return out
 
