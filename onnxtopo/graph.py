@@ -115,13 +115,16 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
                                                             keep_zeros=True)]
             cut = np.percentile(np.concatenate(products), percentile)
         for src, dst, values in _step_edges(plan, step, h, context, max_edges, n_vertices):
-            phi = np.abs(values)
-            keep = phi > 0
+            phi = np.abs(values, out=values)  # _step_edges makes fresh arrays: no copy needed
+            if threshold is None and cut is None and (not phi.size or phi.min() > 0):
+                yield i, src, dst, phi  # the rules drop zero products already: usually nothing to check
+                continue
+            keep = phi > 0  # False for NaN as for 0: both dropped
             if threshold is not None:
                 keep &= phi >= threshold
             if cut is not None:
                 keep &= phi > cut
-            if keep.all():  # the rules drop zero products already: usually nothing to copy
+            if keep.all():
                 yield i, src, dst, phi
             else:
                 yield i, src[keep], dst[keep], phi[keep]
