@@ -162,7 +162,8 @@ def scenario_ccff_stages(n: int, act_repeats: int) -> dict:
         whole(lambda: list(analyzer.analyze(x[i:i + 1])))
         whole_h1(lambda: list(analyzer.analyze(x[i:i + 1], h1=True)))
     return dict(cold_first_input=cold, activations_batch=batch.stats(per=n), activations_single=single.stats(),
-                edges=edges.stats(), forest=forest.stats(), forest_h1=forest_h1.stats(), whole=whole.stats(), whole_h1=whole_h1.stats(),
+                edges=edges.stats(), forest=forest.stats(), forest_h1=forest_h1.stats(), whole=whole.stats(),
+                whole_h1=whole_h1.stats(),
                 edges_per_input=stats(n_edges), vertices=plan.n_vertices, batch_size=n)
 
 
@@ -557,7 +558,8 @@ def report_ccff(stages, dio, throughput) -> tuple[list, list[str]]:
                  ("whole analysis with H1 (Analyzer.analyze(h1=True), 1 input)", "whole_h1")]
         rows = [[label, ms(stages[key]["median"]), ms(stages[key]["cpu"]), spread(stages[key])]
                 for label, key in timed]
-        rows += [["first input (loads the compiled loops, builds the conv patterns)", ms(stages["cold_first_input"]), "", ""],
+        rows += [["first input (loads the compiled loops, builds the conv patterns)", ms(stages["cold_first_input"]),
+                  "", ""],
                  ["edges per input (φ > 0)", f"{stages['edges_per_input']['median']:,.0f}", "",
                   f"graph of {stages['vertices']:,} vertices"]]
         if dio:

@@ -263,10 +263,11 @@ def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persist
     killer = indices[partner[paired][by_entry]]
     born = indices[vertex_positions[paired][by_entry]]
     h1_diagram = None
-    if h1:
-        from . import _compiled
-
-        h1_diagram = _compiled.h1_points(np.sort(graph.phi), np.sort(graph.phi[killer]))
+    if h1:  # plain numpy, not the forest engine's compiled pass: the oracle stays independent
+        outside = np.ones(graph.n_edges, dtype=bool)
+        outside[killer] = False
+        births = np.sort(graph.phi[outside])[::-1]
+        h1_diagram = np.stack([births, np.full(births.size, np.inf)], axis=1)
     killers = (graph.src[killer], graph.dst[killer], graph.phi[killer], killer)
     return _assemble(filtration.vertex_value, born, killers, indices[vertex_positions[~paired]], h1_diagram,
                      len(filtration), graph.n_edges)
