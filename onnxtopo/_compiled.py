@@ -97,6 +97,32 @@ def conv_edges(kernel, h, window_start, window_src, window_offset, first, stop, 
 
 
 @njit(cache=True, nogil=True)
+def dense_edges(matrix, h, rows, input_vertices, offset, scale):
+    """(src, dst, w·h) of a dense layer's edges from the flat input positions ``rows`` (those
+    with h ≠ 0, ascending), in pattern order (input position, then output column), products
+    = 0 dropped, without building the pattern. Position r is row r % K of ``matrix`` (K, N)
+    under leading index r // K. With ``input_vertices`` (not empty), edges come in global ids
+    as from ``global_edges``."""
+    k_all, n = matrix.shape
+    out_src = np.empty(rows.size * n, np.int64)
+    out_dst, out_values = np.empty(rows.size * n, np.int64), np.empty(rows.size * n)
+    k = 0
+    for r in rows:
+        u = input_vertices[r] if input_vertices.size else r
+        if u < 0:
+            continue
+        hr, weights, first = h[r], matrix[r % k_all], (r // k_all) * n
+        for j in range(n):
+            value = weights[j] * hr
+            if scale.size:
+                value *= scale[first + j]
+            # Written always, kept by moving on, as in global_edges.
+            out_src[k], out_dst[k], out_values[k] = u, first + j + offset, value
+            k += value != 0
+    return out_src[:k], out_dst[:k], out_values[:k]
+
+
+@njit(cache=True, nogil=True)
 def _find(parent, v):
     while parent[v] != v:
         parent[v] = parent[parent[v]]
@@ -253,17 +279,19 @@ def settle_ties(keys, values, tiebreak):
 
 
 @njit(cache=True, nogil=True)
-def decreasing_without(values, removed):
-    """Sorted ``values`` less one occurrence of each of ``removed`` (a sub-multiset of them,
-    sorted too), in decreasing order."""
-    out = np.empty(values.size - removed.size)
+def h1_points(values, removed):
+    """The H1 diagram of a graph: a point (value, +inf) for each of the sorted ``values`` less
+    one occurrence of each of ``removed`` (a sub-multiset of them, sorted too), by decreasing
+    value; written in one pass, straight into the (n, 2) result."""
+    out = np.empty((values.size - removed.size, 2))
     j = removed.size - 1
     k = 0
     for i in range(values.size - 1, -1, -1):
         if j >= 0 and values[i] == removed[j]:
             j -= 1
         else:
-            out[k] = values[i]
+            out[k, 0] = values[i]
+            out[k, 1] = np.inf
             k += 1
     return out
 

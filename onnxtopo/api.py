@@ -134,6 +134,9 @@ class Analyzer:
         self.plan = model if isinstance(model, Plan) else inspect(model, maxpool_rule=maxpool_rule, start=start,
                                                                   stop=stop)
         self.runner = ActivationRunner(self.plan, threads=threads)
+        # Fixed by the plan: computed once, not per input (small models analyze one in milliseconds).
+        self._n_vertices = self.plan.n_vertices
+        self._estimates = {}
 
     def batches(self, inputs, batch_size: int) -> list[np.ndarray]:
         """The validated inputs cut into batches (views); validation happens here, eagerly."""
@@ -171,7 +174,11 @@ class Analyzer:
                                chunk_edges=chunk_edges)
         _check_errors(errors)
         skip = errors == "skip"
-        need = estimate(self.plan, engine=opts.engine, h1=opts.h1, chunk_edges=opts.chunk_edges, batch_size=batch_size)
+        key = (opts.engine, opts.h1, opts.chunk_edges, batch_size)
+        if key not in self._estimates:
+            self._estimates[key] = estimate(self.plan, engine=opts.engine, h1=opts.h1, chunk_edges=opts.chunk_edges,
+                                            batch_size=batch_size)
+        need = self._estimates[key]
         require_memory(need, default_limit() if memory_limit == "auto" else memory_limit, workers=workers)
         batches = self.batches(inputs, batch_size)
         starts = np.cumsum([0] + [len(b) for b in batches[:-1]]).tolist()
@@ -204,7 +211,7 @@ class Analyzer:
         return results
 
     def _analyze_one(self, index, activations, sample, opts: AnalysisOptions) -> AnalysisResult:
-        n_vertices = self.plan.n_vertices
+        n_vertices = self._n_vertices
         if opts.engine == "dionysus":
             graph = build_graph(self.plan, activations, sample, threshold=opts.threshold, percentile=opts.percentile)
             result = persistence(graph, h1=opts.h1, vertices=opts.vertices, engine=opts.engine)

@@ -114,13 +114,16 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
                                                             keep_zeros=True)]
             cut = np.percentile(np.concatenate(products), percentile)
         for src, dst, values in _step_edges(plan, step, h, context, max_edges, n_vertices):
-            phi = np.abs(values)
-            keep = phi > 0
+            phi = np.abs(values, out=values)  # _step_edges makes fresh arrays: no copy needed
+            if threshold is None and cut is None and (not phi.size or phi.min() > 0):
+                yield i, src, dst, phi  # the rules drop zero products already: usually nothing to check
+                continue
+            keep = phi > 0  # False for NaN as for 0: both dropped
             if threshold is not None:
                 keep &= phi >= threshold
             if cut is not None:
                 keep &= phi > cut
-            if keep.all():  # the rules drop zero products already: usually nothing to copy
+            if keep.all():
                 yield i, src, dst, phi
             else:
                 yield i, src[keep], dst[keep], phi[keep]
@@ -150,7 +153,8 @@ def _step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int |
     # after computing them all); on a pattern small enough to be kept, the compiled pass below
     # drops them faster, along with the rest. A linear rule's values are computed there too.
     kept = rule.candidate_count <= min(limit or PATTERN_CACHE_EDGES, PATTERN_CACHE_EDGES)
-    if not (keep_zeros or kept or step.repeats) and rule.global_nonzero_edges is not None:
+    compiled = rule.global_nonzero_edges is not None and (not kept or rule.prefer_global_edges)
+    if not (keep_zeros or step.repeats) and compiled:
         # Rules that can map ids themselves (Conv) do it in the loop that makes their edges:
         # one pass less over hundreds of millions of edges.
         yield from rule.global_nonzero_edges(h, limit, step.input_vertices, offset, scale)

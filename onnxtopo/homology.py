@@ -66,21 +66,19 @@ class Persistence:
 
 
 def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np.ndarray,
-              h1_births: np.ndarray | None, n_simplices: int, n_edges: int) -> Persistence:
+              h1: np.ndarray | None, n_simplices: int, n_edges: int) -> Persistence:
     """A result from an engine's pairing.
 
     ``killers`` = (src, dst, phi, edge index) of the edges that kill an H0 class, in entry order,
     ``born`` the vertex whose class each kills, ``essential`` the vertices whose classes never
-    die, ``h1_births`` the φ of every other edge, decreasing (each starts a never-dying H1 class, a graph having
-    no 2-simplices), or None when H1 was not asked for.
+    die, ``h1`` the H1 diagram (from ``_compiled.h1_points``), or None when H1 was not asked for.
+    Every edge outside the forest starts an H1 class that never dies (a graph has no
+    2-simplices); every H1 point dying at +inf, births in decreasing order are sort_diagram's order.
     """
     src, dst, phi, edge = killers
     finite = np.stack([value[born], phi], axis=1)
     h0 = np.concatenate([finite[finite[:, 0] != finite[:, 1]],  # zero-persistence points dropped
                          np.stack([value[essential], np.full(essential.size, np.inf)], axis=1)])
-    # Every H1 point dies at +inf, so sorting by birth alone orders them as sort_diagram does.
-    # Every H1 point dies at +inf: births in decreasing order are sort_diagram's order.
-    h1 = None if h1_births is None else np.stack([h1_births, np.full(h1_births.size, np.inf)], axis=1)
     subgraph = PersistentSubgraph(src=src, dst=dst, phi=phi, birth=value[born], edge=edge)
     return Persistence(sort_diagram(h0), h1, subgraph, n_simplices, n_edges)
 
@@ -227,13 +225,13 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     entry = np.empty(n_vertices, dtype=np.int64)
     entry[in_complex] = np.arange(in_complex.size)
     born, eldest = _compiled.elder_pairing(forest[0], forest[1], entry, n_vertices)
-    h1_births = None
+    h1_diagram = None
     if h1:
         every = np.concatenate(all_phi) if all_phi else np.empty(0)
         every.sort()
-        h1_births = _compiled.decreasing_without(every, np.sort(forest[2]))
+        h1_diagram = _compiled.h1_points(every, np.sort(forest[2]))
     essential = in_complex[eldest[in_complex] == in_complex]  # each component's eldest vertex
-    return _assemble(value, born, forest, essential, h1_births, in_complex.size + n_edges, n_edges)
+    return _assemble(value, born, forest, essential, h1_diagram, in_complex.size + n_edges, n_edges)
 
 
 def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:
@@ -259,13 +257,14 @@ def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persist
     by_entry = np.argsort(partner[paired], kind="stable")
     killer = indices[partner[paired][by_entry]]
     born = indices[vertex_positions[paired][by_entry]]
-    h1_births = None
-    if h1:
+    h1_diagram = None
+    if h1:  # plain numpy, not the forest engine's compiled pass: the oracle stays independent
         outside = np.ones(graph.n_edges, dtype=bool)
         outside[killer] = False
-        h1_births = np.sort(graph.phi[outside])[::-1]
+        births = np.sort(graph.phi[outside])[::-1]
+        h1_diagram = np.stack([births, np.full(births.size, np.inf)], axis=1)
     killers = (graph.src[killer], graph.dst[killer], graph.phi[killer], killer)
-    return _assemble(filtration.vertex_value, born, killers, indices[vertex_positions[~paired]], h1_births,
+    return _assemble(filtration.vertex_value, born, killers, indices[vertex_positions[~paired]], h1_diagram,
                      len(filtration), graph.n_edges)
 
 

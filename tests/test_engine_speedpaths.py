@@ -185,8 +185,9 @@ def test_global_edges_matches_numpy(linear, drop_zeros, scaled):
 
 
 def test_dense_rule_edges_whatever_path():
-    """A dense layer's edges are the same whether its own nonzero_edges skips zero rows (a
-    pattern too large to keep) or the compiled pass drops zero products (a kept pattern)."""
+    """A dense layer's edges do not depend on how the stream is chunked (one block per step or
+    several). Both now come from the compiled dense pass; test_engine_small.py compares that
+    pass with the pattern path it replaced."""
     from onnxtopo.graph import edge_blocks
 
     x = np.load(REPO / "models" / "mnist-sample.npy")[:2]

@@ -219,6 +219,8 @@ class EdgeRule:
     #: ``nonzero_edges``' blocks already in global vertex ids, constants dropped and the folded
     #: scale applied, for rules whose patterns are too large to keep (ConvRule does, compiled).
     global_nonzero_edges = None
+    #: Whether ``global_nonzero_edges`` is used even where the pattern is small enough to keep.
+    prefer_global_edges = False
 
     def output_layout(self, layout):
         """Where the output holds the samples, given where the data input holds them (see

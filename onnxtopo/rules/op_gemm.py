@@ -28,23 +28,31 @@ class DenseRule(EdgeRule):
                 f"its weight of shape {matrix.shape} does not fit an activation of per-sample "
                 f"shape {self.in_shape}",
             )
-        self.matrix = matrix
+        self.matrix = np.ascontiguousarray(matrix, np.float64)
         self.out_shape = (*self.in_shape[:-1], matrix.shape[1])
         self.outer_size = matrix.shape[0]  # parts are input rows k, for every leading index
         self.edges_per_outer = int(np.prod(self.in_shape[:-1])) * matrix.shape[1]
 
     def nonzero_edges(self, h: np.ndarray, max_edges: int | None = None, context: dict | None = None):
         """Only the rows of inputs with h ≠ 0 are built: after a ReLU most rows are skipped."""
-        k_all, n = self.matrix.shape
+        from .. import _compiled
+
+        return self.global_nonzero_edges(h, max_edges, _compiled.NO_INDEX, 0, _compiled.NO_SCALE)
+
+    def global_nonzero_edges(self, h, max_edges, input_vertices, offset, scale):
+        """``nonzero_edges`` in global vertex ids, as ``_compiled.global_edges`` maps them (with
+        ``input_vertices`` not empty), from one compiled loop per chunk of input rows."""
+        from .. import _compiled
+
+        n = self.matrix.shape[1]
         active = np.flatnonzero(h)  # flat (lead, k) positions, ascending: pattern order
-        rows_per_chunk = len(active) if max_edges is None else max(1, max_edges // max(n, 1))
-        for start in range(0, len(active), max(rows_per_chunk, 1)):
-            rows = active[start:start + rows_per_chunk]
-            values = (h[rows, None] * self.matrix[rows % k_all]).ravel()
-            src = np.repeat(rows, n)
-            dst = (np.repeat(rows // k_all, n) * n + np.tile(np.arange(n), len(rows)))
-            nonzero = np.flatnonzero(values)
-            yield src[nonzero], dst[nonzero], values[nonzero]
+        rows_per_chunk = max(1, len(active) if max_edges is None else max_edges // max(n, 1))
+        for start in range(0, max(len(active), 1), rows_per_chunk):  # one block at least, maybe empty
+            yield _compiled.dense_edges(self.matrix, h, active[start:start + rows_per_chunk], input_vertices,
+                                        offset, scale)
+
+    # The compiled loop beats even a kept pattern: it never reads the rows of zero inputs.
+    prefer_global_edges = True
 
     def build_pattern(self, part: slice) -> EdgePattern:
         k_all, n = self.matrix.shape
