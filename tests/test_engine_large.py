@@ -8,28 +8,9 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from test_engine_speedpaths import FIELDS, kruskal_in_entry_order
 
 from onnxtopo import homology
-
-FIELDS = ("src", "dst", "phi", "birth", "edge")
-
-
-def kruskal_in_entry_order(src, dst, phi, n_vertices):
-    """Indices of the edges a textbook Kruskal joins, in entry order (φ decreasing, index increasing)."""
-    parent = list(range(n_vertices))
-
-    def find(v):
-        while parent[v] != v:
-            v = parent[v]
-        return v
-
-    joined = []
-    for e in sorted(range(len(src)), key=lambda e: (-phi[e], e)):
-        a, b = find(src[e]), find(dst[e])
-        if a != b:
-            parent[b] = a
-            joined.append(e)
-    return joined
 
 
 def layered_graph(rng, layers, width, fan_in, levels):
