@@ -1,18 +1,21 @@
 #!/usr/bin/env python
-"""onnxtopo benchmark: stage costs and throughput on CCFF, peak memory, and an AlexNet-sized model.
+"""onnxtopo benchmark: stage costs and throughput on CCFF, time and peak memory on ImageNet CNNs.
 
-    python benchmarks/bench.py [--quick] [--models ccff,alexnet] [--out FILE.md] [--profile DIR]
+    python benchmarks/bench.py [--quick] [--models ccff,alexnet,resnet18,resnet50,vgg16] [--out FILE.md]
+                               [--profile DIR]
 
 The figures of issue #11 come first, each with its ratio to its target: CCFF's whole analysis of
-one input on one core against 5 ms, and the large model's exact H0 against the time numpy's
-``np.sort`` takes for as many float32 keys as its graph has edges (measured in the same run).
+one input on one core against 5 ms, and each large model's exact H0 against the time numpy's
+``np.sort`` takes for as many float32 keys as its graph has edges (measured in the same run;
+in chunks of ``SORT_CHUNK_KEYS`` when they would not fit in memory, a lower bound on one sort).
 
 Every scenario runs in a fresh child process (this file, ``--child NAME``): its peak RSS
 (VmHWM) is its own, and no scenario warms a cache or leaves garbage for another. All scenarios
 run in one invocation, so the ratios between them are meaningful even on a noisy machine. The
 results are printed and written as Markdown (``--out``).
 
-The AlexNet model (torchvision's layout, seeded random He-scaled weights, ~240 MB) is built in a
+The large models (torchvision's layouts of AlexNet, ResNet-18, ResNet-50 and VGG-16, seeded
+random He-scaled weights, BatchNormalization with random running statistics) are built in a
 temporary directory, never in the repository.
 """
 
@@ -44,10 +47,16 @@ TARGETS = {  # issue #11
     "ccff_throughput": 400.0,  # inputs/s, batch of 1,000, two workers
     "forest_speedup": 15.0,  # dionysus time / forest time on the same graphs
     "sort_ratio": 3.0,  # large model, exact H0 of one input: wall time / np.sort of as many float32 keys
-    "alexnet_rss_gib": 8.0,
+    "large_rss_gib": 8.0,  # each large model, one input
 }
 
 # Sample counts: (full run, --quick).
+#: Reductions listed one per row up to this many (AlexNet's 37); a summary line beyond.
+MAX_REDUCTION_ROWS = 60
+#: np.sort's reference sorts at most this many float32 keys at once (4 GiB): a larger graph's
+#: keys are sorted chunk by chunk, which is faster than one sort of them all (a lower bound).
+SORT_CHUNK_KEYS = 1 << 30
+
 SIZES = {"stages": (50, 10), "dionysus": (10, 3), "throughput": (1000, 200), "act_repeats": (20, 5)}
 
 
@@ -229,59 +238,133 @@ def scenario_ccff_analyze(n: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# AlexNet
+# ImageNet CNNs: AlexNet, ResNet-18, ResNet-50, VGG-16
 
 
-def alexnet_model(seed: int = 0):
-    """torchvision's AlexNet as ONNX (N, 3, 224, 224) -> (N, 1000), seeded He-normal weights.
+class OnnxBuilder:
+    """Nodes and seeded He-normal weights of a torchvision-layout CNN, as onnx.helper builds them.
 
     He scaling (std = sqrt(2 / fan_in)) keeps the second moment of ReLU activations roughly
     constant through the layers, so activations neither vanish nor explode; small random biases
-    are included as in the real model (they add no edges).
+    are included as in the real model (they add no edges). BatchNormalization nodes carry random
+    but sane running statistics (as a model exported in eval mode does): the planner folds them
+    into the conv before them, scaling its edges.
     """
-    from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(seed)
-    inits, nodes = [], []
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.inits, self.nodes = [], []
 
-    def param(name, shape, fan_in):
-        w = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
-        b = rng.standard_normal(shape[0], dtype=np.float32) * np.float32(0.01)
-        inits.extend([numpy_helper.from_array(w, name + ".weight"), numpy_helper.from_array(b, name + ".bias")])
-        return [name + ".weight", name + ".bias"]
+    def tensor(self, name, array):
+        from onnx import numpy_helper
 
-    def conv(x, name, cin, cout, k, stride, pad):
-        nodes.append(helper.make_node("Conv", [x, *param(name, (cout, cin, k, k), cin * k * k)], [name],
-                                      name=name, kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4))
-        return relu(name)
-
-    def gemm(x, name, n_in, n_out, activation=True):
-        nodes.append(helper.make_node("Gemm", [x, *param(name, (n_out, n_in), n_in)], [name], name=name, transB=1))
-        return relu(name) if activation else name
-
-    def relu(x):
-        nodes.append(helper.make_node("Relu", [x], [x + ".relu"], name=x + ".relu"))
-        return x + ".relu"
-
-    def pool(x, name):
-        nodes.append(helper.make_node("MaxPool", [x], [name], name=name, kernel_shape=[3, 3], strides=[2, 2]))
+        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
         return name
 
-    h = pool(conv("input", "conv1", 3, 64, 11, 4, 2), "pool1")
-    h = pool(conv(h, "conv2", 64, 192, 5, 1, 2), "pool2")
-    h = conv(h, "conv3", 192, 384, 3, 1, 1)
-    h = conv(h, "conv4", 384, 256, 3, 1, 1)
-    h = pool(conv(h, "conv5", 256, 256, 3, 1, 1), "pool5")
-    nodes.append(helper.make_node("Flatten", [h], ["flat"], name="flatten", axis=1))
-    h = gemm(gemm("flat", "fc6", 9216, 4096), "fc7", 4096, 4096)
-    gemm(h, "fc8", 4096, 1000, activation=False)
-    graph = helper.make_graph(nodes, "alexnet",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
-                              [helper.make_tensor_value_info("fc8", TensorProto.FLOAT, ["N", 1000])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="onnxtopo-bench")
+    def param(self, name, shape, fan_in, bias=True):
+        w = self.rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        names = [self.tensor(name + ".weight", w)]
+        if bias:
+            names.append(self.tensor(name + ".bias", self.rng.standard_normal(shape[0]) * 0.01))
+        return names
+
+    def node(self, op, inputs, name, **attrs):
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def conv(self, x, name, cin, cout, k, stride=1, pad=0, bn=False, relu=True):
+        """Conv (no bias when a BatchNormalization follows, as in torchvision), then BN, ReLU."""
+        h = self.node("Conv", [x, *self.param(name, (cout, cin, k, k), cin * k * k, bias=not bn)], name,
+                      kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4)
+        if bn:
+            stats = [self.rng.uniform(0.5, 1.5, cout), self.rng.standard_normal(cout) * 0.1,
+                     self.rng.standard_normal(cout) * 0.1, self.rng.uniform(0.5, 2.0, cout)]
+            h = self.node("BatchNormalization", [h, *(self.tensor(f"{name}.bn.{what}", v) for what, v in
+                                                      zip(("scale", "bias", "mean", "var"), stats))],
+                          name + ".bn", epsilon=1e-5)
+        return self.relu(h) if relu else h
+
+    def relu(self, x):
+        return self.node("Relu", [x], x + ".relu")
+
+    def maxpool(self, x, name, k=3, stride=2, pad=0):
+        return self.node("MaxPool", [x], name, kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4)
+
+    def gemm(self, x, name, n_in, n_out, relu=True):
+        h = self.node("Gemm", [x, *self.param(name, (n_out, n_in), n_in)], name, transB=1)
+        return self.relu(h) if relu else h
+
+    def model(self, name, output, n_out):
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(self.nodes, name,
+                                  [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+                                  [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", n_out])],
+                                  self.inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="onnxtopo-bench")
 
 
-def alexnet_input(seed: int = 1) -> np.ndarray:
+def alexnet_model(seed: int = 0):
+    """torchvision's AlexNet as ONNX (N, 3, 224, 224) -> (N, 1000)."""
+    b = OnnxBuilder(seed)
+    h = b.maxpool(b.conv("input", "conv1", 3, 64, 11, 4, 2), "pool1")
+    h = b.maxpool(b.conv(h, "conv2", 64, 192, 5, 1, 2), "pool2")
+    h = b.conv(h, "conv3", 192, 384, 3, 1, 1)
+    h = b.conv(h, "conv4", 384, 256, 3, 1, 1)
+    h = b.maxpool(b.conv(h, "conv5", 256, 256, 3, 1, 1), "pool5")
+    h = b.node("Flatten", [h], "flat", axis=1)
+    h = b.gemm(b.gemm(h, "fc6", 9216, 4096), "fc7", 4096, 4096)
+    return b.model("alexnet", b.gemm(h, "fc8", 4096, 1000, relu=False), 1000)
+
+
+def vgg16_model(seed: int = 0):
+    """torchvision's VGG-16 (no BN) as ONNX (N, 3, 224, 224) -> (N, 1000). Its adaptive
+    average pool to 7×7 is the identity at 224×224 (the export drops it); dropout is too."""
+    b = OnnxBuilder(seed)
+    h, cin = "input", 3
+    for stage, (width, convs) in enumerate(zip((64, 128, 256, 512, 512), (2, 2, 3, 3, 3)), start=1):
+        for i in range(1, convs + 1):
+            h, cin = b.conv(h, f"conv{stage}_{i}", cin, width, 3, 1, 1), width
+        h = b.maxpool(h, f"pool{stage}", k=2, stride=2)
+    h = b.node("Flatten", [h], "flat", axis=1)
+    h = b.gemm(b.gemm(h, "fc6", 512 * 7 * 7, 4096), "fc7", 4096, 4096)
+    return b.model("vgg16", b.gemm(h, "fc8", 4096, 1000, relu=False), 1000)
+
+
+def resnet_model(depth: int, seed: int = 0):
+    """torchvision's ResNet-18 (basic blocks) or ResNet-50 (bottlenecks, stride on the 3×3 conv)
+    as ONNX (N, 3, 224, 224) -> (N, 1000): BN after every conv, residual Add then ReLU, a 1×1
+    conv + BN shortcut where the shape changes, GlobalAveragePool, Flatten, Gemm."""
+    blocks, bottleneck = {18: ((2, 2, 2, 2), False), 50: ((3, 4, 6, 3), True)}[depth]
+    expansion = 4 if bottleneck else 1
+    b = OnnxBuilder(seed)
+    h = b.maxpool(b.conv("input", "conv1", 3, 64, 7, 2, 3, bn=True), "maxpool", pad=1)
+    cin = 64
+    for stage, (width, count) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
+        for i in range(count):
+            name, stride, cout = f"layer{stage}.{i}", 2 if stage > 1 and i == 0 else 1, width * expansion
+            if bottleneck:
+                y = b.conv(h, name + ".conv1", cin, width, 1, bn=True)
+                y = b.conv(y, name + ".conv2", width, width, 3, stride, 1, bn=True)
+                y = b.conv(y, name + ".conv3", width, cout, 1, bn=True, relu=False)
+            else:
+                y = b.conv(h, name + ".conv1", cin, width, 3, stride, 1, bn=True)
+                y = b.conv(y, name + ".conv2", width, width, 3, 1, 1, bn=True, relu=False)
+            shortcut = h if stride == 1 and cin == cout else b.conv(h, name + ".downsample", cin, cout, 1, stride,
+                                                                     bn=True, relu=False)
+            h, cin = b.relu(b.node("Add", [y, shortcut], name + ".add")), cout
+    h = b.node("Flatten", [b.node("GlobalAveragePool", [h], "avgpool")], "flat", axis=1)
+    return b.model(f"resnet{depth}", b.gemm(h, "fc", cin, 1000, relu=False), 1000)
+
+
+#: The large-model scenarios: name -> (title, builder).
+LARGE_MODELS = {"alexnet": ("AlexNet", alexnet_model), "resnet18": ("ResNet-18", lambda: resnet_model(18)),
+                    "resnet50": ("ResNet-50", lambda: resnet_model(50)), "vgg16": ("VGG-16", vgg16_model)}
+
+
+def image_input(seed: int = 1) -> np.ndarray:
     """A smooth random image in [0, 1], shape (1, 3, 224, 224): a coarse random grid, upsampled."""
     from scipy.ndimage import zoom
 
@@ -289,16 +372,16 @@ def alexnet_input(seed: int = 1) -> np.ndarray:
     return np.clip(zoom(coarse, (1, 32, 32), order=3), 0, 1).astype(np.float32)[None]
 
 
-def scenario_alexnet_build(path: str) -> dict:
+def scenario_large_build(model: str, path: str) -> dict:
     import onnx
 
-    t, model = clock(alexnet_model)
+    t, model = clock(LARGE_MODELS[model][1])
     onnx.save(model, path)
     return {"build_seconds": t, "bytes": os.path.getsize(path),
             "parameters": int(sum(np.prod(i.dims) for i in model.graph.initializer))}
 
 
-def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: int | None = None) -> dict:
+def scenario_large_run(path: str, chunk_edges: int | None = None, max_blocks: int | None = None) -> dict:
     """One input through the forest engine (exact H0, no threshold; default chunk unless
     ``chunk_edges``), stage by stage, with the peak RSS after each stage. ``max_blocks`` stops
     early (for profiling)."""
@@ -345,9 +428,11 @@ def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: 
             yield src, dst, phi
 
     with profiled():
-        t_act, acts = clock(analyzer.runner.run, alexnet_input())
+        t_act, acts = clock(analyzer.runner.run, image_input())
         rss["activations"] = vm_status("VmHWM")
+        cpu = time.process_time()
         t_stream, result = clock(homology.forest_persistence, blocks(acts), plan.n_vertices, chunk_edges=chunk)
+        cpu = time.process_time() - cpu  # both threads: on a loaded machine, what the wall time hides
         rss["edges+persistence"] = vm_status("VmHWM")
     produce = sum(s["seconds"] for s in per_step)
     act_stats = [{"tensor": step.input_tensor, "mean": float(a.mean()), "std": float(a.std()), "max": float(a.max()),
@@ -362,12 +447,12 @@ def scenario_alexnet_run(path: str, chunk_edges: int | None = None, max_blocks: 
     return {"describe": [{k: r[k] for k in ("layer", "node", "op", "rule", "input_shape", "output_shape",
                                             "neurons", "edges")} for r in plan.describe()],
             "n_vertices": plan.n_vertices, "plan_seconds": t_plan, "session_seconds": t_session,
-            "activations_seconds": t_act, "stream_seconds": t_stream, "edges_seconds": produce,
-            "forest_seconds": t_stream - produce, "reductions": reductions, "rss": rss, "per_step": per_step,
-            "activation_stats": act_stats, "partial": max_blocks is not None, "chunk_edges": chunk, "held": held,
-            "estimate": package_estimate(plan, chunk), "blocks": sum(s["blocks"] for s in per_step),
-            "edges": sum(s["edges"] for s in per_step), "h0_points": len(result.h0),
-            "subgraph_edges": len(result.subgraph)}
+            "activations_seconds": t_act, "stream_seconds": t_stream, "stream_cpu_seconds": cpu,
+            "edges_seconds": produce, "forest_seconds": t_stream - produce, "reductions": reductions, "rss": rss,
+            "per_step": per_step, "activation_stats": act_stats, "partial": max_blocks is not None,
+            "chunk_edges": chunk, "held": held, "estimate": package_estimate(plan, chunk),
+            "blocks": sum(s["blocks"] for s in per_step), "edges": sum(s["edges"] for s in per_step),
+            "h0_points": len(result.h0), "subgraph_edges": len(result.subgraph)}
 
 
 def package_estimate(plan, chunk: int) -> int | None:
@@ -379,11 +464,21 @@ def package_estimate(plan, chunk: int) -> int | None:
     return estimate(plan, chunk_edges=chunk).bytes
 
 
-def scenario_sort_reference(n: int) -> dict:
-    """What the issue compares the exact engine with: numpy sorting n float32 keys in place."""
-    keys = np.random.default_rng(0).random(n, dtype=np.float32)
-    t, _ = clock(keys.sort)
-    return {"n": n, "seconds": t}
+def scenario_sort_reference(n: int, chunk: int = SORT_CHUNK_KEYS) -> dict:
+    """What the issue compares the exact engine with: numpy sorting n float32 keys in place; in
+    chunks of ``chunk`` keys (each sorted on its own, only the sorts timed) when n keys would
+    not fit in memory beside the other work on the machine."""
+    rng = np.random.default_rng(0)
+    if n <= chunk:
+        keys = rng.random(n, dtype=np.float32)
+        t, _ = clock(keys.sort)
+        return {"n": n, "seconds": t, "chunk": None}
+    fresh = rng.random(chunk, dtype=np.float32)
+    seconds = 0.0
+    for start in range(0, n, chunk):
+        keys = fresh[:min(chunk, n - start)].copy()
+        seconds += clock(keys.sort)[0]
+    return {"n": n, "seconds": seconds, "chunk": chunk}
 
 
 def scenario_first_call() -> dict:
@@ -401,7 +496,7 @@ def scenario_first_call() -> dict:
 
 SCENARIOS = {"ccff_stages": scenario_ccff_stages, "ccff_dionysus": scenario_ccff_dionysus,
              "ccff_throughput": scenario_ccff_throughput, "ccff_analyze": scenario_ccff_analyze,
-             "alexnet_build": scenario_alexnet_build, "alexnet_run": scenario_alexnet_run,
+             "large_build": scenario_large_build, "large_run": scenario_large_run,
              "sort_reference": scenario_sort_reference, "first_call": scenario_first_call}
 
 
@@ -598,29 +693,30 @@ def report_ccff(stages, dio, throughput) -> tuple[list, list[str]]:
     return targets, sections
 
 
-def report_alexnet(build, runs: list, profile_note: str, failure: str | None, sort_ref: dict | None
-                   ) -> tuple[list, list[str]]:
-    """``runs``: one result per chunk size, the default chunk first; after a ``failure`` of the
+def report_large(title: str, build, runs: list, profile_note: str, failure: str | None, sort_ref: dict | None
+                 ) -> tuple[list, list[str]]:
+    """Target rows and sections of one large model (``title``: AlexNet, ResNet-18, ...).
+    ``runs``: one result per chunk size, the default chunk first; after a ``failure`` of the
     default run, only the partial (profiled) run, if any. ``sort_ref``: np.sort of as many
     float32 keys as the graph has edges."""
     targets, sections = [], []
     run = runs[0] if runs else None
     if build:
-        sections.append(f"AlexNet model: {build['parameters']:,} parameters, {gib(build['bytes'])} on disk, "
+        sections.append(f"{title} model: {build['parameters']:,} parameters, {gib(build['bytes'])} on disk, "
                         f"built in {build['build_seconds']:.1f} s (temporary directory).")
     if failure:
-        targets.append(["AlexNet exact H0, one input", failure, f"≤ {TARGETS['sort_ratio']:.0f}× np.sort",
+        targets.append([f"{title} exact H0, one input", failure, f"≤ {TARGETS['sort_ratio']:.0f}× np.sort",
                         verdict(False)])
     if run:
         shape = lambda s: "(" + ", ".join(map(str, s)) + ")" if s else ""
         rows = [[r["layer"], r["node"], r["op"], r["rule"], shape(r["input_shape"]), shape(r["output_shape"]),
                  f"{r['neurons']:,}", f"{r['edges']:,}"] for r in run["describe"]]
         total = sum(r["edges"] for r in run["describe"])
-        sections.append("### AlexNet plan (`onnxtopo inspect`)\n\n" + table(
+        sections.append(f"### {title} plan (`onnxtopo inspect`)\n\n" + table(
             ["layer", "node", "op", "rule", "input shape", "output shape", "neurons", "candidate edges"], rows)
             + f"\n\ntotal: {len(run['describe'])} layers, {run['n_vertices']:,} vertices, "
               f"at most {total:,} edges per input")
-        sections.append("### AlexNet activations read by the edge steps (smooth random input)\n\n" + table(
+        sections.append(f"### {title} activations read by the edge steps (smooth random input)\n\n" + table(
             ["tensor", "mean", "std", "max", "zero fraction"],
             [[a["tensor"], f"{a['mean']:.3f}", f"{a['std']:.3f}", f"{a['max']:.2f}", f"{a['zero']:.2f}"]
              for a in run["activation_stats"]]))
@@ -631,6 +727,7 @@ def report_alexnet(build, runs: list, profile_note: str, failure: str | None, so
                 ["onnxruntime session (once per model)", f"{run['session_seconds']:.1f} s", gib(rss["session"])],
                 ["activations, 1 input", f"{run['activations_seconds']:.2f} s", gib(rss["activations"])],
                 ["edges + persistence (streamed)", f"{run['stream_seconds']:.1f} s", gib(rss["edges+persistence"])],
+                ["  CPU time of both threads (edges + persistence)", f"{run['stream_cpu_seconds']:.1f} s", ""],
                 ["  of which producing edge blocks (edge_blocks, main thread)", f"{run['edges_seconds']:.1f} s", ""],
                 ["  of which the forest engine, main thread (waiting, last chunk, pairing)",
                  f"{run['forest_seconds']:.1f} s", ""],
@@ -643,30 +740,38 @@ def report_alexnet(build, runs: list, profile_note: str, failure: str | None, so
                  f"{gib(run['held']['weights'])} / {gib(run['held']['patterns'])}", ""]]
         if run.get("estimate"):
             rows.append(["onnxtopo.resources.estimate (per input)", "", gib(run["estimate"])])
-        title = f"### AlexNet, one input, forest engine, chunk_edges = {run['chunk_edges']:,}"
-        sections.append(title + (" (PARTIAL run)" if run["partial"] else "") + "\n\n"
+        heading = f"### {title}, one input, forest engine, chunk_edges = {run['chunk_edges']:,}"
+        sections.append(heading + (" (PARTIAL run)" if run["partial"] else "") + "\n\n"
                         + table(["stage", "time", "peak RSS after stage"], rows))
         sections.append("Edge production per edge step (edge_blocks):\n\n" + table(
             ["node", "blocks", "edges with φ > 0", "time", "ns per edge"],
             [[p["node"], p["blocks"], f"{p['edges']:,}", f"{p['seconds']:.2f} s",
               f"{p['seconds'] / p['edges'] * 1e9:.0f}" if p["edges"] else "-"] for p in run["per_step"]]))
-        sections.append("Spanning-forest reductions (edges gathered, forest kept, time, peak RSS so far):\n\n" + table(
-            ["#", "edges in", "forest out", "time", "peak RSS"],
-            [[i + 1, f"{r['edges_in']:,}", f"{r['forest']:,}", f"{r['seconds']:.2f} s", gib(r["peak_rss"])]
-             for i, r in enumerate(red)]))
+        if len(red) <= MAX_REDUCTION_ROWS:
+            sections.append("Spanning-forest reductions (edges gathered, forest kept, time, peak RSS so far):\n\n"
+                            + table(["#", "edges in", "forest out", "time", "peak RSS"],
+                                    [[i + 1, f"{r['edges_in']:,}", f"{r['forest']:,}", f"{r['seconds']:.2f} s",
+                                      gib(r["peak_rss"])] for i, r in enumerate(red)]))
+        elif red:
+            seconds = np.array([r["seconds"] for r in red])
+            sections.append(f"Spanning-forest reductions: {len(red)}, {seconds.sum():.1f} s in all (median "
+                            f"{np.median(seconds):.2f} s, longest {seconds.max():.2f} s), at most "
+                            f"{max(r['edges_in'] for r in red):,} edges in, forest of {red[-1]['forest']:,} edges "
+                            f"at the end.")
         if not run["partial"] and sort_ref:
             ratio = per_input / sort_ref["seconds"]
-            targets.append([f"AlexNet exact H0 + subgraph, one input, vs np.sort of {sort_ref['n']:,} float32 keys",
+            targets.append([f"{title} exact H0 + subgraph, one input, vs np.sort of {sort_ref['n']:,} float32 keys"
+                            + (f" (chunks of {sort_ref['chunk']:,}: a lower bound)" if sort_ref["chunk"] else ""),
                             f"{per_input:.1f} s / {sort_ref['seconds']:.1f} s = {ratio:.1f}×",
                             f"≤ {TARGETS['sort_ratio']:.0f}×", verdict(ratio <= TARGETS["sort_ratio"])])
-        within = run["peak_rss"] <= TARGETS["alexnet_rss_gib"] * GIB
-        targets.append(["AlexNet peak RSS (load, plan, session, one input)",
+        within = run["peak_rss"] <= TARGETS["large_rss_gib"] * GIB
+        targets.append([f"{title} peak RSS (load, plan, session, one input)",
                         f"≥ {gib(run['peak_rss'])} (partial run)" if run["partial"] else gib(run["peak_rss"]),
-                        f"≤ {TARGETS['alexnet_rss_gib']:.0f} GiB",
+                        f"≤ {TARGETS['large_rss_gib']:.0f} GiB",
                         "unknown" if run["partial"] and within else verdict(within)])
     done = [r for r in runs if r and not r["partial"]]
     if len(done) > 1:
-        sections.append("### AlexNet: chunk size trade-off (AnalysisOptions.chunk_edges)\n\n" + table(
+        sections.append(f"### {title}: chunk size trade-off (AnalysisOptions.chunk_edges)\n\n" + table(
             ["chunk_edges", "reductions", "largest reduction (edges)", "edges + persistence", "peak RSS"],
             [[f"{r['chunk_edges']:,}", len(r["reductions"]),
               f"{max((x['edges_in'] for x in r['reductions']), default=0):,}",
@@ -713,19 +818,22 @@ def profile_summary(path: str, title: str, top: int = 15, kept: bool = True) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer inputs; AlexNet left out unless asked")
-    parser.add_argument("--models", help="comma-separated: ccff, alexnet (default: both; --quick: ccff)")
+    parser.add_argument("--quick", action="store_true", help="fewer inputs; the large models left out unless asked")
+    parser.add_argument("--models", help=f"comma-separated, of: ccff, {', '.join(LARGE_MODELS)} "
+                                         "(default: all; --quick: ccff)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"), help="Markdown report")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput runs")
-    parser.add_argument("--alexnet-timeout", type=float, default=900, help="seconds before the AlexNet run is stopped")
-    parser.add_argument("--alexnet-chunks", default="",
-                        help="extra chunk_edges values to run AlexNet with (comma-separated), for the trade-off")
+    parser.add_argument("--large-timeout", type=float, default=1800,
+                        help="seconds before a large model's run is stopped")
+    parser.add_argument("--large-chunks", default="",
+                        help="extra chunk_edges values to run each large model with (comma-separated), for the "
+                             "trade-off")
     parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
                         help="before each scenario, wait up to this long for other processes to go idle "
                              "(default: %(default)s; 0: never wait)")
-    parser.add_argument("--profile", metavar="DIR", help="also profile the CCFF analysis and AlexNet into DIR")
+    parser.add_argument("--profile", metavar="DIR", help="also profile the CCFF analysis and the large models into DIR")
     parser.add_argument("--profile-blocks", type=int,
-                        help="edge blocks of the profiled AlexNet run (default: all; 12 after a failed run)")
+                        help="edge blocks of a profiled large-model run (default: all; 12 after a failed run)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-args", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--child-profile", help=argparse.SUPPRESS)
@@ -734,8 +842,8 @@ def main(argv=None) -> int:
         child_main(args.child, json.loads(args.child_args), args.child_profile)
         return 0
 
-    models = set((args.models or ("ccff" if args.quick else "ccff,alexnet")).split(","))
-    unknown = models - {"ccff", "alexnet"}
+    models = (args.models or ("ccff" if args.quick else ",".join(["ccff", *LARGE_MODELS]))).split(",")
+    unknown = set(models) - {"ccff", *LARGE_MODELS}
     if unknown:
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     size = {k: v[1] if args.quick else v[0] for k, v in SIZES.items()}
@@ -765,32 +873,34 @@ def main(argv=None) -> int:
             if run_child("ccff_analyze", profile=path, n=size["stages"]):
                 notes.append(profile_summary(path, f"CCFF, Analyzer.analyze on {size['stages']} single inputs"))
 
-    if "alexnet" in models:
+    for model in (m for m in LARGE_MODELS if m in models):
+        title = LARGE_MODELS[model][0]
         with tempfile.TemporaryDirectory(prefix="onnxtopo-bench-") as tmp:
-            path = os.path.join(tmp, "alexnet.onnx")
-            build = run_child("alexnet_build", path=path)
+            path = os.path.join(tmp, model + ".onnx")
+            build = run_child("large_build", model=model, path=path)
             runs = []
             if build:
-                chunks = [None] + [int(c) for c in args.alexnet_chunks.split(",") if c]
-                runs = [run_child("alexnet_run", timeout=args.alexnet_timeout, path=path, chunk_edges=c)
+                chunks = [None] + [int(c) for c in args.large_chunks.split(",") if c]
+                runs = [run_child("large_run", timeout=args.large_timeout, path=path, chunk_edges=c)
                         for c in chunks]
-                scenarios += [(f"AlexNet, chunk_edges {r['chunk_edges']:,}", r) for r in runs if r]
+                scenarios += [(f"{title}, chunk_edges {r['chunk_edges']:,}", r) for r in runs if r]
             note, failure, sort_ref = "", None, None
             if runs and runs[0] and not runs[0]["partial"]:
                 sort_ref = run_child("sort_reference", n=runs[0]["edges"])
-                scenarios.append((f"np.sort of {runs[0]['edges']:,} float32 keys", sort_ref))
+                chunked = f" (chunks of {sort_ref['chunk']:,})" if sort_ref and sort_ref["chunk"] else ""
+                scenarios.append((f"np.sort of {runs[0]['edges']:,} float32 keys{chunked}", sort_ref))
             if build and not runs[0]:
-                failure = f"did not finish (stopped after {args.alexnet_timeout:.0f} s, or failed)"
+                failure = f"did not finish (stopped after {args.large_timeout:.0f} s, or failed)"
             if build and (failure or profile_dir):
                 # Where the time and memory go; from a partial run when the whole one failed.
                 blocks = args.profile_blocks or (12 if failure else None)
-                prof = str((profile_dir or Path(tmp)) / "alexnet.prof")
-                partial = run_child("alexnet_run", profile=prof, path=path, max_blocks=blocks)
+                prof = str((profile_dir or Path(tmp)) / (model + ".prof"))
+                partial = run_child("large_run", profile=prof, path=path, max_blocks=blocks)
                 if partial:
-                    what = "AlexNet, one input" + (f", first {blocks} edge blocks" if blocks else "")
+                    what = f"{title}, one input" + (f", first {blocks} edge blocks" if blocks else "")
                     note = profile_summary(prof, what, kept=profile_dir is not None)
                     runs = [partial] if failure else runs
-            t, s = report_alexnet(build, runs, note, failure, sort_ref)
+            t, s = report_large(title, build, runs, note, failure, sort_ref)
             targets += t
             sections += s
 
