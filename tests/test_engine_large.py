@@ -11,7 +11,8 @@ import pytest
 
 from onnxtopo import homology
 
-from test_engine_speedpaths import FIELDS, kruskal_in_entry_order
+from conftest import assert_same_persistence
+from test_engine_speedpaths import kruskal_in_entry_order
 
 
 def layered_graph(rng, layers, width, fan_in, levels):
@@ -48,10 +49,7 @@ def test_heavy_share_batches_give_plain_kruskal(levels, heavy_share, chunk_edges
     np.testing.assert_array_equal(result.subgraph.phi, phi[expected])
     # The defaults, everything in one block and one chunk: the same results, byte for byte.
     whole = homology.forest_persistence([(src, dst, phi)], n_vertices, h1=True)
-    np.testing.assert_array_equal(whole.h0, result.h0)
-    np.testing.assert_array_equal(whole.h1, result.h1)
-    for field in FIELDS:
-        np.testing.assert_array_equal(getattr(whole.subgraph, field), getattr(result.subgraph, field))
+    assert_same_persistence(whole, result, "one chunk vs streamed")
 
 
 def test_batch_follows_the_reduction_not_the_whole_graph():
