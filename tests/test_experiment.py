@@ -228,8 +228,9 @@ def test_count_factor_multiplies_the_adversarial_counts(monkeypatch):
     x, y = HELDOUT["x"][:40], HELDOUT["y"][:40]
     adversarial = HELDOUT["x"][40:80]  # other images stand in for the attacks
     counts = SubgraphFeatures(selection="take", take=3)
-    clean = counts.fit_transform(InducedPersistence(MODEL).fit_transform(x)).toarray()
-    adv = counts.transform(InducedPersistence(MODEL).fit_transform(adversarial)).toarray()
+    analyzer = Analyzer(MODEL)  # the seed's graph
+    clean = counts.fit_transform(ex.seed_analyses(analyzer, x, SEED)).toarray()
+    adv = counts.transform(ex.seed_analyses(analyzer, adversarial, SEED)).toarray()
     for factor in (1.0, 10.0):
         fits = RecordingFits(monkeypatch)
         protocol = dataclasses.replace(SEED, attack=None, folds=3, count_factor=factor)
