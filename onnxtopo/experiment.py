@@ -95,6 +95,9 @@ class Protocol:
             raise ValueError('lifetime features need pieces="anchored" (a piece is then one H0 class)')
         if self.features == "lifetimes" and self.recovery_features == "subgraph":
             raise ValueError('recovery_features="subgraph" needs features="indicators"; use "counts"')
+        if self.graph == "full" and (self.percentile is not None or self.conv_thresholds is not None):
+            raise ValueError('Protocol percentile and conv_thresholds set the seed\'s graph (graph="seed"); '
+                             "the full graph's filters are the analysis' threshold and percentile")
         if self.percentile is not None and not 0 <= self.percentile <= 100:
             raise ValueError(f"Protocol percentile must lie in [0, 100], got {self.percentile}")
         for name in ("folds", "recovery_take"):
@@ -397,7 +400,7 @@ def run_experiment(model, x, y, *, protocol: Protocol = ONNXTOPO, x_adv=None, fe
     from .attacks import OnnxClassifier, attack_stats, fgsm, pgd, pgd_min
     from .features import InducedPersistence, SubgraphFeatures
 
-    y = np.asarray(y)
+    x, y = np.asarray(x), np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
         raise BadInputError(f"labels have shape {y.shape}; expected one label per input ({len(x)})")
     if x_adv is not None and protocol.attack is not None:

@@ -13,6 +13,9 @@ small hand-made case, and the onnxtopo protocol's figures against scikit-learn r
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -249,6 +252,25 @@ def test_protocol_validates_its_fields():
         Protocol("x", kernel="rbf")
     with pytest.raises(ValueError, match="lifetime features need"):
         Protocol("x", features="lifetimes", pieces="components", recovery_features="counts")
+    with pytest.raises(ValueError, match="set the seed's graph"):
+        dataclasses.replace(ONNXTOPO, percentile=90)
     with pytest.raises(ValueError, match="count_factor"):
         dataclasses.replace(SEED, count_factor=0)
     assert dataclasses.replace(SEED, count_factor=1).describe().count("count_factor") == 1
+
+
+def test_cli_runs_the_seed_protocol_with_overrides(tmp_path):
+    heldout = ROOT / "models" / "mnist-heldout.npz"
+    common = ["experiment", MODEL, "--inputs", heldout, "--key", "x", "--labels", heldout, "--labels-key", "y",
+              "--limit", "30", "--folds", "3"]
+    proc = subprocess.run([sys.executable, "-m", "onnxtopo.cli", *map(str, common), "--protocol", "seed",
+                           "--adversarial", heldout, "--adversarial-key", "x", "--count-factor", "1",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads((tmp_path / "experiment.json").read_text())
+    assert row["protocol"] == "seed (folds=3, attack=None, count_factor=1.0)"
+    assert row["n_attacked"] == 30 and row["attack"] == "inputs given"
+    # --percentile sets the seed's graph only: refused with the onnxtopo protocol, as a clean error.
+    proc = subprocess.run([sys.executable, "-m", "onnxtopo.cli", *map(str, common), "--percentile", "80"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "set the seed's graph" in proc.stderr
