@@ -370,12 +370,20 @@ def _cross_fitted(kernel, protocol, folds, clean, y, adversarial=None, attacked:
     """(accuracy on each fold, prediction of each adversarial input by the fold SVM not fitted on it)."""
     scores = []
     adv_pred = np.empty(attacked, dtype=y.dtype)
+    if kernel == "cosine":  # one kernel matrix for every fold: a pair's cosine does not depend on it
+        gram = cosine_kernel(clean, clean)
+        adv_gram = cosine_kernel(adversarial, clean) if adversarial is not None else None
     for train, test in folds:
-        tests = [clean[test]]
         held = test[test < attacked]
-        if adversarial is not None:
-            tests.append(adversarial[held])
-        predictions = _fit_predict(kernel, protocol, clean[train], y[train], tests)
+        if kernel == "cosine":
+            clf = _classifier(kernel, protocol.svm_c, protocol.seed).fit(gram[np.ix_(train, train)], y[train])
+            predictions = [clf.predict(gram[np.ix_(test, train)])]
+            if adversarial is not None:
+                predictions.append(clf.predict(adv_gram[np.ix_(held, train)]) if held.size
+                                   else np.empty(0, y.dtype))
+        else:
+            tests = [clean[test]] + ([adversarial[held]] if adversarial is not None else [])
+            predictions = _fit_predict(kernel, protocol, clean[train], y[train], tests)
         scores.append(float((predictions[0] == y[test]).mean()))
         if adversarial is not None:
             adv_pred[held] = predictions[1]

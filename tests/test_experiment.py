@@ -274,3 +274,16 @@ def test_cli_runs_the_seed_protocol_with_overrides(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "onnxtopo.cli", *map(str, common), "--percentile", "80"],
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "set the seed's graph" in proc.stderr
+
+
+def test_seed_accuracy_is_a_precomputed_cosine_svm_on_unshuffled_folds():
+    from scipy.spatial.distance import cdist
+
+    x, y = HELDOUT["x"][:40], HELDOUT["y"][:40]
+    result = run_experiment(MODEL, x, y, protocol=dataclasses.replace(SEED, attack=None, folds=3))
+    lifetimes = ex.lifetime_features(ex.seed_analyses(Analyzer(MODEL), x, SEED)).toarray()
+    gram = 1 - cdist(lifetimes, lifetimes, "cosine")
+    scores = cross_val_score(SVC(kernel="precomputed", decision_function_shape="ovo"), gram, y,
+                             cv=StratifiedKFold(3))
+    assert result.subgraph_svm_accuracy == pytest.approx(scores.mean())
+    assert result.subgraph_svm_accuracy_std == pytest.approx(scores.std())
