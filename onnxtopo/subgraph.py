@@ -82,6 +82,15 @@ def _vertex_entry_values(src: np.ndarray, dst: np.ndarray, sub) -> np.ndarray:
 
 def _anchored_pieces(sub) -> np.ndarray:
     """Piece index of each death edge by the anchored rule (see ``subgraph_pieces``)."""
+    return anchored_walk(sub)[0]
+
+
+def anchored_walk(sub) -> tuple[np.ndarray, np.ndarray]:
+    """(piece index, vertex whose class the edge kills) of each death edge of subgraph ``sub``.
+
+    The anchored rule of ``subgraph_pieces``; the killed vertices let a caller find the class
+    each piece belongs to (``experiment.piece_lifetimes``).
+    """
     from . import _compiled
 
     src, dst = np.ascontiguousarray(sub.src, np.int64), np.ascontiguousarray(sub.dst, np.int64)
@@ -96,7 +105,7 @@ def _anchored_pieces(sub) -> np.ndarray:
     if not np.array_equal(value[killed], np.asarray(sub.birth, dtype=np.float64)):
         raise ValueError("cannot group this subgraph into pieces: its births do not match vertex values "
                          'of vertices="max" or "inf" (a custom vertex-value array was used)')
-    return piece
+    return piece, killed
 
 
 def _component_pieces(sub) -> np.ndarray:
