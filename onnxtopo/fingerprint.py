@@ -251,8 +251,13 @@ def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int
     from .api import Analyzer
     from .runtime import validate_inputs
 
-    if vertices not in ("max", "inf"):  # an array of vertex values would not fit the JSON header
-        raise ValueError(f'vertices must be "max" or "inf" in a fingerprint, got {vertices!r}')
+    if vertices == "inf":
+        # Every class would be born at +inf: the Betti-curve grid would end at +inf and the
+        # distances between diagrams would not be defined, so a baseline could never be compared.
+        raise BadInputError('a fingerprint needs vertices="max" (the default): with "inf" every H0 class is '
+                            "born at +inf, where the distances and Betti curves it compares are not defined")
+    if vertices != "max":  # an array of vertex values would not fit the JSON header
+        raise ValueError(f'vertices must be "max" in a fingerprint, got {vertices!r}')
     proto, identity = model_identity(model)
     analyzer = Analyzer(proto, maxpool_rule=maxpool_rule)
     probe = validate_inputs(analyzer.plan, probe_inputs)

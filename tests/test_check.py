@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+import onnxtopo
 from onnxtopo import fingerprint as fp
 from onnxtopo.cli import main
 
@@ -170,6 +171,18 @@ def test_a_different_probe_is_refused(setup, tmp_path, capsys):
     assert data["verdict"] == "error" and data["exit_code"] == 5
     case = ET.parse(junit).getroot().find("testsuite/testcase")
     assert case.find("error") is not None and "probe differs" in case.find("error").get("message")
+
+
+def test_vertices_inf_is_refused_before_a_baseline_is_written(setup, tmp_path, capsys):
+    """With +inf births the Betti-curve grid and the distances are undefined: such a baseline could
+    never be compared (it used to be written, then refused as damaged), so it is not written."""
+    baseline = tmp_path / "inf.npz"
+    code = cli("check", MODELS / "ccff-relu.onnx", "--probe", setup["probe"], "--baseline", baseline,
+               "--write-baseline", "--vertices", "inf")
+    err = capsys.readouterr().err
+    assert code == 5 and 'vertices="max"' in err and not baseline.exists()
+    with pytest.raises(onnxtopo.BadInputError, match=r"\+inf"):
+        fp.fingerprint(MODELS / "ccff-relu.onnx", HELDOUT["x"][:2], vertices="inf")
 
 
 def test_bad_models_and_baselines_give_their_exit_codes(setup, tmp_path, capsys):

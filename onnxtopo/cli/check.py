@@ -51,7 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--n-grid", type=positive_int, default=DEFAULT_N_GRID,
                        help="φ values of the Betti-curve grid (default: %(default)s)")
     group.add_argument("--vertices", choices=VERTEX_MODES, default="max",
-                       help="vertex entry value: max incident φ (default) or +inf")
+                       help="vertex entry value: max incident φ (default; +inf is refused: its "
+                            "distances and Betti curves are not defined)")
     group.add_argument("--threshold", type=finite, help="keep only edges with φ ≥ THRESHOLD")
     group.add_argument("--percentile", type=percentile, help="per edge step, keep only edges above this percentile")
     group.add_argument("--maxpool-rule", choices=MAXPOOL_RULES, default="window",
