@@ -80,9 +80,10 @@ def _vertex_entry_values(src: np.ndarray, dst: np.ndarray, sub) -> np.ndarray:
     return value
 
 
-def _anchored_pieces(sub) -> np.ndarray:
-    """Piece index of each death edge by the anchored rule (see ``subgraph_pieces``)."""
-    return anchored_walk(sub)[0]
+def _pieces(sub, rule: str) -> np.ndarray:
+    """Piece index of each death edge of the non-empty subgraph ``sub`` by ``rule`` (see
+    ``subgraph_pieces``)."""
+    return anchored_walk(sub)[0] if rule == "anchored" else _component_pieces(sub)
 
 
 def anchored_walk(sub) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +161,7 @@ def subgraph_pieces(analysis, *, rule: str = "anchored") -> np.ndarray:
     check_choice(rule, "rule", PIECE_RULES, "subgraph_pieces")
     if len(sub.src) == 0:
         return np.empty(0, dtype=np.int64)
-    return _anchored_pieces(sub) if rule == "anchored" else _component_pieces(sub)
+    return _pieces(sub, rule)
 
 
 def selected_edges(sub, selection, take, k, min_persistence, pieces) -> np.ndarray:
@@ -172,8 +173,7 @@ def selected_edges(sub, selection, take, k, min_persistence, pieces) -> np.ndarr
     if selection == "all" or m == 0:
         return np.arange(m)
     if selection == "take":
-        piece = _anchored_pieces(sub) if pieces == "anchored" else _component_pieces(sub)
-        return np.flatnonzero(piece < take)
+        return np.flatnonzero(_pieces(sub, pieces) < take)
     if selection == "top_k":
         # Highest φ first, ties in entry order (a stable sort); the subgraph is in entry order,
         # i.e. by decreasing φ, so these are its first k edges.
