@@ -346,12 +346,9 @@ def _classifier(kernel: str, c: float, seed: int):
 
 
 def _fit_predict(kernel: str, protocol: Protocol, train, y_train, tests: list) -> list[np.ndarray]:
-    """Fit a ``kernel`` SVM on ``train`` and predict each matrix of ``tests``."""
-    clf = _classifier(kernel, protocol.svm_c, protocol.seed)
-    if kernel == "cosine":
-        clf.fit(cosine_kernel(train, train), y_train)
-        return [clf.predict(cosine_kernel(t, train)) if t.shape[0] else np.empty(0, y_train.dtype) for t in tests]
-    clf.fit(train, y_train)
+    """Fit a ``kernel`` SVM and predict each of ``tests``: feature matrices, or with the cosine
+    kernel, kernel matrices against the training inputs (``train`` then the training gram)."""
+    clf = _classifier(kernel, protocol.svm_c, protocol.seed).fit(train, y_train)
     return [clf.predict(t) if t.shape[0] else np.empty(0, y_train.dtype) for t in tests]
 
 
@@ -368,22 +365,23 @@ def _folds(y: np.ndarray, protocol: Protocol) -> list[tuple[np.ndarray, np.ndarr
 
 def _cross_fitted(kernel, protocol, folds, clean, y, adversarial=None, attacked: int = 0):
     """(accuracy on each fold, prediction of each adversarial input by the fold SVM not fitted on it)."""
-    scores = []
-    adv_pred = np.empty(attacked, dtype=y.dtype)
     if kernel == "cosine":  # one kernel matrix for every fold: a pair's cosine does not depend on it
         gram = cosine_kernel(clean, clean)
         adv_gram = cosine_kernel(adversarial, clean) if adversarial is not None else None
+
+        def rows(train, test, held):
+            tests = [gram[np.ix_(test, train)]] + ([adv_gram[np.ix_(held, train)]] if adv_gram is not None else [])
+            return gram[np.ix_(train, train)], tests
+    else:
+        def rows(train, test, held):
+            return clean[train], [clean[test]] + ([adversarial[held]] if adversarial is not None else [])
+
+    scores = []
+    adv_pred = np.empty(attacked, dtype=y.dtype)
     for train, test in folds:
         held = test[test < attacked]
-        if kernel == "cosine":
-            clf = _classifier(kernel, protocol.svm_c, protocol.seed).fit(gram[np.ix_(train, train)], y[train])
-            predictions = [clf.predict(gram[np.ix_(test, train)])]
-            if adversarial is not None:
-                predictions.append(clf.predict(adv_gram[np.ix_(held, train)]) if held.size
-                                   else np.empty(0, y.dtype))
-        else:
-            tests = [clean[test]] + ([adversarial[held]] if adversarial is not None else [])
-            predictions = _fit_predict(kernel, protocol, clean[train], y[train], tests)
+        fit_rows, tests = rows(train, test, held)
+        predictions = _fit_predict(kernel, protocol, fit_rows, y[train], tests)
         scores.append(float((predictions[0] == y[test]).mean()))
         if adversarial is not None:
             adv_pred[held] = predictions[1]
@@ -424,7 +422,7 @@ def run_experiment(model, x, y, *, protocol: Protocol = ONNXTOPO, x_adv=None, fe
     def analyze(inputs):
         if protocol.graph == "full":
             return analyzer.transform(inputs)
-        return seed_analyses(analyzer._analyzer, inputs, protocol, batch_size=analyzer.batch_size,
+        return seed_analyses(analyzer.analyzer_, inputs, protocol, batch_size=analyzer.batch_size,
                              vertices=analyzer.vertices, engine=analyzer.engine)
 
     clean_analyses = analyze(x)
@@ -473,7 +471,10 @@ def run_experiment(model, x, y, *, protocol: Protocol = ONNXTOPO, x_adv=None, fe
                 _, svm_adv = _cross_fitted(protocol.recovery_kernel, protocol, folds, recovery_clean, y,
                                            adversarial, n_attack)
             else:
-                svm_adv = _fit_predict(protocol.recovery_kernel, protocol, recovery_clean, y, [adversarial])[0]
+                train, test = recovery_clean, adversarial
+                if protocol.recovery_kernel == "cosine":
+                    train, test = cosine_kernel(train, train), cosine_kernel(test, train)
+                svm_adv = _fit_predict(protocol.recovery_kernel, protocol, train, y, [test])[0]
         y_att = y[:n_attack]
         stats = attack_stats(classifier, x[:n_attack], x_adv, y_att)
         net_adv = classifier.predict(x_adv)

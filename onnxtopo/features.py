@@ -159,6 +159,14 @@ class InducedPersistence(_NonTabularTransformer):
         self.plan_ = self._analyzer.plan
         return self
 
+    @property
+    def analyzer_(self) -> Analyzer:
+        """The fitted ``Analyzer`` (plan and onnxruntime session), remade after unpickling."""
+        check_is_fitted(self, "plan_")
+        if getattr(self, "_analyzer", None) is None:
+            self._analyzer = Analyzer(self.plan_)
+        return self._analyzer
+
     def transform(self, X) -> list[AnalysisResult]:
         """The analysis of each input of X, an array of shape (n_inputs, *sample shape)."""
         check_is_fitted(self, "plan_")
@@ -170,10 +178,8 @@ class InducedPersistence(_NonTabularTransformer):
         x = np.asarray(X)
         if x.dtype == object:
             raise TypeError("X must be a numeric array of model inputs (n_inputs, *sample shape)")
-        if getattr(self, "_analyzer", None) is None:
-            self._analyzer = Analyzer(self.plan_)
         try:
-            return list(self._analyzer.analyze(x, batch_size=self.batch_size, workers=self.workers, h1=self.h1,
+            return list(self.analyzer_.analyze(x, batch_size=self.batch_size, workers=self.workers, h1=self.h1,
                                                vertices=self.vertices, engine=self.engine,
                                                threshold=self.threshold, percentile=self.percentile))
         except BadInputError as exc:

@@ -194,6 +194,10 @@ def test_onnxtopo_accuracy_is_scikit_learn_s_cross_validation():
     assert result.protocol == "onnxtopo (folds=4)"
 
 
+def _dense(matrix) -> np.ndarray:
+    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)  # grams are dense already
+
+
 class RecordingFits:
     """Wraps experiment._fit_predict: records each call's training and predicted matrices."""
 
@@ -202,7 +206,7 @@ class RecordingFits:
         original = ex._fit_predict
 
         def record(kernel, protocol, train, y_train, tests):
-            self.calls.append((kernel, train.toarray(), [t.toarray() for t in tests]))
+            self.calls.append((kernel, _dense(train), [_dense(t) for t in tests]))
             return original(kernel, protocol, train, y_train, tests)
         monkeypatch.setattr(ex, "_fit_predict", record)
 

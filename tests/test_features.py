@@ -228,6 +228,8 @@ def test_induced_persistence_contracts(heldout):
         np.testing.assert_array_equal(a.subgraph.edge, b.subgraph.edge)
     with pytest.raises(NotFittedError):
         check_is_fitted(clone(est))
+    assert not hasattr(clone(est), "analyzer_")  # NotFittedError is an AttributeError: fitted after fit only
+    assert copy.analyzer_.plan is copy.plan_ and est.analyzer_.plan is est.plan_
 
 
 # ----------------------------------------------------------------------------------------------
