@@ -411,6 +411,9 @@ def run_experiment(model, x, y, *, protocol: Protocol = ONNXTOPO, x_adv=None, fe
         raise BadInputError(f"labels have shape {y.shape}; expected one label per input ({len(x)})")
     if x_adv is not None and protocol.attack is not None:
         raise ValueError(f"give adversarial inputs or a protocol with an attack ({protocol.attack}), not both")
+    if features is not None and protocol.features != "indicators":
+        raise ValueError(f"the {protocol.name} protocol's features are piece lifetimes, not subgraph edges: "
+                         "give no features (no --selection), or a protocol with features=\"indicators\"")
     classifier = OnnxClassifier(model)
     analyzer = clone(analysis).set_params(model=model) if analysis is not None else InducedPersistence(model)
     extractor = clone(features) if features is not None else SubgraphFeatures(pieces=protocol.pieces)

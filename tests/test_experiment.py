@@ -273,7 +273,14 @@ def test_cli_runs_the_seed_protocol_with_overrides(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = json.loads((tmp_path / "experiment.json").read_text())
     assert row["protocol"] == "seed (folds=3, attack=None, count_factor=1.0)"
-    assert row["n_attacked"] == 30 and row["attack"] == "inputs given"
+    assert row["n_attacked"] == 30 and row["attack"] == "inputs given" and row["selection"] is None
+    # The seed's features are piece lifetimes: a subgraph edge selection is refused, not ignored.
+    proc = subprocess.run([sys.executable, "-m", "onnxtopo.cli", *map(str, common), "--protocol", "seed",
+                           "--attack", "none", "--selection", "take", "--take", "2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "piece lifetimes" in proc.stderr
+    with pytest.raises(ValueError, match="piece lifetimes"):
+        run_experiment(MODEL, HELDOUT["x"][:10], HELDOUT["y"][:10], protocol=SEED, features=SubgraphFeatures())
     # --percentile sets the seed's graph only: refused with the onnxtopo protocol, as a clean error.
     proc = subprocess.run([sys.executable, "-m", "onnxtopo.cli", *map(str, common), "--percentile", "80"],
                           capture_output=True, text=True, timeout=600, check=False)

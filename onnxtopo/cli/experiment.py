@@ -26,8 +26,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eps", type=finite, help="L∞ radius of --attack, where pgd-min's search starts "
                                               "(default: the protocol's, 0.1 / 0.3)")
     p.add_argument("--n-attack", type=positive_int, help="attack the first N inputs only (default: all)")
-    p.add_argument("--selection", choices=("all", "take", "top_k", "persistence"), default="all",
-                   help="which persistent-subgraph edges are the onnxtopo protocol's features (default: %(default)s)")
+    p.add_argument("--selection", choices=("all", "take", "top_k", "persistence"),
+                   help="which persistent-subgraph edges are the onnxtopo protocol's features (default: all); "
+                        "the seed protocol's features are piece lifetimes: refused there")
     p.add_argument("--take", type=positive_int, help="pieces kept with --selection take")
     p.add_argument("--k", type=int, help="strongest edges kept with --selection top_k")
     p.add_argument("--min-persistence", type=finite, help="with --selection persistence")
@@ -57,8 +58,11 @@ def run(args) -> int:
     x_adv = None
     if args.adversarial:
         x_adv = load_inputs(args.adversarial, args.adversarial_key)[:args.limit]
-    features = SubgraphFeatures(selection=args.selection, take=args.take, k=args.k,
-                                min_persistence=args.min_persistence)
+    chosen = (args.selection, args.take, args.k, args.min_persistence)
+    features = None
+    if any(v is not None for v in chosen):
+        features = SubgraphFeatures(selection=args.selection or "all", take=args.take, k=args.k,
+                                    min_persistence=args.min_persistence)
     analysis = InducedPersistence(args.model, maxpool_rule=args.maxpool_rule)
     overrides = {"folds": args.folds, "seed": args.seed, "eps": args.eps, "n_attack": args.n_attack,
                  "recovery_fit": args.recovery_fit, "count_factor": args.count_factor, "percentile": args.percentile}
@@ -79,7 +83,8 @@ def run(args) -> int:
     print(result.table())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    row = {"model": str(args.model), "selection": args.selection, **result.as_dict()}
+    selection = (args.selection or "all") if protocol.features == "indicators" else None
+    row = {"model": str(args.model), "selection": selection, **result.as_dict()}
     write_json(out / "experiment.json", row)
     write_csv(out / "experiment.csv", [row])
     print(f"wrote {out}/experiment.json and {out}/experiment.csv")
