@@ -77,6 +77,15 @@ def check_inputs(x, *, input_name: str, dtype: np.dtype, sample_shape: tuple, al
                 f"{bad.size} input(s) hold NaN or infinite values (first: sample {bad[0]}); "
                 "remove or repair them"
             )
+    if len(x) and not np.can_cast(x.dtype, dtype):  # a narrowing cast: values may not fit
+        info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+        flat = x.reshape(len(x), -1)
+        bad = np.flatnonzero(((flat < info.min) | (flat > info.max)).any(axis=1))
+        if bad.size:
+            raise BadInputError(
+                f"{bad.size} input(s) hold values outside the range of the model's {dtype} "
+                f"[{info.min:g}, {info.max:g}] (first: sample {bad[0]}); they would overflow when converted"
+            )
     return x.astype(dtype, copy=False)
 
 

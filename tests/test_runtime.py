@@ -62,6 +62,18 @@ def test_non_finite_samples_are_named_and_integer_models_refuse_floats():
     assert ids.dtype == np.int64
 
 
+def test_values_a_narrowing_cast_would_overflow_are_refused():
+    x = np.zeros((4, 2, 3))
+    x[1, 0, 2], x[3, 1, 1] = 1e39, -4e38  # finite in float64, beyond float32's ±3.4e38
+    with pytest.raises(BadInputError, match=r"2 input\(s\) hold values outside the range of the model's float32 "
+                                            r"\[.*\] \(first: sample 1\)"):
+        check_inputs(x, **SHAPE)
+    x[[1, 3]] = 3.4e38  # the largest magnitudes float32 holds pass
+    assert np.isfinite(check_inputs(x, **SHAPE)).all()
+    with pytest.raises(BadInputError, match="outside the range of the model's int32"):
+        check_inputs(np.array([[1, 2**31, 3, 4]]), input_name="ids", dtype=np.int32, sample_shape=(4,))
+
+
 def test_accepted_inputs_come_back_in_the_model_dtype():
     x = np.random.default_rng(0).random((3, 2, 3))
     out = check_inputs(x, **SHAPE)
