@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .diagrams import sort_diagram
-from .errors import BadInputError, UnsupportedOpError
+from .errors import BadInputError, ResourceLimitError, UnsupportedOpError
 from .files import atomic_write, write_json, write_npz
 from .graph import InducedGraph, _step_edges
 from .homology import (
@@ -58,7 +58,7 @@ from .homology import (
     forest_persistence,
 )
 from .plan import Plan, PlanOptions, build_plan
-from .resources import Estimate, default_limit, estimate, require_memory
+from .resources import Estimate, default_limit, estimate, format_bytes
 from .rules.op_normalization import GroupRule, LRNRule
 
 #: Rules whose edges weigh the layer's learned weights: the layers neural persistence is computed for.
@@ -244,22 +244,15 @@ def static_persistence(model, *, p: float = 2.0, graph: str = "unrolled", channe
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if chunk_edges < 1:
         raise ValueError(f"chunk_edges must be at least 1, got {chunk_edges}")
-    if isinstance(model, Plan):
-        plan, name = model, "(plan)"
-    else:
-        from .model import load_model
-
-        plan = build_plan(load_model(model), PlanOptions(maxpool_rule=maxpool_rule, start=start, stop=stop))
-        name = str(model) if isinstance(model, (str, Path)) else "(in memory)"
-    if plan.options.maxpool_rule != "window":
-        raise ValueError('the static view has no input, hence no maximum to pick: use maxpool_rule="window"')
+    plan = _plan(model, start, stop, maxpool_rule)
+    name = str(model) if isinstance(model, (str, Path)) else "(plan)" if isinstance(model, Plan) else "(in memory)"
     learned = [i for i, step in enumerate(plan.steps) if _learned(step)]
     if not learned:
         raise UnsupportedOpError("the model has no layer with learned weights (Conv, ConvTranspose, Gemm, or MatMul "
                                  "or Einsum with a constant operand) between its start and stop: neural "
                                  "persistence needs one")
-    need = static_estimate(plan, engine=engine, chunk_edges=chunk_edges, whole=whole)
-    require_memory(need, default_limit() if memory_limit == "auto" else memory_limit)
+    _require_memory(static_estimate(plan, engine=engine, chunk_edges=chunk_edges, whole=whole),
+                    default_limit() if memory_limit == "auto" else memory_limit)
 
     # Every step's persistence in raw |w| units with all vertices present from the start (+inf,
     # which pairs exactly as Rieck et al.'s 1 once weights are divided by the scale).
@@ -283,6 +276,27 @@ def static_persistence(model, *, p: float = 2.0, graph: str = "unrolled", channe
                              scale=scale, layers=layers, whole=whole_network)
 
 
+def static_graph(model, *, start: str | None = None, stop: str | None = None,
+                 maxpool_rule: str = "window") -> InducedGraph:
+    """The whole-network static graph of ``model`` (or a Plan) as an InducedGraph: every edge
+    of every step, ``phi`` the raw static weight |s · w| (not divided by any scale), ``step``
+    each edge's edge step. Held whole: for small and medium models."""
+    plan = _plan(model, start, stop, maxpool_rule)
+    return _graph(tuple(plan.layers), list(_all_blocks(plan, DEFAULT_CHUNK_EDGES)))
+
+
+def _plan(model, start, stop, maxpool_rule) -> Plan:
+    if isinstance(model, Plan):
+        plan = model
+    else:
+        from .model import load_model
+
+        plan = build_plan(load_model(model), PlanOptions(maxpool_rule=maxpool_rule, start=start, stop=stop))
+    if plan.options.maxpool_rule != "window":
+        raise ValueError('the static view has no input, hence no maximum to pick: use maxpool_rule="window"')
+    return plan
+
+
 def static_estimate(plan: Plan, *, engine: str = "forest", chunk_edges: int = DEFAULT_CHUNK_EDGES,
                     whole: bool = True) -> Estimate:
     """Memory the static view of ``plan`` needs: the induced view's estimate for one input (a
@@ -293,6 +307,18 @@ def static_estimate(plan: Plan, *, engine: str = "forest", chunk_edges: int = DE
         return need
     forests = sum(step.input_vertices.size + plan.layers[step.target].size for step in plan.steps)
     return replace(need, bytes=need.bytes + FOREST_BYTES_PER_VERTEX * forests)
+
+
+def _require_memory(need: Estimate, limit: int | None) -> None:
+    """Refuse, before any edge is made, a static graph estimated not to fit in ``limit`` bytes:
+    no activation is zero here, so every candidate edge is made."""
+    if limit is None or need.bytes <= limit:
+        return
+    raise ResourceLimitError(
+        f"the static graphs of this model need about {format_bytes(need.bytes)} ({need.edges:,} edges, "
+        f"{need.vertices:,} vertices) but the memory limit is {format_bytes(limit)}. Use smaller chunks "
+        "(--chunk-edges), the forest engine, skip the whole-network graph (--no-whole), analyze a sub-network "
+        "(--start/--stop), or raise the limit (--memory-limit)")
 
 
 def _learned(step) -> bool:
@@ -489,5 +515,6 @@ __all__ = [
     "channel_edges",
     "load",
     "static_estimate",
+    "static_graph",
     "static_persistence",
 ]
