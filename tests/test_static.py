@@ -7,6 +7,7 @@ Expected values are derived by hand in the tests or computed by brute force writ
 from __future__ import annotations
 
 import itertools
+import os
 import json
 import math
 import subprocess
@@ -365,3 +366,14 @@ def test_every_shipped_model_has_a_static_view():
         assert result.layers, path
         assert all(0 <= layer.normalized <= 1 + 1e-12 for layer in result.layers), path
         onnx.load(path)  # the file is what the test meant
+
+
+def test_readme_shows_the_real_static_output(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("$ onnxtopo static models/ccff-relu.onnx\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "models").symlink_to(REPO / "models")
+    proc = subprocess.run([sys.executable, "-m", "onnxtopo.cli", "static", "models/ccff-relu.onnx"], check=False,
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == block
