@@ -7,9 +7,9 @@ Expected values are derived by hand in the tests or computed by brute force writ
 from __future__ import annotations
 
 import itertools
-import os
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import assert_same_persistence, brute_conv_edges, make_model
 from onnx import helper
 
 import onnxtopo
 from onnxtopo.errors import ResourceLimitError, UnsupportedOpError
 from onnxtopo.static import channel_edges, load, static_graph, static_persistence
+
+from conftest import assert_same_persistence, brute_conv_edges, make_model
 
 REPO = Path(__file__).resolve().parents[1]
 CCFF = REPO / "models" / "ccff-relu.onnx"
@@ -95,7 +96,7 @@ def kruskal_deaths(weights: np.ndarray) -> np.ndarray:
         return v
 
     deaths = []
-    for _, i, j in sorted(((-weights[i, j], i, j) for i in range(k) for j in range(n))):
+    for _, i, j in sorted((-weights[i, j], i, j) for i in range(k) for j in range(n)):
         a, b = find(i), find(k + j)
         if a != b:
             parent[a] = b
