@@ -40,6 +40,7 @@ a product of activations ±1 → 1, attention's MatMul 1, a softmax 1, a normali
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -91,7 +92,7 @@ class LayerPersistence:
     n_edges: int
     h0: np.ndarray
     neural_persistence: float
-    normalized: float  # neural persistence / (n_vertices − n_components)^(1/p), in [0, 1]
+    normalized: float  # neural persistence / (n_vertices − n_components)^(1/p), in [0, 1]; 0 without edges
 
     def summary(self) -> dict:
         return {"name": self.name, "op_type": self.op_type, "rule": self.rule, "layer": self.layer,
@@ -160,7 +161,7 @@ class StaticPersistence:
 
     def summary(self) -> dict:
         """Everything but the diagrams, as plain JSON types (``static.json``)."""
-        return {"model": self.model, "p": self.p, "graph": self.graph, "channel_norm": self.channel_norm,
+        return {"model": self.model, "p": self.p if math.isfinite(self.p) else "inf", "graph": self.graph, "channel_norm": self.channel_norm,
                 "engine": self.engine, "scale": self.scale, "mean_normalized_neural_persistence": self.mean_normalized,
                 "layers": [dict(layer.summary(), h0=f"layer-{i}-h0") for i, layer in enumerate(self.layers)],
                 "whole": None if self.whole is None else self.whole.summary()}
@@ -211,7 +212,7 @@ def load(folder) -> StaticPersistence:
             whole = WholeNetwork(scale=w["scale"], n_vertices=w["vertices"], n_components=w["components"],
                                  n_edges=w["edges"], persistence=persistence, neural_persistence=w["neural_persistence"],
                                  normalized=w["normalized_neural_persistence"])
-        return StaticPersistence(model=summary["model"], p=summary["p"], graph=summary["graph"],
+        return StaticPersistence(model=summary["model"], p=float(summary["p"]), graph=summary["graph"],
                                  channel_norm=summary["channel_norm"], engine=summary["engine"],
                                  scale=summary["scale"], layers=layers, whole=whole)
     except (OSError, ValueError, KeyError, TypeError) as exc:

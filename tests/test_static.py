@@ -319,9 +319,11 @@ def test_save_and_load_round_trip(tmp_path):
     with np.load(tmp_path / "out" / "static.npz") as npz:
         assert sorted(npz.files) == sorted([f"layer-{i}-h0" for i in range(len(result.layers))] + [
             "whole_h0", "whole_subgraph_src", "whole_subgraph_dst", "whole_subgraph_phi", "whole_subgraph_edge"])
-    no_whole = static_persistence(dense_model(np.ones((2, 2))), whole=False)
+    no_whole = static_persistence(dense_model(np.ones((2, 2))), whole=False, p=np.inf)
     no_whole.save(tmp_path / "layers")
-    assert load(tmp_path / "layers").whole is None
+    assert json.loads((tmp_path / "layers" / "static.json").read_text())["p"] == "inf"  # strict JSON: no Infinity
+    again = load(tmp_path / "layers")
+    assert again.whole is None and again.p == np.inf
     with pytest.raises(onnxtopo.BadInputError, match="no readable static.json"):
         load(tmp_path / "nothing")
 
