@@ -380,3 +380,28 @@ def test_readme_shows_the_real_static_output(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == block
+
+
+def test_random_architectures_of_every_op_family():
+    # fuzzing.random_net draws from every rule family (normalizations, softmax, products,
+    # attention-like branches, resizes, selections): a static view or a documented refusal, the
+    # bounds, and the engines' agreement where the graph is small.
+    import random
+
+    import fuzzing
+
+    rng, results = random.Random(11), 0
+    for _ in range(40):
+        model = fuzzing.random_net(rng)
+        try:
+            plan = onnxtopo.inspect(model)
+            forest = static_persistence(plan)
+        except onnxtopo.OnnxtopoError:
+            continue
+        results += 1
+        assert all(0 <= layer.normalized <= 1 + 1e-12 for layer in (*forest.layers, forest.whole))
+        if plan.n_vertices < 2000:
+            oracle = static_persistence(plan, engine="dionysus")
+            assert all(np.array_equal(a.h0, b.h0) for a, b in zip(forest.layers, oracle.layers, strict=True))
+            assert_same_persistence(forest.whole.persistence, oracle.whole.persistence)
+    assert results >= 15
