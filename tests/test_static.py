@@ -286,6 +286,27 @@ def test_the_whole_graph_from_the_forests_is_the_whole_graph_s_own():
 
 # --- refusals, files, the command ----------------------------------------------------------------
 
+def test_a_sub_network_between_start_and_stop():
+    whole = static_persistence(CCFF)
+    part = static_persistence(CCFF, start="/c1/Conv_output_0", stop="/l1/MatMul_output_0")
+    assert [layer.name for layer in part.layers] == ["/c2/Conv", "/l1/MatMul"]
+    # Its own scale: the largest |w| of its two layers, not of the network's four.
+    assert part.scale == max(_largest_weight(whole, name) for name in ("/c2/Conv", "/l1/MatMul")) < whole.scale
+    ratio = whole.scale / part.scale
+    for layer in part.layers:  # the same graphs, deaths rescaled (the points reaching 1 dropped)
+        mine, theirs = layer.h0[:, 1], whole.layer(layer.name).h0[:, 1] * ratio
+        np.testing.assert_allclose(np.sort(mine[mine < 1 - 1e-9]), np.sort(theirs[theirs < 1 - 1e-9]), rtol=1e-12)
+        assert np.isinf(mine).sum() == np.isinf(theirs).sum() == 1
+
+
+def _largest_weight(result, name):
+    """A layer's largest |w| in raw units, from its diagram: its first forest edge, or the
+    scale itself when that edge weighs 1 (its point was dropped)."""
+    h0 = result.layer(name).h0
+    finite = h0[np.isfinite(h0[:, 1]), 1]
+    return result.scale * (finite.max() if finite.size else 1.0)
+
+
 def test_the_memory_guard_refuses_a_static_graph_too_large():
     with pytest.raises(ResourceLimitError, match="static graphs of this model need about .*--no-whole"):
         static_persistence(CCFF, memory_limit=1 << 20)
