@@ -146,6 +146,8 @@ class StaticPersistence:
     scale: float
     layers: tuple[LayerPersistence, ...]
     whole: WholeNetwork | None
+    start: str | None = None  # the sub-network analyzed (inspect's start and stop), if not the whole model
+    stop: str | None = None
 
     @property
     def mean_normalized(self) -> float:
@@ -161,8 +163,10 @@ class StaticPersistence:
 
     def summary(self) -> dict:
         """Everything but the diagrams, as plain JSON types (``static.json``)."""
-        return {"model": self.model, "p": self.p if math.isfinite(self.p) else "inf", "graph": self.graph, "channel_norm": self.channel_norm,
-                "engine": self.engine, "scale": self.scale, "mean_normalized_neural_persistence": self.mean_normalized,
+        return {"model": self.model, "p": self.p if math.isfinite(self.p) else "inf", "graph": self.graph,
+                "channel_norm": self.channel_norm, "engine": self.engine, "start": self.start, "stop": self.stop,
+                "scale": self.scale,
+                "mean_normalized_neural_persistence": self.mean_normalized,
                 "layers": [dict(layer.summary(), h0=f"layer-{i}-h0") for i, layer in enumerate(self.layers)],
                 "whole": None if self.whole is None else self.whole.summary()}
 
@@ -214,7 +218,8 @@ def load(folder) -> StaticPersistence:
                                  normalized=w["normalized_neural_persistence"])
         return StaticPersistence(model=summary["model"], p=float(summary["p"]), graph=summary["graph"],
                                  channel_norm=summary["channel_norm"], engine=summary["engine"],
-                                 scale=summary["scale"], layers=layers, whole=whole)
+                                 scale=summary["scale"], layers=layers, whole=whole, start=summary["start"],
+                                 stop=summary["stop"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInputError(f"{str(folder)!r} holds no readable static.json and static.npz of onnxtopo "
                             f"({type(exc).__name__}: {exc})") from exc
@@ -273,7 +278,8 @@ def static_persistence(model, *, p: float = 2.0, graph: str = "unrolled", channe
                _persistence(_all_blocks(plan, chunk_edges), plan, engine, chunk_edges, keep_steps=True))
         whole_network = _whole(raw, p)
     return StaticPersistence(model=name, p=float(p), graph=graph, channel_norm=channel_norm, engine=engine,
-                             scale=scale, layers=layers, whole=whole_network)
+                             scale=scale, layers=layers, whole=whole_network, start=plan.options.start,
+                             stop=plan.options.stop)
 
 
 def static_graph(model, *, start: str | None = None, stop: str | None = None,

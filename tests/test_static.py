@@ -290,6 +290,7 @@ def test_a_sub_network_between_start_and_stop():
     whole = static_persistence(CCFF)
     part = static_persistence(CCFF, start="/c1/Conv_output_0", stop="/l1/MatMul_output_0")
     assert [layer.name for layer in part.layers] == ["/c2/Conv", "/l1/MatMul"]
+    assert (part.start, part.stop, whole.start, whole.stop) == ("/c1/Conv_output_0", "/l1/MatMul_output_0", None, None)
     # Its own scale: the largest |w| of its two layers, not of the network's four.
     assert part.scale == max(_largest_weight(whole, name) for name in ("/c2/Conv", "/l1/MatMul")) < whole.scale
     ratio = whole.scale / part.scale
