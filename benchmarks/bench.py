@@ -359,6 +359,8 @@ def resnet_model(depth: int, seed: int = 0):
     return b.model(f"resnet{depth}", b.gemm(h, "fc", cin, 1000, relu=False), 1000)
 
 
+#: The large models the static view is measured on (``--models static``).
+STATIC_LARGE = ("alexnet", "resnet18")
 #: The large-model scenarios: name -> (title, builder).
 LARGE_MODELS = {"alexnet": ("AlexNet", alexnet_model), "resnet18": ("ResNet-18", lambda: resnet_model(18)),
                     "resnet50": ("ResNet-50", lambda: resnet_model(50)), "vgg16": ("VGG-16", vgg16_model)}
@@ -871,7 +873,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer inputs; the large models left out unless asked")
     parser.add_argument("--models", help=f"comma-separated, of: ccff, {', '.join(LARGE_MODELS)}, static (the "
-                                         "static view of CCFF and AlexNet) (default: all; --quick: ccff)")
+                                         "static view of CCFF, AlexNet and ResNet-18) (default: all; --quick: ccff)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"), help="Markdown report")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput runs")
     parser.add_argument("--large-timeout", type=float, default=1800,
@@ -926,10 +928,12 @@ def main(argv=None) -> int:
 
     if "static" in models:
         runs = [run_child("static", model="CCFF", path=str(CCFF), repeats=10, dionysus=True)]
-        with tempfile.TemporaryDirectory(prefix="onnxtopo-bench-") as tmp:
-            path = os.path.join(tmp, "alexnet.onnx")
-            if run_child("large_build", model="alexnet", path=path):
-                runs.append(run_child("static", timeout=args.large_timeout, model="AlexNet", path=path))
+        for model in STATIC_LARGE:
+            with tempfile.TemporaryDirectory(prefix="onnxtopo-bench-") as tmp:
+                path = os.path.join(tmp, model + ".onnx")
+                if run_child("large_build", model=model, path=path):
+                    runs.append(run_child("static", timeout=args.large_timeout, model=LARGE_MODELS[model][0],
+                                          path=path))
         scenarios += [(f"static view, {r['model']}", r) for r in runs if r]
         sections.append(report_static(runs))
 
