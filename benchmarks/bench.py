@@ -359,6 +359,8 @@ def resnet_model(depth: int, seed: int = 0):
     return b.model(f"resnet{depth}", b.gemm(h, "fc", cin, 1000, relu=False), 1000)
 
 
+#: The large models the static view is measured on (``--models static``).
+STATIC_LARGE = ("alexnet", "resnet18")
 #: The large-model scenarios: name -> (title, builder).
 LARGE_MODELS = {"alexnet": ("AlexNet", alexnet_model), "resnet18": ("ResNet-18", lambda: resnet_model(18)),
                     "resnet50": ("ResNet-50", lambda: resnet_model(50)), "vgg16": ("VGG-16", vgg16_model)}
@@ -494,10 +496,44 @@ def scenario_first_call() -> dict:
     return {"import_seconds": t_import, "first_seconds": t_first, "second_seconds": t_second}
 
 
+def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = False) -> dict:
+    """The static view (``static_persistence``, forest engine, layers and whole network) of a
+    model file, ``repeats`` times after a first call that loads the compiled loops; with
+    ``dionysus``, the dionysus engine once too. Also the whole-network graph's persistence
+    straight from one stream of all its edges, against the steps' forests the package uses."""
+    import onnxtopo
+    from onnxtopo import static
+
+    plan = onnxtopo.inspect(path)
+    t_first, result = clock(static.static_persistence, plan)
+    timer = StageClock()
+    for _ in range(repeats):
+        result = timer(static.static_persistence, plan)
+    layers_only = StageClock()
+    for _ in range(repeats):
+        layers_only(static.static_persistence, plan, whole=False)
+    direct, chunk = StageClock(), onnxtopo.homology.DEFAULT_CHUNK_EDGES
+    for _ in range(repeats):  # the whole graph streamed at once, as analyze streams an input's
+        raw = direct(onnxtopo.homology.forest_persistence, (b[1:] for b in static._all_blocks(plan, chunk)),
+                     plan.n_vertices, vertices="inf", chunk_edges=chunk)
+    same = bool(np.array_equal(static._whole(raw, result.p).h0, result.whole.h0))
+    out = {"model": model, "layers": len(result.layers), "edges": result.whole.n_edges,
+           "vertices": result.whole.n_vertices, "first": t_first, "static": timer.stats(),
+           "layers_only": layers_only.stats(), "whole_direct": direct.stats(), "whole_equal": same,
+           "mean_normalized": result.mean_normalized, "estimate": static.static_estimate(plan).bytes,
+           "peak_rss": vm_status("VmHWM")}
+    if dionysus:
+        out["dionysus"], oracle = clock(static.static_persistence, plan, engine="dionysus")
+        out["dionysus_equal"] = bool(np.array_equal(oracle.whole.h0, result.whole.h0) and all(
+            np.array_equal(a.h0, b.h0) for a, b in zip(oracle.layers, result.layers)))
+    return out
+
+
 SCENARIOS = {"ccff_stages": scenario_ccff_stages, "ccff_dionysus": scenario_ccff_dionysus,
              "ccff_throughput": scenario_ccff_throughput, "ccff_analyze": scenario_ccff_analyze,
              "large_build": scenario_large_build, "large_run": scenario_large_run,
-             "sort_reference": scenario_sort_reference, "first_call": scenario_first_call}
+             "sort_reference": scenario_sort_reference, "first_call": scenario_first_call,
+             "static": scenario_static}
 
 
 def child_main(name: str, kwargs: dict, profile: str | None) -> None:
@@ -781,6 +817,23 @@ def report_large(title: str, build, runs: list, profile_note: str, failure: str 
     return targets, sections
 
 
+def report_static(runs: list) -> str:
+    """The static view's costs: the whole computation, the layers alone, and the whole-network
+    graph straight from all its edges (what the steps' forests save)."""
+    rows = []
+    for r in (r for r in runs if r):
+        rows.append([r["model"], f"{r['layers']}", f"{r['edges']:,}", f"{r['static']['median']:.3g} s",
+                     f"{r['static']['cpu']:.3g} s", f"{r['layers_only']['median']:.3g} s",
+                     f"{r['whole_direct']['median']:.3g} s" + ("" if r["whole_equal"] else " (DIFFERENT)"),
+                     f"{r['dionysus']:.3g} s" + ("" if r["dionysus_equal"] else " (DIFFERENT)")
+                     if "dionysus" in r else "-", gib(r["peak_rss"]), gib(r["estimate"]),
+                     f"{r['mean_normalized']:.4f}", f"{r['static']['n']}"])
+    return ("### Static view (onnxtopo.static_persistence, forest engine, no input)\n\n" + table(
+        ["model", "layers", "static edges", "layers + whole (wall)", "(CPU, both threads)", "layers only",
+         "whole graph in one stream", "dionysus engine", "peak RSS", "estimate", "mean normalized NP", "runs"],
+        rows))
+
+
 def report_first_call(compiled: dict | None, cached: dict | None) -> str:
     """The one-off cost of the compiled loops, per machine (compiling) and per process (loading)."""
     rows = [[label, f"{r['import_seconds']:.2f} s", f"{r['first_seconds']:.2f} s", ms(r["second_seconds"])]
@@ -819,8 +872,8 @@ def profile_summary(path: str, title: str, top: int = 15, kept: bool = True) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer inputs; the large models left out unless asked")
-    parser.add_argument("--models", help=f"comma-separated, of: ccff, {', '.join(LARGE_MODELS)} "
-                                         "(default: all; --quick: ccff)")
+    parser.add_argument("--models", help=f"comma-separated, of: ccff, {', '.join(LARGE_MODELS)}, static (the "
+                                         "static view of CCFF, AlexNet and ResNet-18) (default: all; --quick: ccff)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.md"), help="Markdown report")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput runs")
     parser.add_argument("--large-timeout", type=float, default=1800,
@@ -842,8 +895,8 @@ def main(argv=None) -> int:
         child_main(args.child, json.loads(args.child_args), args.child_profile)
         return 0
 
-    models = (args.models or ("ccff" if args.quick else ",".join(["ccff", *LARGE_MODELS]))).split(",")
-    unknown = set(models) - {"ccff", *LARGE_MODELS}
+    models = (args.models or ("ccff" if args.quick else ",".join(["ccff", "static", *LARGE_MODELS]))).split(",")
+    unknown = set(models) - {"ccff", "static", *LARGE_MODELS}
     if unknown:
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     size = {k: v[1] if args.quick else v[0] for k, v in SIZES.items()}
@@ -872,6 +925,17 @@ def main(argv=None) -> int:
             path = str(profile_dir / "ccff-analyze.prof")
             if run_child("ccff_analyze", profile=path, n=size["stages"]):
                 notes.append(profile_summary(path, f"CCFF, Analyzer.analyze on {size['stages']} single inputs"))
+
+    if "static" in models:
+        runs = [run_child("static", model="CCFF", path=str(CCFF), repeats=10, dionysus=True)]
+        for model in STATIC_LARGE:
+            with tempfile.TemporaryDirectory(prefix="onnxtopo-bench-") as tmp:
+                path = os.path.join(tmp, model + ".onnx")
+                if run_child("large_build", model=model, path=path):
+                    runs.append(run_child("static", timeout=args.large_timeout, model=LARGE_MODELS[model][0],
+                                          path=path))
+        scenarios += [(f"static view, {r['model']}", r) for r in runs if r]
+        sections.append(report_static(runs))
 
     for model in (m for m in LARGE_MODELS if m in models):
         title = LARGE_MODELS[model][0]

@@ -30,6 +30,7 @@ from .filtration import Filtration, superlevel_filtration
 from .graph import InducedGraph
 from .homology import Persistence, PersistentSubgraph
 from .plan import Plan
+from .static import LayerPersistence, StaticPersistence, WholeNetwork, static_persistence
 
 __version__ = "0.1.0"
 
@@ -44,15 +45,19 @@ __all__ = [
     "Filtration",
     "InducedGraph",
     "InvalidFiltrationError",
+    "LayerPersistence",
     "OnnxtopoError",
     "Persistence",
     "PersistentSubgraph",
     "Plan",
     "ResourceLimitError",
+    "StaticPersistence",
     "UnsupportedOpError",
+    "WholeNetwork",
     "analyze",
     "induced_graph",
     "inspect",
     "persistence",
+    "static_persistence",
     "superlevel_filtration",
 ]

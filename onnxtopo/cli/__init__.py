@@ -13,11 +13,11 @@ import traceback
 
 from .. import __version__
 from ..errors import ExitCode, OnnxtopoError
-from . import analyze, check, experiment, inspect, plot, zoo
+from . import analyze, check, experiment, inspect, plot, static, zoo
 
 #: command name -> its module, in the order ``onnxtopo --help`` lists them
-COMMANDS = {"inspect": inspect, "analyze": analyze, "experiment": experiment, "plot": plot, "check": check,
-            "zoo": zoo}
+COMMANDS = {"inspect": inspect, "analyze": analyze, "static": static, "experiment": experiment, "plot": plot,
+            "check": check, "zoo": zoo}
 
 
 def build_parser() -> argparse.ArgumentParser:
