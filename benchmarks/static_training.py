@@ -37,8 +37,8 @@ BUILD = REPO / "models" / "build"
 sys.path[:0] = [str(REPO), str(BUILD)]
 
 import torch
-import train_ccff as ccff
-from _common import load_mnist
+import train_ccff as ccff  # models/build/train_ccff.py: the model and its training, not a copy
+from _common import load_mnist  # the build scripts' MNIST reader
 
 import onnxtopo
 
