@@ -112,6 +112,9 @@ def test_a_baseline_keeps_its_options_and_checks_with_them(tmp_path, capsys):
     np.testing.assert_array_equal(fingerprint.h0[-1], expected.whole.h0)
     capsys.readouterr()
     assert cli("check", CCFF, "--static", "--baseline", path) == 0  # with the baseline's graph and p
+    assert cli("check", CCFF, "--static", "--graph", "channel", "--p", "inf", "--baseline", path) == 0
+    assert cli("check", CCFF, "--static", "--graph", "channel", "--p", "3", "--baseline", path) == 5
+    assert "--p (3.0 here, inf in the baseline)" in capsys.readouterr().err
 
 
 def test_another_architecture_is_refused_not_compared(baseline, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def _induced_options(args) -> dict:
 
 def _static_options(args) -> dict:
     """The static view's fingerprint options given on the command line (None: left at its default)."""
-    return {"p": None if args.p == 2.0 else args.p, "graph": None if args.graph == "unrolled" else args.graph,
+    p = None if args.p == 2.0 else "inf" if math.isinf(args.p) else args.p  # a baseline's JSON holds "inf"
+    return {"p": p, "graph": None if args.graph == "unrolled" else args.graph,
             "channel_norm": None if args.channel_norm == "l2" else args.channel_norm}
 
 
