@@ -25,8 +25,10 @@ Metrics (per diagram, baseline D vs current D')
 -----------------------------------------------
 ``h0_bottleneck``, ``h0_wasserstein``, ``h0_total_persistence``, ``h0_betti``, relative as in
 ``onnxtopo.fingerprint`` (the births are all 1, so the bottleneck is absolute), gated by the same
-tolerances; and ``normalized_neural_persistence`` = |NP' − NP| / NP of the normalized values,
-gated by the ``neural_persistence`` tolerance. The mean over the layers, the network's figure,
+tolerances; ``normalized_neural_persistence`` = |NP' − NP| / NP of the normalized values,
+gated by the ``neural_persistence`` tolerance; and ``edges``, the relative change of the number
+of edges (nonzero weights), gated by the ``edges`` tolerance, 0 by default: a diagram sees only
+the graph's maximum spanning forest, which pruning the smallest weights leaves as it was. The mean over the layers, the network's figure,
 then moves by no more than the largest relative change of its layers (a ratio of sums is at
 most the largest ratio), so it is reported, not gated separately. Diagrams are paired by
 position: a re-export that renames nodes compares as the same network; a model with another
@@ -56,10 +58,13 @@ from .fingerprint import (
 )
 
 FORMAT_VERSION = 1
-#: The induced view's tolerances, and one for the relative change of normalized neural persistence
-#: (a p-norm of the same persistences that total persistence sums: the same default).
-STATIC_TOLERANCES = {**DEFAULT_TOLERANCES, "neural_persistence": 1e-4}
-STATIC_GATED = [*gated_metrics(False), ("normalized_neural_persistence", "neural_persistence")]
+#: The induced view's tolerances; one for the relative change of normalized neural persistence (a
+#: p-norm of the same persistences that total persistence sums: the same default); and one for the
+#: relative change of the number of edges, i.e. of nonzero weights: 0, since rounding never zeroes a
+#: weight, while pruning the smallest weights leaves the maximum spanning forest, hence every
+#: diagram and NP, exactly as they were (measured on CCFF: README).
+STATIC_TOLERANCES = {**DEFAULT_TOLERANCES, "neural_persistence": 1e-4, "edges": 0.0}
+STATIC_GATED = [*gated_metrics(False), ("normalized_neural_persistence", "neural_persistence"), ("edges", "edges")]
 WHOLE = "whole network"
 
 
@@ -147,7 +152,8 @@ def static_check(baseline: StaticFingerprint, model, *, tolerances: dict | None 
         a, b = float(old["normalized_neural_persistence"]), float(new["normalized_neural_persistence"])
         row.update(name=old["name"], current_name=new["name"], normalized_neural_persistence=_relative(abs(b - a), a),
                    normalized_neural_persistence_abs=abs(b - a), baseline_normalized_neural_persistence=a,
-                   current_normalized_neural_persistence=b)
+                   current_normalized_neural_persistence=b,
+                   edges=_relative(abs(new["edges"] - old["edges"]), old["edges"]), edges_delta=new["edges"] - old["edges"])
     return current, Verdict(rows, tolerances, gated=STATIC_GATED)
 
 

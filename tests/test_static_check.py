@@ -14,7 +14,7 @@ from onnxtopo.errors import BadInputError
 from onnxtopo.static import static_persistence
 from onnxtopo.static_fingerprint import StaticFingerprint, static_fingerprint
 
-from test_check import cli
+from test_check import cli, prune
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 CCFF = MODELS / "ccff-relu.onnx"
@@ -72,6 +72,20 @@ def test_perturbed_weights_drift_in_their_layer_and_the_whole_network(baseline, 
     assert whole["h0_bottleneck"] > 1e-3 and 0 < whole["normalized_neural_persistence"] < 1e-4, whole
     failure = ET.parse(junit).getroot().find(".//testcase[@name='h0_bottleneck']/failure")
     assert "on 2 of 5 diagrams" in failure.get("message")
+
+
+def test_pruning_the_smallest_weights_is_caught_by_the_edge_count_alone(baseline, tmp_path, capsys):
+    # Zeroing the big dense layer's smaller half removes edges that its maximum spanning forest never
+    # used: every diagram and NP stay exactly the same, the number of edges halves.
+    pruned = tmp_path / "pruned.onnx"
+    prune(pruned)
+    report = tmp_path / "report.json"
+    assert cli("check", pruned, "--static", "--baseline", baseline, "--report", report) == 1
+    assert "verdict: drift (edges)" in capsys.readouterr().out
+    rows = json.loads(report.read_text())["inputs"]
+    assert all(row["h0_bottleneck"] == 0 and row["normalized_neural_persistence"] == 0 for row in rows)
+    assert [row["edges_delta"] for row in rows] == [0, 0, -185_856, 0, -185_856]
+    assert rows[2]["edges"] == 0.5
 
 
 def test_a_baseline_of_the_induced_view_is_refused_by_static_and_the_other_way_round(baseline, tmp_path, capsys):

@@ -46,7 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        ("wasserstein", "Wasserstein distance / q-norm of the births"),
                        ("total_persistence", "|Δ total persistence| / total persistence"),
                        ("betti", "L1 distance of Betti curves / L1 norm of the baseline's"),
-                       ("neural_persistence", "--static: |Δ normalized neural persistence| / the baseline's")):
+                       ("neural_persistence", "--static: |Δ normalized neural persistence| / the baseline's"),
+                       ("edges", "--static: |Δ number of edges (nonzero weights)| / the baseline's")):
         p.add_argument(f"--tol-{name.replace('_', '-')}", type=tolerance, default=STATIC_TOLERANCES[name],
                        metavar="X", help=f"tolerance on {what} (default: %(default)g; inf disables)")
     p.add_argument("--wasserstein-q", type=int, choices=(1, 2), default=1,
@@ -143,7 +144,7 @@ def run(args) -> int:
     tolerances = {"bottleneck": args.tol_bottleneck, "wasserstein": args.tol_wasserstein,
                   "total_persistence": args.tol_total_persistence, "betti": args.tol_betti}
     if args.static:
-        tolerances["neural_persistence"] = args.tol_neural_persistence
+        tolerances.update(neural_persistence=args.tol_neural_persistence, edges=args.tol_edges)
     rows_are = "diagrams" if args.static else "inputs"
     baseline = current = None
 
