@@ -512,10 +512,10 @@ def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = Fa
     layers_only = StageClock()
     for _ in range(repeats):
         layers_only(static.static_persistence, plan, whole=False)
-    direct = StageClock()
+    direct, chunk = StageClock(), onnxtopo.homology.DEFAULT_CHUNK_EDGES
     for _ in range(repeats):  # the whole graph streamed at once, as analyze streams an input's
-        raw = direct(static._persistence, (b[1:] for b in static._all_blocks(plan, onnxtopo.homology.DEFAULT_CHUNK_EDGES)),
-                     plan, "forest", onnxtopo.homology.DEFAULT_CHUNK_EDGES)
+        raw = direct(onnxtopo.homology.forest_persistence, (b[1:] for b in static._all_blocks(plan, chunk)),
+                     plan.n_vertices, vertices="inf", chunk_edges=chunk)
     same = bool(np.array_equal(static._whole(raw, result.p).h0, result.whole.h0))
     out = {"model": model, "layers": len(result.layers), "edges": result.whole.n_edges,
            "vertices": result.whole.n_vertices, "first": t_first, "static": timer.stats(),

@@ -49,6 +49,7 @@ import numpy as np
 from .diagrams import sort_diagram
 from .errors import BadInputError, ResourceLimitError, UnsupportedOpError
 from .files import atomic_write, write_json, write_npz
+from .filtration import superlevel_filtration
 from .graph import InducedGraph, _step_edges
 from .homology import (
     DEFAULT_CHUNK_EDGES,
@@ -275,7 +276,7 @@ def static_persistence(model, *, p: float = 2.0, graph: str = "unrolled", channe
     whole_network = None
     if whole:
         raw = (_whole_from_forests(plan, unrolled, chunk_edges) if engine == "forest" else
-               _persistence(_all_blocks(plan, chunk_edges), plan, engine, chunk_edges, keep_steps=True))
+               _dionysus(plan, _all_blocks(plan, chunk_edges)))
         whole_network = _whole(raw, p)
     return StaticPersistence(model=name, p=float(p), graph=graph, channel_norm=channel_norm, engine=engine,
                              scale=scale, layers=layers, whole=whole_network, start=plan.options.start,
@@ -382,7 +383,7 @@ def _step_persistence(plan: Plan, step, engine: str, chunk_edges: int) -> Persis
     network (ResNet-50 has 10.9 million vertices). Shifting keeps the vertices' order, hence
     the entry order and the pairing; the subgraph's ids are shifted back."""
     if engine != "forest":
-        return _persistence(_static_blocks(plan, step, chunk_edges), plan, engine, chunk_edges)
+        return _dionysus(plan, ((0, *block) for block in _static_blocks(plan, step, chunk_edges)))
     target = plan.layers[step.target]
     inputs = step.input_vertices[step.input_vertices >= 0]
     first = int(inputs.min()) if inputs.size else target.offset
@@ -393,12 +394,10 @@ def _step_persistence(plan: Plan, step, engine: str, chunk_edges: int) -> Persis
     return replace(raw, subgraph=replace(sub, src=sub.src + first, dst=sub.dst + first))
 
 
-def _persistence(blocks, plan: Plan, engine: str, chunk_edges: int, keep_steps: bool = False) -> Persistence:
-    """Persistence in raw weight units, every vertex present from the start (value +inf)."""
-    if engine == "forest":
-        return forest_persistence(blocks, plan.n_vertices, vertices="inf", chunk_edges=chunk_edges)
-    graph = _graph(tuple(plan.layers), [b if keep_steps else (0, *b) for b in blocks])
-    return dionysus_persistence(_filtration(graph))
+def _dionysus(plan: Plan, blocks) -> Persistence:
+    """The dionysus engine's persistence of the graph of ``blocks`` ((step, src, dst, weight)),
+    in raw weight units, every vertex present from the start (value +inf)."""
+    return dionysus_persistence(superlevel_filtration(_graph(tuple(plan.layers), list(blocks)), "inf"))
 
 
 def _graph(layers: tuple, blocks: list) -> InducedGraph:
@@ -408,12 +407,6 @@ def _graph(layers: tuple, blocks: list) -> InducedGraph:
     steps, src, dst, weight = zip(*blocks)
     step = np.concatenate([np.full(s.size, i, np.int32) for i, s in zip(steps, src)])
     return InducedGraph(layers, np.concatenate(src), np.concatenate(dst), np.concatenate(weight), step)
-
-
-def _filtration(graph: InducedGraph):
-    from .filtration import superlevel_filtration
-
-    return superlevel_filtration(graph, "inf")
 
 
 def _channel_persistence(plan: Plan, step, norm: str, engine: str) -> Persistence:
@@ -429,7 +422,7 @@ def _channel_persistence(plan: Plan, step, norm: str, engine: str) -> Persistenc
     if engine == "forest":
         return forest_persistence([(src, dst, weight)], n_in + n_out, vertices="inf")
     graph = InducedGraph.from_edges([(n_in,), (n_out,)], src, dst, weight)
-    return dionysus_persistence(_filtration(graph))
+    return dionysus_persistence(superlevel_filtration(graph, "inf"))
 
 
 def channel_edges(rule, norm: str = "l2") -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
