@@ -61,7 +61,8 @@ def test_perturbed_weights_drift_in_their_layer_and_the_whole_network(baseline, 
     code = cli("check", perturbed, "--static", "--baseline", baseline, "--report", report, "--junit", junit)
     out = capsys.readouterr().out
     assert code == 1, out
-    assert "verdict: drift" in out
+    assert "verdict: drift" in out and "worst: diagram 3" in out
+    assert "diagrams: 0 /c1/Conv, 1 /c2/Conv, 2 /l1/MatMul, 3 /l2/MatMul, 4 whole network" in out
     rows = json.loads(report.read_text())["inputs"]
     gated = ("h0_bottleneck", "h0_wasserstein", "h0_total_persistence", "normalized_neural_persistence")
     for row in rows[:3]:  # the other layers keep their weights and the network its scale

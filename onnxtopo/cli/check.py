@@ -186,6 +186,8 @@ def run(args) -> int:
         print(f"check {args.model} against {args.baseline} ({what}, Wasserstein q={args.wasserstein_q}):")
         print(format_table(verdict, rows_are))
         if args.static:
+            if not verdict.passed:  # the table names diagrams by index
+                print("diagrams: " + ", ".join(f"{i} {d['name']}" for i, d in enumerate(baseline.diagrams)))
             print(mean_change(baseline, current))
     failed = [m["metric"] for m in verdict.metrics if not m["passed"]]
     print("verdict: pass" if verdict.passed else f"verdict: drift ({', '.join(failed)})")
