@@ -429,8 +429,11 @@ def _json_number(value):
 
 
 def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fingerprint | None,
-                current: Fingerprint | None, q: int, seconds: float, error: OnnxtopoError | None = None) -> dict:
-    """The JSON report: inputs, per-input metrics, per-metric verdicts and the overall verdict."""
+                current: Fingerprint | None, q: int, seconds: float, error: OnnxtopoError | None = None,
+                rows_key: str = "inputs") -> dict:
+    """The JSON report: inputs, per-input metrics, per-metric verdicts and the overall verdict.
+
+    ``rows_key`` names the per-row list ("diagrams" for the static view, one row per diagram)."""
     from . import __version__
 
     out = {"onnxtopo_version": __version__, "model": str(model), "baseline": str(baseline_path), "wasserstein_q": q,
@@ -448,7 +451,7 @@ def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fing
         verdict="pass" if verdict.passed else "drift",
         tolerances=verdict.tolerances,
         metrics=[{k: _json_number(v) for k, v in m.items()} for m in verdict.metrics],
-        inputs=[{k: _json_number(v) for k, v in row.items()} for row in verdict.rows],
+        **{rows_key: [{k: _json_number(v) for k, v in row.items()} for row in verdict.rows]},
     )
     return out
 

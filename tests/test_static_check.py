@@ -48,9 +48,9 @@ def test_the_same_weights_pass(baseline, model, tmp_path, capsys):
     assert code == 0, out
     assert "verdict: pass" in out and "max over diagrams" in out and "mean normalized neural persistence" in out
     data = json.loads(report.read_text())
-    assert data["verdict"] == "pass" and [row["name"] for row in data["inputs"]] == [
+    assert data["verdict"] == "pass" and [row["name"] for row in data["diagrams"]] == [
         "/c1/Conv", "/c2/Conv", "/l1/MatMul", "/l2/MatMul", "whole network"]
-    assert all(row["h0_bottleneck"] == 0 and row["normalized_neural_persistence"] == 0 for row in data["inputs"])
+    assert all(row["h0_bottleneck"] == 0 and row["normalized_neural_persistence"] == 0 for row in data["diagrams"])
     assert data["tolerances"]["neural_persistence"] == 1e-4
 
 
@@ -63,7 +63,7 @@ def test_perturbed_weights_drift_in_their_layer_and_the_whole_network(baseline, 
     assert code == 1, out
     assert "verdict: drift" in out and "worst: diagram 3" in out
     assert "diagrams: 0 /c1/Conv, 1 /c2/Conv, 2 /l1/MatMul, 3 /l2/MatMul, 4 whole network" in out
-    rows = json.loads(report.read_text())["inputs"]
+    rows = json.loads(report.read_text())["diagrams"]
     gated = ("h0_bottleneck", "h0_wasserstein", "h0_total_persistence", "normalized_neural_persistence")
     for row in rows[:3]:  # the other layers keep their weights and the network its scale
         assert all(row[m] == 0 for m in gated), row
@@ -83,7 +83,7 @@ def test_pruning_the_smallest_weights_is_caught_by_the_edge_count_alone(baseline
     report = tmp_path / "report.json"
     assert cli("check", pruned, "--static", "--baseline", baseline, "--report", report) == 1
     assert "verdict: drift (edges)" in capsys.readouterr().out
-    rows = json.loads(report.read_text())["inputs"]
+    rows = json.loads(report.read_text())["diagrams"]
     assert all(row["h0_bottleneck"] == 0 and row["normalized_neural_persistence"] == 0 for row in rows)
     assert [row["edges_delta"] for row in rows] == [0, 0, -185_856, 0, -185_856]
     assert rows[2]["edges"] == 0.5

@@ -155,7 +155,8 @@ def run(args) -> int:
             Path(args.report).parent.mkdir(parents=True, exist_ok=True)
             write_json(Path(args.report), report_dict(verdict, model=args.model, baseline_path=args.baseline,
                                                       baseline=baseline, current=current, q=args.wasserstein_q,
-                                                      seconds=seconds, error=error))
+                                                      seconds=seconds, error=error,
+                                                      rows_key="diagrams" if args.static else "inputs"))
         if args.junit:
             xml = junit_xml(verdict, model=args.model, seconds=seconds, error=error,
                             rows_are="diagrams" if args.static else "probe inputs")
