@@ -3,8 +3,10 @@
 A diagram here is onnxtopo's superlevel convention: a float64 array of shape (n, 2) holding
 (birth, death) with birth ≥ death in φ units (a class appears when the threshold comes down to
 its birth and dies when it reaches its death), death = +inf for an essential class. With
-``vertices="inf"`` births are +inf too. Every module above the pipeline (features, plots,
-fingerprint) reads diagrams through ``as_diagram`` and computes summaries and distances here.
+``vertices="inf"`` births are +inf too. The static view's diagrams (``onnxtopo.static``) follow
+the same convention in normalized units (births 1, deaths |w| / scale). Every module above the
+pipeline (features, plots, fingerprint) and every function here reads diagrams through
+``as_diagram``, so whatever it accepts (arrays, analyses, the static view's results) they accept.
 
 Other TDA libraries (ripser, persim, gudhi, giotto-tda, dionysus) use sublevel diagrams
 (birth ≤ death, essential classes dying at +inf): ``to_sublevel`` converts ours for them.
@@ -58,10 +60,19 @@ def as_diagram(diagram, *, name: str = "diagram", finite_births: bool = False) -
     """``diagram`` as a validated superlevel diagram: a float64 array of shape (n, 2).
 
     An AnalysisResult or Persistence (anything with an ``h0`` attribute) stands for its H0
-    diagram; an empty input gives shape (0, 2). Raises ValueError, naming ``name``, for a
+    diagram, and so do the static view's ``LayerPersistence`` and ``WholeNetwork``; a
+    ``StaticPersistence`` (a whole model's static view) stands for its whole-network diagram.
+    An empty input gives shape (0, 2). Raises ValueError, naming ``name``, for a
     non-numeric array, a wrong shape, NaN, -inf, a point with birth < death (a sublevel diagram:
-    negate it), or, with ``finite_births``, an infinite birth (``vertices="inf"``).
+    negate it), a StaticPersistence computed without its whole network, or, with
+    ``finite_births``, an infinite birth (``vertices="inf"``).
     """
+    if hasattr(diagram, "layers") and hasattr(diagram, "whole"):  # a StaticPersistence (duck-typed: no import)
+        if diagram.whole is None:
+            raise ValueError(f"{name} is a StaticPersistence computed with whole=False, which has no whole-network "
+                             "diagram to stand for: pass one of its layers (result.layers[i]) or recompute it with "
+                             "whole=True")
+        diagram = diagram.whole
     if hasattr(diagram, "h0"):
         diagram = diagram.h0
     try:
@@ -97,7 +108,7 @@ def betti_curve(diagram, grid) -> np.ndarray:
     A class appears when the threshold comes down to its birth and is gone once it reaches its
     death; an essential class (death = +inf) is alive at every t ≤ birth.
     """
-    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    h = as_diagram(diagram)
     grid = np.asarray(grid, dtype=np.float64)
     births = np.sort(h[:, 0])
     deaths = np.sort(h[np.isfinite(h[:, 1]), 1])
@@ -109,14 +120,14 @@ def betti_curve(diagram, grid) -> np.ndarray:
 
 def _split(diagram) -> tuple[np.ndarray, np.ndarray]:
     """(finite points, sorted births of the essential points)."""
-    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    h = as_diagram(diagram)
     essential = np.isinf(h[:, 1])
     return h[~essential], np.sort(h[essential, 0])
 
 
 def total_persistence(diagram) -> float:
     """Σ (birth − death) over the points whose birth and death are both finite."""
-    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    h = as_diagram(diagram)
     finite = np.isfinite(h).all(axis=1)
     return float((h[finite, 0] - h[finite, 1]).sum())
 
@@ -128,7 +139,7 @@ def to_sublevel(diagram) -> np.ndarray:
     Negation is an isometry of the plane, so distances between converted diagrams are those of
     the originals. A +inf birth (``vertices="inf"``) becomes −inf.
     """
-    h = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
+    h = as_diagram(diagram)
     return np.stack([-h[:, 0], np.where(np.isinf(h[:, 1]), np.inf, -h[:, 1])], axis=1)
 
 

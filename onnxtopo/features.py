@@ -9,7 +9,9 @@ Analysis and vectorization are separate steps, as in giotto-tda:
   (source vertex, target vertex) their selected persistent subgraph holds (``subgraph_edges``):
   the features of the paper's "subgraph SVM" (§6);
 * ``BettiCurve`` and ``PersistenceImage`` vectorize superlevel diagrams such as
-  ``AnalysisResult.h0`` (an analysis stands for its H0 diagram).
+  ``AnalysisResult.h0`` (an analysis stands for its H0 diagram), and the static view's
+  (``onnxtopo.static_persistence``): a list of ``StaticPersistence`` results gives one row per
+  model (its whole-network diagram), one ``StaticPersistence`` one row per layer.
 
 ``make_pipeline(InducedPersistence(model), SubgraphFeatures(), LinearSVC())`` analyzes raw
 inputs; with ``Pipeline(memory=...)``, or by analyzing once and passing the list of analyses to
@@ -40,6 +42,7 @@ from .errors import BadInputError
 from .filtration import VERTEX_MODES
 from .homology import ENGINES, Persistence, PersistentSubgraph
 from .rules.op_pool import MAXPOOL_RULES
+from .static import StaticPersistence
 from .subgraph import (
     PIECE_RULES,
     SELECTIONS,
@@ -322,8 +325,13 @@ def _diagrams(X, owner: str) -> list[np.ndarray]:
 
     X is a sequence of diagrams: arrays of shape (n_points, 2) of (birth, death), birth ≥ death,
     death = +inf for essential classes; an AnalysisResult or Persistence stands for its H0
-    diagram. A 3-D array (n_diagrams, n_points, 2) works too.
+    diagram, and so does the static view's LayerPersistence; a StaticPersistence in the sequence
+    stands for its whole-network diagram (one row per model: training snapshots, say), while a
+    single StaticPersistence as X stands for its layers' diagrams (one row per layer). A 3-D
+    array (n_diagrams, n_points, 2) works too.
     """
+    if isinstance(X, StaticPersistence):
+        X = X.layers
     if isinstance(X, np.ndarray) and X.dtype != object and X.ndim != 3:
         raise ValueError(f"{owner} expects a list of diagrams (arrays of shape (n_points, 2)); got an array of "
                          f"shape {X.shape}. Wrap a single diagram in a list: [diagram].")

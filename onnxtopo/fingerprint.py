@@ -90,6 +90,8 @@ from .errors import BadInputError, OnnxtopoError
 
 FORMAT = "onnxtopo-fingerprint"
 FORMAT_VERSION = 1
+#: The static view's baselines (``check --static``, ``onnxtopo.static_fingerprint``): refused here by name.
+STATIC_FORMAT = "onnxtopo-static-fingerprint"
 DEFAULT_N_GRID = 64
 
 #: Default tolerances of ``check`` (all relative, see the module's docstring). Exporters differ
@@ -169,14 +171,12 @@ class Fingerprint:
 
     @classmethod
     def _from_arrays(cls, arrays: dict) -> Fingerprint:
-        if "meta" not in arrays or arrays["meta"].dtype != np.uint8:
-            raise BadInputError("not an onnxtopo baseline (no uint8 'meta' array)")
-        try:
-            meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"damaged baseline: its 'meta' is not UTF-8 JSON ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else None
+        meta = read_meta(arrays)
+        if meta.get("format") != FORMAT:
+            found = meta.get("format")
+            if found == STATIC_FORMAT:
+                raise BadInputError("this baseline is a static fingerprint (written by check --static, weights only); "
+                                    "compare with it by adding --static, without --probe")
             raise BadInputError(f"not an onnxtopo baseline (format {found!r}, expected {FORMAT!r})")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
@@ -205,6 +205,19 @@ class Fingerprint:
                 raise BadInputError(f"damaged baseline: {name!r} must be integer of shape ({n}, {len(grid)})")
         return cls(meta, grid, h0, betti0.astype(np.int64), h1_list,
                    None if betti1 is None else betti1.astype(np.int64))
+
+
+def read_meta(arrays: dict) -> dict:
+    """The JSON header of a baseline's arrays (BadInputError if it is missing or not a JSON object)."""
+    if "meta" not in arrays or arrays["meta"].dtype != np.uint8:
+        raise BadInputError("not an onnxtopo baseline (no uint8 'meta' array)")
+    try:
+        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"damaged baseline: its 'meta' is not UTF-8 JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise BadInputError("not an onnxtopo baseline (its 'meta' is not a JSON object)")
+    return meta
 
 
 def sha256_array(x: np.ndarray) -> str:
@@ -317,6 +330,15 @@ def compare(baseline: Fingerprint, current: Fingerprint, *, q: int = 1, engine: 
             f"{baseline.meta['probe']['shape']}); check against the probe the baseline was written "
             "with, or rewrite the baseline with --write-baseline"
         )
+    return compare_diagrams(baseline, current, q=q, engine=engine)
+
+
+def compare_diagrams(baseline, current, *, q: int = 1, engine: str = "exact") -> list[dict]:
+    """Row i: every metric of ``current``'s i-th diagram against ``baseline``'s (``compare``'s rows).
+
+    Both hold ``grid``, ``h0``, ``betti0`` (and ``h1``, ``betti1``, possibly None) with as many
+    diagrams; the static view's fingerprints are compared through this too.
+    """
     if not np.array_equal(baseline.grid, current.grid):
         raise ValueError("fingerprints on different grids: compute the current one with grid=baseline.grid")
     dims = [("h0", baseline.h0, current.h0, baseline.betti0, current.betti0)]
@@ -366,10 +388,11 @@ class Verdict:
     rows: list[dict]
     tolerances: dict
     metrics: list[dict] = field(default_factory=list)
+    gated: list[tuple[str, str]] | None = None  # (metric, tolerance name); None: gated_metrics(H1 or not)
 
     def __post_init__(self):
         h1 = bool(self.rows) and "h1_bottleneck" in self.rows[0]
-        for metric, tol_name in gated_metrics(h1):
+        for metric, tol_name in self.gated or gated_metrics(h1):
             values = np.array([r[metric] for r in self.rows], dtype=np.float64)
             tol = float(self.tolerances[tol_name])
             failing = [int(i) for i in np.flatnonzero(~(values <= tol))]  # NaN fails too
@@ -406,8 +429,11 @@ def _json_number(value):
 
 
 def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fingerprint | None,
-                current: Fingerprint | None, q: int, seconds: float, error: OnnxtopoError | None = None) -> dict:
-    """The JSON report: inputs, per-input metrics, per-metric verdicts and the overall verdict."""
+                current: Fingerprint | None, q: int, seconds: float, error: OnnxtopoError | None = None,
+                rows_key: str = "inputs") -> dict:
+    """The JSON report: inputs, per-input metrics, per-metric verdicts and the overall verdict.
+
+    ``rows_key`` names the per-row list ("diagrams" for the static view, one row per diagram)."""
     from . import __version__
 
     out = {"onnxtopo_version": __version__, "model": str(model), "baseline": str(baseline_path), "wasserstein_q": q,
@@ -425,13 +451,16 @@ def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fing
         verdict="pass" if verdict.passed else "drift",
         tolerances=verdict.tolerances,
         metrics=[{k: _json_number(v) for k, v in m.items()} for m in verdict.metrics],
-        inputs=[{k: _json_number(v) for k, v in row.items()} for row in verdict.rows],
+        **{rows_key: [{k: _json_number(v) for k, v in row.items()} for row in verdict.rows]},
     )
     return out
 
 
-def junit_xml(verdict: Verdict | None, *, model, seconds: float, error: OnnxtopoError | None = None) -> bytes:
-    """JUnit XML: one testsuite, one testcase per gated metric (an <error> one if the check could not run)."""
+def junit_xml(verdict: Verdict | None, *, model, seconds: float, error: OnnxtopoError | None = None,
+              rows_are: str = "probe inputs") -> bytes:
+    """JUnit XML: one testsuite, one testcase per gated metric (an <error> one if the check could not run).
+
+    ``rows_are`` names the verdict's rows in the failure messages ("diagrams" for the static view)."""
     suite_name = f"onnxtopo check {Path(str(model)).name}"
     classname = "onnxtopo.check." + Path(str(model)).stem.replace(".", "_")
     suites = ET.Element("testsuites", name="onnxtopo check")
@@ -450,10 +479,11 @@ def junit_xml(verdict: Verdict | None, *, model, seconds: float, error: Onnxtopo
                 continue
             failures += 1
             values = [verdict.rows[i][m["metric"]] for i in m["failing_inputs"]]
+            row = rows_are.split()[-1][:-1]  # "probe inputs" -> "input", "diagrams" -> "diagram"
             message = (f"{m['metric']} = {m['max']:.3g} exceeds the tolerance {m['tolerance']:.3g} on "
-                       f"{len(values)} of {len(verdict.rows)} probe inputs (worst: input {m['worst_input']})")
+                       f"{len(values)} of {len(verdict.rows)} {rows_are} (worst: {row} {m['worst_input']})")
             node = ET.SubElement(case, "failure", message=message, type="drift")
-            node.text = "\n".join(f"input {i}: {v:.6g}" for i, v in zip(m["failing_inputs"], values))
+            node.text = "\n".join(f"{row} {i}: {v:.6g}" for i, v in zip(m["failing_inputs"], values))
     for element in (suites, suite):
         element.set("tests", str(cases))
         element.set("failures", str(failures))
@@ -465,13 +495,13 @@ def junit_xml(verdict: Verdict | None, *, model, seconds: float, error: Onnxtopo
     return buffer.getvalue() + b"\n"
 
 
-def format_table(verdict: Verdict) -> str:
-    """The human table: metric, max over inputs, tolerance, result."""
-    header = ["metric", "max over inputs", "tolerance", "result"]
+def format_table(verdict: Verdict, rows_are: str = "inputs") -> str:
+    """The human table: metric, max over inputs (or ``rows_are``), tolerance, result."""
+    header = ["metric", f"max over {rows_are}", "tolerance", "result"]
     rows = []
     for m in verdict.metrics:
-        result = "pass" if m["passed"] else (f"FAIL ({len(m['failing_inputs'])}/{len(verdict.rows)} inputs, "
-                                             f"worst: input {m['worst_input']})")
+        result = "pass" if m["passed"] else (f"FAIL ({len(m['failing_inputs'])}/{len(verdict.rows)} {rows_are}, "
+                                             f"worst: {rows_are[:-1]} {m['worst_input']})")
         rows.append([m["metric"], f"{m['max']:.3g}", f"{m['tolerance']:.3g}", result])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])

@@ -137,8 +137,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train(name: str, act: type[nn.Module], lr: float, epochs: int,
           x_tr: torch.Tensor, y_tr: torch.Tensor,
-          x_ho: torch.Tensor, y_ho: torch.Tensor) -> CCFF:
-    """Train one variant from a freshly seeded state."""
+          x_ho: torch.Tensor, y_ho: torch.Tensor, on_epoch=None) -> CCFF:
+    """Train one variant from a freshly seeded state.
+
+    ``on_epoch(epoch, model)``, if given, sees the network at initialization (epoch 0) and after
+    each epoch (benchmarks/static_training.py exports these snapshots); it must not draw from
+    torch's random generators, so that training stays the same.
+    """
     # Reseed per variant so each one is reproducible on its own, regardless
     # of which variants were trained before it.
     set_determinism(SEED)
@@ -148,6 +153,8 @@ def train(name: str, act: type[nn.Module], lr: float, epochs: int,
     shuffle_gen = torch.Generator().manual_seed(SEED + 1)
 
     n = x_tr.shape[0]
+    if on_epoch is not None:
+        on_epoch(0, model)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -164,6 +171,8 @@ def train(name: str, act: type[nn.Module], lr: float, epochs: int,
               f"train acc {accuracy(model, x_tr, y_tr):.4f}  "
               f"held-out acc {accuracy(model, x_ho, y_ho):.4f}  "
               f"({time.perf_counter() - t0:.1f}s)")
+        if on_epoch is not None:
+            on_epoch(epoch, model)
     model.eval()
     return model
 
