@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +34,23 @@ FILTER_EDGES_PER_VERTEX = 1
 FILTER_HEAVY_SHARE = 20
 #: φ values sampled to choose a Filter-Kruskal pivot.
 PIVOT_SAMPLE = 1024
+#: A step reduced on its own (``step_forest``) writes out about STEP_HEAVY_PER_VERTEX edges per
+#: vertex it touches in its first pass, from a pivot drawn from STEP_PIVOT_SAMPLE candidate edges
+#: (a large sample: the share kept is often below 1 %).
+STEP_HEAVY_PER_VERTEX = 2
+STEP_PIVOT_SAMPLE = 1 << 16
+_SMALLEST = np.nextafter(0.0, 1.0)  # a pivot that keeps every edge (φ > 0)
+
+
+class ForestBlock(NamedTuple):
+    """The maximum spanning forest of ``n_edges`` consecutive edges of the stream, in place of
+    those edges: its edges' src, dst, φ, and ``index``, each one's position among the n_edges."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    phi: np.ndarray
+    index: np.ndarray
+    n_edges: int
 
 
 @dataclass(frozen=True)
@@ -179,13 +197,18 @@ def _stream_forest(blocks, n_vertices: int, chunk_edges: int):
                np.zeros(n_vertices))
     pending, pending_edges, n_edges, running = [], 0, 0, None
     with ThreadPoolExecutor(max_workers=1) as reducer:  # its thread starts with a second chunk
-        for src, dst, phi in blocks:
+        for block in blocks:
+            src = block[0]
             if pending and pending_edges + src.size > chunk_edges:
                 reduced = running.result() if running else reduced
                 running = reducer.submit(_reduce, reduced[0], pending, n_vertices, batch, False)
                 pending, pending_edges = [], 0
-            pending.append((src, dst, phi, _compiled.NO_INDEX, n_edges))
-            n_edges += src.size
+            if isinstance(block, ForestBlock):
+                pending.append((src, block.dst, block.phi, block.index + n_edges, 0))
+                n_edges += block.n_edges
+            else:
+                pending.append((*block, _compiled.NO_INDEX, n_edges))
+                n_edges += src.size
             pending_edges += src.size
         reduced = running.result() if running else reduced
     if pending:
@@ -193,6 +216,45 @@ def _stream_forest(blocks, n_vertices: int, chunk_edges: int):
         # between the vertex and the rest), so the last reduction sees every vertex's.
         reduced = _reduce(reduced[0], pending, n_vertices, batch)
     return (*reduced, n_edges)
+
+
+def step_forest(passes, n_local: int, candidates: int) -> ForestBlock | None:
+    """The maximum spanning forest of one edge step's edges, in the step's local vertex ids,
+    computed by the step's own compiled ``passes`` without writing out every edge; None when
+    too many edges tie at the pivot (then the step's edges are to be streamed).
+
+    ``passes`` reads the step's edges in stream order (``candidates`` of them before φ = 0 ones
+    are dropped): ``sample(n)`` the φ of n candidates drawn at random (0 for a dropped one),
+    ``heavy(pivot, capacity, strongest, first_edge)`` each local vertex's first edge in entry
+    order and the edges with φ ≥ pivot (at most ``capacity``) as ``_compiled.conv_heavy_edges``
+    returns them, ``light(pivot, label)`` the lighter edges between components by root label.
+    Borůvka's first edges and Kruskal over the heavy edges connect most vertices, so the light
+    pass writes few edges: the forest is exact, ties broken by position as everywhere.
+    """
+    from . import _compiled
+
+    wanted = max(1, int(STEP_HEAVY_PER_VERTEX * n_local))
+    sample = passes.sample(STEP_PIVOT_SAMPLE)
+    sample = sample[sample > 0]
+    estimate = candidates * sample.size // STEP_PIVOT_SAMPLE  # edges with φ > 0
+    every = not (estimate > 2 * wanted and sample.size)  # few edges: all of them are heavy
+    pivot = _SMALLEST if every else _pivot(sample, estimate, wanted)
+    capacity = 3 * wanted + FILTER_BATCH_MIN
+    strongest, first_edge = np.zeros(n_local), np.zeros((3, n_local), np.int64)
+    heavy, n_heavy, n_edges = passes.heavy(pivot, capacity, strongest, first_edge)
+    if n_heavy > capacity:
+        return None
+    parent = np.arange(n_local)
+    batch = max(FILTER_BATCH_MIN, n_local)
+    found = [_compiled.join_first_edges(strongest, first_edge, parent),
+             *_join_in_entry_order(heavy, parent, batch)]
+    if not every:
+        label = _compiled.labels(parent)
+        light, n_light = passes.light(pivot, label, capacity)
+        if n_light > capacity:  # rare: a pivot drawn too high leaves many components
+            light, _ = passes.light(pivot, label, n_light)
+        found += _join_in_entry_order(light, parent, batch)
+    return ForestBlock(*_joined(found), n_edges)
 
 
 def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = False,
@@ -214,7 +276,14 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     all_phi = []
 
     def checked(blocks):
-        for src, dst, phi in blocks:
+        for block in blocks:
+            if isinstance(block, ForestBlock):
+                if given is not None or h1:
+                    raise ValueError("a ForestBlock holds a forest, not every edge: given vertex values cannot be "
+                                     "checked against it, nor H1 computed; pass the edges themselves")
+                yield block
+                continue
+            src, dst, phi = block
             # One array type per argument, so that the compiled code has one version to load.
             src, dst = np.ascontiguousarray(src, np.int64), np.ascontiguousarray(dst, np.int64)
             phi = np.ascontiguousarray(phi, np.float64)
