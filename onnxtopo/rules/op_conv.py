@@ -127,25 +127,29 @@ class ConvPasses:
     """
 
     def __init__(self, rule: ConvRule, h: np.ndarray, scale: np.ndarray):
+        from .. import _compiled
+
         window_start, window_src, offsets, _ = rule._windows
         kernel = rule.kernel.reshape(*rule.kernel.shape[:2], -1)
         self.rule, self.h, self.scale = rule, h, scale
-        self.loops = (kernel, h, window_start, window_src, offsets, rule.outer_size // rule.group,
-                      int(np.prod(rule.in_shape[1:])), scale)
+        per_group = rule.outer_size // rule.group
+        windows = _compiled.conv_windows(h, window_start, window_src, offsets, rule.group, kernel.shape[1],
+                                         int(np.prod(rule.in_shape[1:])), kernel.shape[2])
+        self.loops = (kernel.reshape(kernel.shape[0], -1), windows, h.size, per_group, scale)
 
     def sample(self, n: int) -> np.ndarray:
         """φ of ``n`` candidate edges drawn uniformly (with a fixed seed: runs repeat exactly)."""
         rule = self.rule
-        kernel, h, _, window_src, offsets, per_group, n_in, scale = self.loops
-        pairs = window_src.size
+        _, window_src, offsets, positions = rule._windows
+        kernel = rule.kernel.reshape(*rule.kernel.shape[:2], -1)
         if not rule.candidate_count:
             return np.zeros(0)
         m, rest = np.divmod(np.random.default_rng(0).integers(0, rule.candidate_count, n), rule.edges_per_outer)
-        c, pair = np.divmod(rest, pairs)
-        channel = (m // per_group) * kernel.shape[1] + c
-        values = kernel[m, c, offsets[pair]] * h[channel * n_in + window_src[pair]]
-        if scale.size:
-            values *= scale[m * len(rule.valid) + rule._windows[3][pair]]
+        c, pair = np.divmod(rest, window_src.size)
+        channel = (m // (rule.outer_size // rule.group)) * kernel.shape[1] + c
+        values = kernel[m, c, offsets[pair]] * self.h[channel * int(np.prod(rule.in_shape[1:])) + window_src[pair]]
+        if self.scale.size:
+            values *= self.scale[m * len(rule.valid) + positions[pair]]
         return np.abs(values)
 
     def heavy(self, pivot, capacity, strongest, first_edge):
