@@ -155,7 +155,7 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
     with ThreadPoolExecutor(max_workers=REDUCING_THREADS) as pool:
         running = {}
         for i, step in enumerate(plan.steps):
-            while reducible and len(running) < REDUCING_THREADS + 1:  # one ahead: the threads never wait
+            while reducible and len(running) < REDUCING_LOOKAHEAD:
                 j = reducible.pop(0)
                 running[j] = pool.submit(_step_forest, plan, plan.steps[j], _flat(activations, plan.steps[j].input_tensor,
                                                                                  sample))
@@ -171,6 +171,10 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
 
 #: Threads reducing large convolutions, each its own step.
 REDUCING_THREADS = 2
+#: Steps submitted ahead of the one the engine reads: a thread that finishes a step starts the
+#: next even while a long one (a first conv on the image) holds up the stream. Each holds its
+#: activations until it runs and its forest (fewer edges than its vertices) until it is read.
+REDUCING_LOOKAHEAD = 8
 #: Steps with fewer candidate edges are streamed: reducing them on their own would not pay.
 STEP_FOREST_MIN_CANDIDATES = 1 << 22
 
