@@ -172,10 +172,10 @@ def conv_heavy_edges(kernel, windows, n_src, per_group, scale, pivot, capacity, 
 
 
 @njit(cache=True, nogil=True)
-def conv_light_edges(kernel, windows, n_src, per_group, scale, pivot, label, capacity):
-    """The second pass of ``conv_heavy_edges``: the edges with φ < ``pivot`` whose endpoints lie in
-    different components (by root ``label`` of the local ids), the first ``capacity`` of them as
-    (src, dst, φ, index), and their number."""
+def conv_light_edges(kernel, windows, n_src, per_group, scale, low, high, label, capacity):
+    """The later passes of ``conv_heavy_edges``: the edges with ``low`` ≤ φ < ``high`` (low > 0)
+    whose endpoints lie in different components (by root ``label`` of the local ids), the first
+    ``capacity`` of them as (src, dst, φ, index), and their number."""
     start, src, column, value = windows
     n_out = (start.size - 1) * per_group // kernel.shape[0]
     out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
@@ -192,12 +192,11 @@ def conv_light_edges(kernel, windows, n_src, per_group, scale, pivot, label, cap
             for e in range(start[row + p], start[row + p + 1]):
                 s = src[e]
                 phi = abs(kernel[m, column[e]] * value[e] * factor)
-                nonzero = phi != 0
-                if nonzero & (phi < pivot) & (label[s] != target_label):  # one rarely taken branch
+                if (phi >= low) & (phi < high) & (label[s] != target_label):  # one rarely taken branch
                     if n_light < capacity:
                         out_src[n_light], out_dst[n_light], out_phi[n_light], out_index[n_light] = s, t, phi, k
                     n_light += 1
-                k += nonzero
+                k += phi != 0
     n_kept = min(n_light, capacity)
     return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_light
 

@@ -227,9 +227,11 @@ def step_forest(passes, n_local: int, candidates: int) -> ForestBlock | None:
     are dropped): ``sample(n)`` the φ of n candidates drawn at random (0 for a dropped one),
     ``heavy(pivot, capacity, strongest, first_edge)`` each local vertex's first edge in entry
     order and the edges with φ ≥ pivot (at most ``capacity``) as ``_compiled.conv_heavy_edges``
-    returns them, ``light(pivot, label)`` the lighter edges between components by root label.
-    Borůvka's first edges and Kruskal over the heavy edges connect most vertices, so the light
-    pass writes few edges: the forest is exact, ties broken by position as everywhere.
+    returns them, ``light(low, high, label, capacity)`` the edges with low ≤ φ < high between
+    components by root label, likewise. Borůvka's first edges and Kruskal over the heavy edges
+    connect most vertices, so the light pass usually writes few edges; where it would write
+    more than ``capacity``, lighter bands come in later passes (``_light_forest``). The forest
+    is exact, ties broken by position as everywhere.
     """
     from . import _compiled
 
@@ -249,12 +251,33 @@ def step_forest(passes, n_local: int, candidates: int) -> ForestBlock | None:
     found = [_compiled.join_first_edges(strongest, first_edge, parent),
              *_join_in_entry_order(heavy, parent, batch)]
     if not every:
-        label = _compiled.labels(parent)
-        light, n_light = passes.light(pivot, label, capacity)
-        if n_light > capacity:  # rare: a pivot drawn too high leaves many components
-            light, _ = passes.light(pivot, label, n_light)
-        found += _join_in_entry_order(light, parent, batch)
+        found += _light_forest(passes, pivot, parent, capacity, batch)
     return ForestBlock(*_joined(found), n_edges)
+
+
+def _light_forest(passes, pivot, parent, capacity, batch: int) -> list:
+    """The forest edges among a step's edges lighter than ``pivot``, continuing ``parent`` (which
+    holds every heavier edge's joins), from ``passes.light`` in bands of φ: a band [low, high)
+    is written once it holds at most ``capacity`` edges between components, its low end raised
+    from the φ of the edges written when it would hold more (a few small components touching
+    most edges: the first conv of a CNN on an image). Kruskal over each band in entry order
+    continues the forest exactly, the lighter bands coming after."""
+    from . import _compiled
+
+    found, high = [], pivot
+    while high > _SMALLEST:
+        label, low = _compiled.labels(parent), _SMALLEST
+        edges, n_light = passes.light(low, high, label, capacity)
+        while n_light > capacity:
+            raised = _pivot(edges[2], n_light, capacity // 2)
+            if raised <= low:  # ties all the way down: write them all
+                edges, n_light = passes.light(low, high, label, n_light)
+                break
+            low = raised
+            edges, n_light = passes.light(low, high, label, capacity)
+        found += _join_in_entry_order(edges, parent, batch)
+        high = low
+    return found
 
 
 def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = False,

@@ -183,3 +183,19 @@ def test_forest_blocks_refuse_what_needs_every_edge():
     for options in ({"h1": True}, {"vertices": np.ones(2)}):
         with pytest.raises(ValueError, match="ForestBlock"):
             homology.forest_persistence([block], 2, **options)
+
+
+@pytest.mark.parametrize("ids, repeats", [
+    ([5, 6, 7, 9], False),  # increasing: decided without sorting
+    ([-1, 3, -1, 4], False),  # constants are no neurons
+    ([7, 5, 6], False),  # out of order, each once (a Concat)
+    ([4, 5, 4], True),  # a neuron standing for two elements (reflect padding)
+    ([-1, -1], False), ([], False),
+])
+def test_step_repeats(ids, repeats):
+    """Steps whose input repeats a neuron are never reduced in place (their local ids would
+    split one vertex); the check must see repeats out of order too."""
+    from onnxtopo.plan import EdgeStep
+
+    step = EdgeStep("n", "Conv", None, 1, "x", np.array(ids, np.int64))
+    assert step.repeats is repeats

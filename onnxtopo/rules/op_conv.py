@@ -157,10 +157,10 @@ class ConvPasses:
 
         return _compiled.conv_heavy_edges(*self.loops, pivot, capacity, strongest, first_edge)
 
-    def light(self, pivot, label, capacity):
+    def light(self, low, high, label, capacity):
         from .. import _compiled
 
-        return _compiled.conv_light_edges(*self.loops, pivot, label, capacity)
+        return _compiled.conv_light_edges(*self.loops, low, high, label, capacity)
 
 
 @edge_rule("ConvTranspose")
