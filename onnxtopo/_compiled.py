@@ -202,6 +202,64 @@ def conv_light_edges(kernel, windows, n_src, per_group, scale, low, high, label,
 
 
 @njit(cache=True, nogil=True)
+def dense_heavy_edges(matrix, h, rows, scale, pivot, capacity, strongest, first_edge):
+    """``conv_heavy_edges`` for a dense layer: its edges from the flat input positions ``rows``
+    (h ≠ 0, ascending) in ``dense_edges``' order and with its values, read without being written
+    but for those with φ ≥ ``pivot`` (> 0); local ids: source = input position, target =
+    h.size + output position."""
+    k_all, n = matrix.shape
+    n_src = h.size
+    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
+    k = 0
+    n_heavy = 0
+    for r in rows:
+        hr, weights, first = h[r], matrix[r % k_all], n_src + (r // k_all) * n
+        best = strongest[r]
+        for j in range(n):
+            t = first + j
+            phi = abs(weights[j] * hr * (scale[t - n_src] if scale.size else 1.0))
+            if phi > best:  # entry order is index order: the first of equal φ stays
+                best = phi
+                first_edge[0, r], first_edge[1, r], first_edge[2, r] = k, r, t
+            if phi > strongest[t]:
+                strongest[t] = phi
+                first_edge[0, t], first_edge[1, t], first_edge[2, t] = k, r, t
+            if phi >= pivot:
+                if n_heavy < capacity:
+                    out_src[n_heavy], out_dst[n_heavy], out_phi[n_heavy], out_index[n_heavy] = r, t, phi, k
+                n_heavy += 1
+            k += phi != 0
+        strongest[r] = best
+    n_kept = min(n_heavy, capacity)
+    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_heavy, k
+
+
+@njit(cache=True, nogil=True)
+def dense_light_edges(matrix, h, rows, scale, low, high, label, capacity):
+    """``conv_light_edges`` for a dense layer (see ``dense_heavy_edges``)."""
+    k_all, n = matrix.shape
+    n_src = h.size
+    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
+    k = 0
+    n_light = 0
+    for r in rows:
+        hr, weights, first = h[r], matrix[r % k_all], n_src + (r // k_all) * n
+        source_label = label[r]
+        for j in range(n):
+            t = first + j
+            phi = abs(weights[j] * hr * (scale[t - n_src] if scale.size else 1.0))
+            if (phi >= low) & (phi < high) & (label[t] != source_label):  # one rarely taken branch
+                if n_light < capacity:
+                    out_src[n_light], out_dst[n_light], out_phi[n_light], out_index[n_light] = r, t, phi, k
+                n_light += 1
+            k += phi != 0
+    n_kept = min(n_light, capacity)
+    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_light
+
+
+@njit(cache=True, nogil=True)
 def dense_edges(matrix, h, rows, input_vertices, offset, scale):
     """(src, dst, w·h) of a dense layer's edges from the flat input positions ``rows`` (those
     with h ≠ 0, ascending), in pattern order (input position, then output column), products

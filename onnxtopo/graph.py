@@ -15,7 +15,6 @@ import scipy.sparse
 
 from .plan import Plan
 from .rules import PATTERN_CACHE_EDGES, EdgeRule
-from .rules.op_conv import ConvRule
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,7 @@ def _kept_edges(step_edges, threshold: float | None = None, cut: float | None = 
 
 def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *, max_edges: int | None = None):
     """``edge_blocks`` (no threshold, no percentile) for the forest engine: (step index, block),
-    where a large convolution's block is the ``homology.ForestBlock`` of all its edges, reduced
+    where a large Conv's or dense layer's block is the ``homology.ForestBlock`` of all its edges, reduced
     without writing them out, two steps at a time in threads (the compiled passes release the
     GIL); every other step's blocks are (src, dst, φ) as from ``edge_blocks``. The engine's
     results are the same, byte for byte: the forest of a union is the forest of the union of
@@ -169,7 +168,7 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
                 yield i, edges
 
 
-#: Threads reducing large convolutions, each its own step.
+#: Threads reducing large steps in place, each its own step.
 REDUCING_THREADS = 2
 #: Steps submitted ahead of the one the engine reads: a thread that finishes a step starts the
 #: next even while a long one (a first conv on the image) holds up the stream. Each holds its
@@ -180,12 +179,14 @@ STEP_FOREST_MIN_CANDIDATES = 1 << 22
 
 
 def _reducible(step) -> bool:
-    return isinstance(step.rule, ConvRule) and step.rule.candidate_count >= STEP_FOREST_MIN_CANDIDATES and \
-        not step.repeats
+    """Whether a step's rule can reduce its edges in place (Conv, Gemm, MatMul: ``forest_passes``)
+    and should: many edges, and each input neuron once (local ids are input positions)."""
+    return getattr(step.rule, "forest_passes", None) is not None and \
+        step.rule.candidate_count >= STEP_FOREST_MIN_CANDIDATES and not step.repeats
 
 
 def _step_forest(plan: Plan, step, h: np.ndarray):
-    """A large convolution's ForestBlock in global vertex ids (None: stream its edges instead)."""
+    """A large step's ForestBlock in global vertex ids (None: stream its edges instead)."""
     from . import _compiled
     from .homology import ForestBlock, step_forest
 

@@ -251,7 +251,7 @@ def step_forest(passes, n_local: int, candidates: int) -> ForestBlock | None:
     found = [_compiled.join_first_edges(strongest, first_edge, parent),
              *_join_in_entry_order(heavy, parent, batch)]
     if not every:
-        found += _light_forest(passes, pivot, parent, capacity, batch)
+        found += _light_forest(passes, pivot, parent, batch, batch)  # bands of about a forest's size
     return ForestBlock(*_joined(found), n_edges)
 
 

@@ -87,18 +87,29 @@ def tied_conv_rule(rng, levels):
     return rule
 
 
+def tied_dense_rule(rng, levels):
+    """A random Gemm or MatMul rule (any layout) whose weights take few values: many tied φ."""
+    from test_engine_small import random_dense_rule
+
+    rule = random_dense_rule(rng)
+    rule.matrix = rng.choice(levels, size=rule.matrix.shape) * rng.choice([-1.0, 0.0, 1.0], size=rule.matrix.shape,
+                                                                          p=[0.45, 0.1, 0.45])
+    return rule
+
+
 @pytest.mark.parametrize("seed", range(40))
 @pytest.mark.parametrize("heavy_per_vertex, batch_min", [(2, 1024), (0.3, 1), (0.02, 1)],
                          ids=["default", "light-pass", "overflows"])
-def test_step_forest_is_plain_kruskal_of_the_streamed_edges(seed, heavy_per_vertex, batch_min):
-    """A conv step's forest from the compiled passes is the plain Kruskal forest of the edges the
-    step streams (same positions, φ, endpoints), ties included, with constants (h = 0), zero
-    kernel elements and a folded scale with zeros; a pivot drawn too low (many ties) gives None."""
+@pytest.mark.parametrize("make_rule", [tied_conv_rule, tied_dense_rule], ids=["conv", "dense"])
+def test_step_forest_is_plain_kruskal_of_the_streamed_edges(make_rule, seed, heavy_per_vertex, batch_min):
+    """A conv or dense step's forest from the compiled passes is the plain Kruskal forest of the
+    edges the step streams (same positions, φ, endpoints), ties included, with constants (h = 0),
+    zero weights and a folded scale with zeros; a pivot drawn too low (many ties) gives None."""
     from onnxtopo import _compiled
 
     rng = np.random.default_rng(seed)
     levels = np.array([0.5, 1.0, 2.0]) if seed % 2 else np.geomspace(1e-2, 1e2, 300)
-    rule = tied_conv_rule(rng, levels)
+    rule = make_rule(rng, levels)
     n_in, n_out = int(np.prod(rule.in_shape)), int(np.prod(rule.out_shape))
     h = rng.choice(levels, n_in) * (rng.random(n_in) < 0.6)
     scale = rng.choice([0.0, 0.5, 1.5], n_out, p=[0.1, 0.45, 0.45]) if seed % 3 else _compiled.NO_SCALE
@@ -123,7 +134,8 @@ def test_step_forest_is_plain_kruskal_of_the_streamed_edges(seed, heavy_per_vert
 def conv_stack(rng, levels):
     """A small CNN with what a large one has: strided, padded and grouped convs, one reading
     constants (a Concat with a constant), a folded per-element scale, a conv reading vertices of
-    two layers out of id order (a Concat), ReLU zeros; weights from ``levels`` (ties)."""
+    two layers out of id order (a Concat), ReLU zeros, a dense layer; weights from ``levels``
+    (ties)."""
     from conftest import make_model
 
     def weights(*shape):
@@ -136,10 +148,13 @@ def conv_stack(rng, levels):
              onnx_node("Mul", ["c2", "s"], ["n2"]),
              onnx_node("Relu", ["n2"], ["a2"]),
              onnx_node("Concat", ["a2", "a1"], ["cat"], axis=1),
-             onnx_node("Conv", ["cat", "W3"], ["y"], dilations=[2, 1])]
+             onnx_node("Conv", ["cat", "W3"], ["c3"], dilations=[2, 1]),
+             onnx_node("Relu", ["c3"], ["a3"]),
+             onnx_node("Flatten", ["a3"], ["flat"]),
+             onnx_node("Gemm", ["flat", "W4"], ["y"], transB=1, alpha=0.5)]
     return make_model(nodes, (2, 9, 12), {
         "W1": weights(4, 2, 3, 3), "k": weights(1, 2, 7, 5), "W2": weights(4, 3, 3, 3), "s": weights(4, 7, 5),
-        "W3": weights(3, 8, 2, 3)})
+        "W3": weights(3, 8, 2, 3), "W4": weights(6, 45)})
 
 
 def onnx_node(*args, **kwargs):
@@ -164,8 +179,8 @@ def test_reduced_blocks_give_the_streamed_results_and_dionysus(seed, vertices):
     options = {"vertices": vertices, "batch_size": 1}  # the constant's batch axis is 1
     with mock.patch.object(graph, "STEP_FOREST_MIN_CANDIDATES", 0), \
             mock.patch.object(homology, "STEP_HEAVY_PER_VERTEX", 0.3):
-        kinds = {type(block) for _, block in graph.reduced_blocks(analyzer.plan, analyzer.runner.run(x[:1]), 0)}
-        assert homology.ForestBlock in kinds
+        kinds = [type(block) for _, block in graph.reduced_blocks(analyzer.plan, analyzer.runner.run(x[:1]), 0)]
+        assert kinds.count(homology.ForestBlock) == 4  # every conv and the dense layer
         reduced = list(analyzer.analyze(x, **options))
         chunked = list(analyzer.analyze(x, chunk_edges=200, **options))
     oracle = list(analyzer.analyze(x, engine="dionysus", **options))
