@@ -750,7 +750,8 @@ def report_large(title: str, build, runs: list, profile_note: str, failure: str 
                  ""],
                 ["  of which the forest engine, main thread (waiting for forests, last chunk, pairing)",
                  f"{run['forest_seconds']:.1f} s", ""],
-                [f"  large convs reduced in place ({len(reduced)}, {run['reducing_threads']} threads): wall / CPU",
+                [(f"  large conv and dense steps reduced in place ({len(reduced)}, {run['reducing_threads']} "
+                  "threads): wall / CPU"),
                  f"{sum(p['seconds'] for p in reduced):.1f} s / {sum(p['cpu'] for p in reduced):.1f} s", ""],
                 [f"  chunk reductions ({len(red)}, second thread, overlapping production)",
                  f"{sum(r['seconds'] for r in red):.1f} s", ""],
