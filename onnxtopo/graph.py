@@ -138,9 +138,9 @@ def _kept_edges(step_edges, threshold: float | None = None, cut: float | None = 
 
 def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *, max_edges: int | None = None):
     """``edge_blocks`` (no threshold, no percentile) for the forest engine: (step index, block),
-    where a large Conv's or dense layer's block is the ``homology.ForestBlock`` of all its edges, reduced
-    without writing them out, two steps at a time in threads (the compiled passes release the
-    GIL); every other step's blocks are (src, dst, φ) as from ``edge_blocks``. The engine's
+    where a large Conv's or dense layer's block is the ``homology.ForestBlock`` of all its edges,
+    reduced without writing them out, two steps at a time in threads (the compiled passes release
+    the GIL); every other step's blocks are (src, dst, φ) as from ``edge_blocks``. The engine's
     results are the same, byte for byte: the forest of a union is the forest of the union of
     the forests, and each ForestBlock keeps its edges' positions in the stream.
     """
@@ -155,9 +155,9 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
         running = {}
         for i, step in enumerate(plan.steps):
             while reducible and len(running) < REDUCING_LOOKAHEAD:
-                j = reducible.pop(0)
-                running[j] = pool.submit(_step_forest, plan, plan.steps[j], _flat(activations, plan.steps[j].input_tensor,
-                                                                                 sample))
+                ahead = plan.steps[reducible[0]]
+                running[reducible.pop(0)] = pool.submit(_step_forest, plan, ahead,
+                                                        _flat(activations, ahead.input_tensor, sample))
             block = running.pop(i).result() if i in running else None
             if block is not None:
                 yield i, block

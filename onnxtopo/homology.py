@@ -285,7 +285,8 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     """Exact persistence of a graph filtration, streaming its edges through a spanning forest.
 
     ``blocks`` yields (src, dst, phi) arrays of edges (φ > 0) in graph order; an edge's index is
-    its position in that stream. For a 1-dimensional complex, the edges that kill H0 classes are
+    its position in that stream. A ``ForestBlock`` may stand for a run of consecutive edges (its
+    forest, each edge with its position in the run; not with ``h1`` or given vertex values). For a 1-dimensional complex, the edges that kill H0 classes are
     the maximum spanning forest Kruskal builds in entry order, and the forest of a union of edge
     sets is the forest of the union of their forests: edges are gathered into chunks of about
     ``chunk_edges``, each reduced with the forest so far, so memory stays bounded. Only the
