@@ -390,8 +390,7 @@ def scenario_large_run(path: str, chunk_edges: int | None = None, max_blocks: in
     import itertools
 
     import onnxtopo
-    from onnxtopo import homology
-    from onnxtopo.graph import edge_blocks
+    from onnxtopo import graph, homology
 
     chunk = chunk_edges or homology.DEFAULT_CHUNK_EDGES
     rss = {}
@@ -413,21 +412,38 @@ def scenario_large_run(path: str, chunk_edges: int | None = None, max_blocks: in
         return out
 
     homology._reduce = timed_reduce
-    # Per edge step: blocks, edges kept (φ > 0) and the time spent producing them. The forest
-    # engine pulls blocks lazily, so timing each next() separates producing edges from reducing.
-    per_step = [{"node": step.node, "blocks": 0, "edges": 0, "seconds": 0.0} for step in plan.steps]
+    # Per edge step: blocks, edges kept (φ > 0) and the time spent producing them. Streamed steps
+    # are produced in the main thread as the engine pulls their blocks, so timing each next()
+    # separates producing edges from reducing them; a large conv's forest is computed in a
+    # thread of graph.reduced_blocks, timed there (wall and that thread's CPU time).
+    per_step = [{"node": step.node, "blocks": 0, "edges": 0, "seconds": 0.0, "forest": None, "cpu": None}
+                for step in plan.steps]
+    step_forest = graph._step_forest
+    index = {id(step): i for i, step in enumerate(plan.steps)}
+
+    def timed_step_forest(plan_, step, h):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        out = step_forest(plan_, step, h)
+        per_step[index[id(step)]].update(seconds=time.perf_counter() - wall, cpu=time.thread_time() - cpu)
+        return out
+
+    graph._step_forest = timed_step_forest
 
     def blocks(acts):
-        stream = edge_blocks(plan, acts, 0, max_edges=chunk)  # cut as Analyzer.analyze cuts them
+        stream = graph.reduced_blocks(plan, acts, 0, max_edges=chunk)  # as Analyzer.analyze runs them
         for _ in itertools.repeat(None) if max_blocks is None else range(max_blocks):
             t, item = clock(next, stream, None)
             if item is None:
                 return
-            step, src, dst, phi = item
+            step, block = item
             per_step[step]["blocks"] += 1
-            per_step[step]["edges"] += src.size
-            per_step[step]["seconds"] += t
-            yield src, dst, phi
+            if isinstance(block, homology.ForestBlock):
+                per_step[step]["edges"] += block.n_edges
+                per_step[step]["forest"] = block.src.size
+            else:
+                per_step[step]["edges"] += block[0].size
+                per_step[step]["seconds"] += t
+            yield block
 
     with profiled():
         t_act, acts = clock(analyzer.runner.run, image_input())
@@ -436,7 +452,7 @@ def scenario_large_run(path: str, chunk_edges: int | None = None, max_blocks: in
         t_stream, result = clock(homology.forest_persistence, blocks(acts), plan.n_vertices, chunk_edges=chunk)
         cpu = time.process_time() - cpu  # both threads: on a loaded machine, what the wall time hides
         rss["edges+persistence"] = vm_status("VmHWM")
-    produce = sum(s["seconds"] for s in per_step)
+    produce = sum(s["seconds"] for s in per_step if s["forest"] is None)
     act_stats = [{"tensor": step.input_tensor, "mean": float(a.mean()), "std": float(a.std()), "max": float(a.max()),
                   "zero": float((a == 0).mean())}
                  for step in plan.steps for a in [acts[step.input_tensor]]]
@@ -452,7 +468,8 @@ def scenario_large_run(path: str, chunk_edges: int | None = None, max_blocks: in
             "activations_seconds": t_act, "stream_seconds": t_stream, "stream_cpu_seconds": cpu,
             "edges_seconds": produce, "forest_seconds": t_stream - produce, "reductions": reductions, "rss": rss,
             "per_step": per_step, "activation_stats": act_stats, "partial": max_blocks is not None,
-            "chunk_edges": chunk, "held": held, "estimate": package_estimate(plan, chunk),
+            "chunk_edges": chunk, "reducing_threads": graph.REDUCING_THREADS, "held": held,
+            "estimate": package_estimate(plan, chunk),
             "blocks": sum(s["blocks"] for s in per_step), "edges": sum(s["edges"] for s in per_step),
             "h0_points": len(result.h0), "subgraph_edges": len(result.subgraph)}
 
@@ -757,6 +774,7 @@ def report_large(title: str, build, runs: list, profile_note: str, failure: str 
             [[a["tensor"], f"{a['mean']:.3f}", f"{a['std']:.3f}", f"{a['max']:.2f}", f"{a['zero']:.2f}"]
              for a in run["activation_stats"]]))
         red = run["reductions"]
+        reduced = [p for p in run["per_step"] if p.get("forest") is not None]
         per_input = run["activations_seconds"] + run["stream_seconds"]
         rss = run["rss"]
         rows = [["load + check + plan (once per model)", f"{run['plan_seconds']:.1f} s", gib(rss["plan"])],
@@ -764,9 +782,13 @@ def report_large(title: str, build, runs: list, profile_note: str, failure: str 
                 ["activations, 1 input", f"{run['activations_seconds']:.2f} s", gib(rss["activations"])],
                 ["edges + persistence (streamed)", f"{run['stream_seconds']:.1f} s", gib(rss["edges+persistence"])],
                 ["  CPU time of both threads (edges + persistence)", f"{run['stream_cpu_seconds']:.1f} s", ""],
-                ["  of which producing edge blocks (edge_blocks, main thread)", f"{run['edges_seconds']:.1f} s", ""],
-                ["  of which the forest engine, main thread (waiting, last chunk, pairing)",
+                ["  of which producing the streamed steps' edge blocks (main thread)", f"{run['edges_seconds']:.1f} s",
+                 ""],
+                ["  of which the forest engine, main thread (waiting for forests, last chunk, pairing)",
                  f"{run['forest_seconds']:.1f} s", ""],
+                [(f"  large conv and dense steps reduced in place ({len(reduced)}, {run['reducing_threads']} "
+                  "threads): wall / CPU"),
+                 f"{sum(p['seconds'] for p in reduced):.1f} s / {sum(p['cpu'] for p in reduced):.1f} s", ""],
                 [f"  chunk reductions ({len(red)}, second thread, overlapping production)",
                  f"{sum(r['seconds'] for r in red):.1f} s", ""],
                 ["per input (activations + edges + persistence)", f"{per_input:.1f} s", ""],
@@ -779,10 +801,14 @@ def report_large(title: str, build, runs: list, profile_note: str, failure: str 
         heading = f"### {title}, one input, forest engine, chunk_edges = {run['chunk_edges']:,}"
         sections.append(heading + (" (PARTIAL run)" if run["partial"] else "") + "\n\n"
                         + table(["stage", "time", "peak RSS after stage"], rows))
-        sections.append("Edge production per edge step (edge_blocks):\n\n" + table(
-            ["node", "blocks", "edges with φ > 0", "time", "ns per edge"],
-            [[p["node"], p["blocks"], f"{p['edges']:,}", f"{p['seconds']:.2f} s",
-              f"{p['seconds'] / p['edges'] * 1e9:.0f}" if p["edges"] else "-"] for p in run["per_step"]]))
+        sections.append("Edges per edge step: streamed as blocks (main thread), or reduced in place to a forest "
+                        "(graph.reduced_blocks, in a thread: its wall and CPU time):\n\n" + table(
+                            ["node", "blocks", "edges with φ > 0", "as", "time", "CPU", "ns per edge"],
+                            [[p["node"], p["blocks"], f"{p['edges']:,}",
+                              "streamed" if p.get("forest") is None else f"forest of {p['forest']:,}",
+                              f"{p['seconds']:.2f} s", "" if p.get("cpu") is None else f"{p['cpu']:.2f} s",
+                              f"{p['seconds'] / p['edges'] * 1e9:.1f}" if p["edges"] else "-"]
+                             for p in run["per_step"]]))
         if len(red) <= MAX_REDUCTION_ROWS:
             sections.append("Spanning-forest reductions (edges gathered, forest kept, time, peak RSS so far):\n\n"
                             + table(["#", "edges in", "forest out", "time", "peak RSS"],

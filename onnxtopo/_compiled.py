@@ -97,6 +97,169 @@ def conv_edges(kernel, h, window_start, window_src, window_offset, first, stop, 
 
 
 @njit(cache=True, nogil=True)
+def conv_windows(h, window_start, window_src, window_offset, n_groups, group_channels, n_in, n_offsets):
+    """The nonzero inputs of each window of a convolution, read once for all its output
+    channels: for group g and output position p, entries ``start[g·P + p] .. start[g·P + p + 1]-1``
+    in ``conv_edges``' order (input channel, kernel offset), each with its flat input position,
+    its column in the kernel viewed as (M, C/group · offsets), and h there. The passes below
+    then never visit a zero activation (ReLU makes about half of them)."""
+    n_out = window_start.size - 1
+    size = 0
+    for g in range(n_groups):
+        for c in range(group_channels):
+            base = (g * group_channels + c) * n_in
+            for j in range(window_src.size):
+                size += h[base + window_src[j]] != 0
+    start = np.empty(n_groups * n_out + 1, np.int64)
+    src, column, value = np.empty(size, np.int32), np.empty(size, np.int32), np.empty(size)
+    e = 0
+    for g in range(n_groups):
+        for p in range(n_out):
+            start[g * n_out + p] = e
+            for c in range(group_channels):
+                base = (g * group_channels + c) * n_in
+                for j in range(window_start[p], window_start[p + 1]):
+                    s = base + window_src[j]
+                    src[e], column[e], value[e] = s, c * n_offsets + window_offset[j], h[s]
+                    e += h[s] != 0
+    start[n_groups * n_out] = e
+    return start, src, column, value
+
+
+@njit(cache=True, nogil=True)
+def conv_heavy_edges(kernel, windows, n_src, per_group, scale, pivot, capacity, strongest, first_edge):
+    """One read-only pass over a whole convolution's edges, in ``conv_edges``' order and with its
+    values, from its ``conv_windows`` (of h: 0 where the input is a constant) and its kernel
+    viewed as (M, C/group · offsets), that writes only the edges with φ ≥ ``pivot`` (> 0).
+
+    Edges are in local ids: source = flat input position, target = ``n_src`` + flat output
+    position; index = position among the step's edges (φ > 0). Updates, as ``scan_block``, each
+    local vertex's first edge in entry order (``strongest``, ``first_edge``). Returns the first
+    ``capacity`` heavy edges as (src, dst, φ, index), the number of heavy edges and of edges.
+    """
+    start, src, column, value = windows
+    n_out = (start.size - 1) * per_group // kernel.shape[0]
+    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
+    k = 0
+    n_heavy = 0
+    for m in range(kernel.shape[0]):
+        row = (m // per_group) * n_out
+        for p in range(n_out):
+            target = m * n_out + p
+            t = n_src + target
+            factor = scale[target] if scale.size else 1.0  # × 1.0 is exact: conv_edges' values
+            best = strongest[t]
+            for e in range(start[row + p], start[row + p + 1]):
+                s = src[e]
+                phi = abs(kernel[m, column[e]] * value[e] * factor)
+                # No branch on φ = 0 (a zero kernel element or scale): a zero is never above
+                # anything, and the index only moves on past edges.
+                if phi > best:  # entry order is index order: the first of equal φ stays
+                    best = phi
+                    first_edge[0, t], first_edge[1, t], first_edge[2, t] = k, s, t
+                if phi > strongest[s]:
+                    strongest[s] = phi
+                    first_edge[0, s], first_edge[1, s], first_edge[2, s] = k, s, t
+                if phi >= pivot:
+                    if n_heavy < capacity:
+                        out_src[n_heavy], out_dst[n_heavy], out_phi[n_heavy], out_index[n_heavy] = s, t, phi, k
+                    n_heavy += 1
+                k += phi != 0
+            strongest[t] = best
+    n_kept = min(n_heavy, capacity)
+    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_heavy, k
+
+
+@njit(cache=True, nogil=True)
+def conv_light_edges(kernel, windows, n_src, per_group, scale, low, high, label, capacity):
+    """The later passes of ``conv_heavy_edges``: the edges with ``low`` ≤ φ < ``high`` (low > 0)
+    whose endpoints lie in different components (by root ``label`` of the local ids), the first
+    ``capacity`` of them as (src, dst, φ, index), and their number."""
+    start, src, column, value = windows
+    n_out = (start.size - 1) * per_group // kernel.shape[0]
+    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
+    k = 0
+    n_light = 0
+    for m in range(kernel.shape[0]):
+        row = (m // per_group) * n_out
+        for p in range(n_out):
+            target = m * n_out + p
+            t = n_src + target
+            factor = scale[target] if scale.size else 1.0
+            target_label = label[t]
+            for e in range(start[row + p], start[row + p + 1]):
+                s = src[e]
+                phi = abs(kernel[m, column[e]] * value[e] * factor)
+                if (phi >= low) & (phi < high) & (label[s] != target_label):  # one rarely taken branch
+                    if n_light < capacity:
+                        out_src[n_light], out_dst[n_light], out_phi[n_light], out_index[n_light] = s, t, phi, k
+                    n_light += 1
+                k += phi != 0
+    n_kept = min(n_light, capacity)
+    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_light
+
+
+@njit(cache=True, nogil=True)
+def dense_heavy_edges(matrix, h, rows, scale, pivot, capacity, strongest, first_edge):
+    """``conv_heavy_edges`` for a dense layer: its edges from the flat input positions ``rows``
+    (h ≠ 0, ascending) in ``dense_edges``' order and with its values, read without being written
+    but for those with φ ≥ ``pivot`` (> 0); local ids: source = input position, target =
+    h.size + output position."""
+    k_all, n = matrix.shape
+    n_src = h.size
+    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
+    k = 0
+    n_heavy = 0
+    for r in rows:
+        hr, weights, first = h[r], matrix[r % k_all], n_src + (r // k_all) * n
+        best = strongest[r]
+        for j in range(n):
+            t = first + j
+            phi = abs(weights[j] * hr * (scale[t - n_src] if scale.size else 1.0))
+            if phi > best:  # entry order is index order: the first of equal φ stays
+                best = phi
+                first_edge[0, r], first_edge[1, r], first_edge[2, r] = k, r, t
+            if phi > strongest[t]:
+                strongest[t] = phi
+                first_edge[0, t], first_edge[1, t], first_edge[2, t] = k, r, t
+            if phi >= pivot:
+                if n_heavy < capacity:
+                    out_src[n_heavy], out_dst[n_heavy], out_phi[n_heavy], out_index[n_heavy] = r, t, phi, k
+                n_heavy += 1
+            k += phi != 0
+        strongest[r] = best
+    n_kept = min(n_heavy, capacity)
+    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_heavy, k
+
+
+@njit(cache=True, nogil=True)
+def dense_light_edges(matrix, h, rows, scale, low, high, label, capacity):
+    """``conv_light_edges`` for a dense layer (see ``dense_heavy_edges``)."""
+    k_all, n = matrix.shape
+    n_src = h.size
+    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
+    k = 0
+    n_light = 0
+    for r in rows:
+        hr, weights, first = h[r], matrix[r % k_all], n_src + (r // k_all) * n
+        source_label = label[r]
+        for j in range(n):
+            t = first + j
+            phi = abs(weights[j] * hr * (scale[t - n_src] if scale.size else 1.0))
+            if (phi >= low) & (phi < high) & (label[t] != source_label):  # one rarely taken branch
+                if n_light < capacity:
+                    out_src[n_light], out_dst[n_light], out_phi[n_light], out_index[n_light] = r, t, phi, k
+                n_light += 1
+            k += phi != 0
+    n_kept = min(n_light, capacity)
+    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_light
+
+
+@njit(cache=True, nogil=True)
 def dense_edges(matrix, h, rows, input_vertices, offset, scale):
     """(src, dst, w·h) of a dense layer's edges from the flat input positions ``rows`` (those
     with h ≠ 0, ascending), in pattern order (input position, then output column), products

@@ -12,7 +12,7 @@ from .activations import ActivationRunner
 from .errors import BadInputError, InvalidFiltrationError
 from .executors import ProcessExecutor, analyze_batch_task
 from .filtration import superlevel_filtration
-from .graph import InducedGraph, build_graph, edge_blocks
+from .graph import InducedGraph, build_graph, edge_blocks, reduced_blocks
 from .homology import (
     DEFAULT_CHUNK_EDGES,
     ENGINES,
@@ -216,9 +216,13 @@ class Analyzer:
             graph = build_graph(self.plan, activations, sample, threshold=opts.threshold, percentile=opts.percentile)
             result = persistence(graph, h1=opts.h1, vertices=opts.vertices, engine=opts.engine)
         else:
-            blocks = ((src, dst, phi) for _, src, dst, phi in
-                      edge_blocks(self.plan, activations, sample, threshold=opts.threshold,
-                                  percentile=opts.percentile, max_edges=opts.chunk_edges))
+            if opts.threshold is None and opts.percentile is None and not opts.h1 and isinstance(opts.vertices, str):
+                blocks = (block for _, block in reduced_blocks(self.plan, activations, sample,
+                                                                max_edges=opts.chunk_edges))
+            else:
+                blocks = ((src, dst, phi) for _, src, dst, phi in
+                          edge_blocks(self.plan, activations, sample, threshold=opts.threshold,
+                                      percentile=opts.percentile, max_edges=opts.chunk_edges))
             result = forest_persistence(blocks, n_vertices, vertices=opts.vertices, h1=opts.h1,
                                         chunk_edges=opts.chunk_edges)
         return AnalysisResult(index, n_vertices, result.n_edges, result)

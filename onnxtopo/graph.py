@@ -7,6 +7,7 @@ in the graph.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,20 +114,91 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
             products = [np.abs(v) for _, _, v in _step_edges(plan, step, h, context, max_edges, n_vertices,
                                                             keep_zeros=True)]
             cut = np.percentile(np.concatenate(products), percentile)
-        for src, dst, values in _step_edges(plan, step, h, context, max_edges, n_vertices):
-            phi = np.abs(values, out=values)  # _step_edges makes fresh arrays: no copy needed
-            if threshold is None and cut is None and (not phi.size or phi.min() > 0):
-                yield i, src, dst, phi  # the rules drop zero products already: usually nothing to check
+        for src, dst, phi in _kept_edges(_step_edges(plan, step, h, context, max_edges, n_vertices), threshold, cut):
+            yield i, src, dst, phi
+
+
+def _kept_edges(step_edges, threshold: float | None = None, cut: float | None = None):
+    """(src, dst, φ) of the edges of ``_step_edges`` blocks that are in the graph (see ``edge_blocks``)."""
+    for src, dst, values in step_edges:
+        phi = np.abs(values, out=values)  # _step_edges makes fresh arrays: no copy needed
+        if threshold is None and cut is None and (not phi.size or phi.min() > 0):
+            yield src, dst, phi  # the rules drop zero products already: usually nothing to check
+            continue
+        keep = phi > 0  # False for NaN as for 0: both dropped
+        if threshold is not None:
+            keep &= phi >= threshold
+        if cut is not None:
+            keep &= phi > cut
+        if keep.all():
+            yield src, dst, phi
+        else:
+            yield src[keep], dst[keep], phi[keep]
+
+
+def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *, max_edges: int | None = None):
+    """``edge_blocks`` (no threshold, no percentile) for the forest engine: (step index, block),
+    where a large Conv's or dense layer's block is the ``homology.ForestBlock`` of all its edges,
+    reduced without writing them out, two steps at a time in threads (the compiled passes release
+    the GIL); every other step's blocks are (src, dst, φ) as from ``edge_blocks``. The engine's
+    results are the same, byte for byte: the forest of a union is the forest of the union of
+    the forests, and each ForestBlock keeps its edges' positions in the stream.
+    """
+    last = plan.layers[-1]
+    n_vertices = last.offset + last.size
+    reducible = [i for i, step in enumerate(plan.steps) if _reducible(step)]
+    if not reducible:
+        for i, src, dst, phi in edge_blocks(plan, activations, sample, max_edges=max_edges):
+            yield i, (src, dst, phi)
+        return
+    with ThreadPoolExecutor(max_workers=REDUCING_THREADS) as pool:
+        running = {}
+        for i, step in enumerate(plan.steps):
+            while reducible and len(running) < REDUCING_LOOKAHEAD:
+                ahead = plan.steps[reducible[0]]
+                running[reducible.pop(0)] = pool.submit(_step_forest, plan, ahead,
+                                                        _flat(activations, ahead.input_tensor, sample))
+            block = running.pop(i).result() if i in running else None
+            if block is not None:
+                yield i, block
                 continue
-            keep = phi > 0  # False for NaN as for 0: both dropped
-            if threshold is not None:
-                keep &= phi >= threshold
-            if cut is not None:
-                keep &= phi > cut
-            if keep.all():
-                yield i, src, dst, phi
-            else:
-                yield i, src[keep], dst[keep], phi[keep]
+            h = _flat(activations, step.input_tensor, sample)
+            context = {name: _flat(activations, name, sample) for name in step.rule.reads}
+            for edges in _kept_edges(_step_edges(plan, step, h, context, max_edges, n_vertices)):
+                yield i, edges
+
+
+#: Threads reducing large steps in place, each its own step.
+REDUCING_THREADS = 2
+#: Steps submitted ahead of the one the engine reads: a thread that finishes a step starts the
+#: next even while a long one (a first conv on the image) holds up the stream. Each holds its
+#: activations until it runs and its forest (fewer edges than its vertices) until it is read.
+REDUCING_LOOKAHEAD = 8
+#: Steps with fewer candidate edges are streamed: reducing them on their own would not pay.
+STEP_FOREST_MIN_CANDIDATES = 1 << 22
+
+
+def _reducible(step) -> bool:
+    """Whether a step's rule can reduce its edges in place (Conv, Gemm, MatMul: ``forest_passes``)
+    and should: many edges, and each input neuron once (local ids are input positions)."""
+    return getattr(step.rule, "forest_passes", None) is not None and \
+        step.rule.candidate_count >= STEP_FOREST_MIN_CANDIDATES and not step.repeats
+
+
+def _step_forest(plan: Plan, step, h: np.ndarray):
+    """A large step's ForestBlock in global vertex ids (None: stream its edges instead)."""
+    from . import _compiled
+    from .homology import ForestBlock, step_forest
+
+    if step.reads_constants:
+        h = np.where(step.input_vertices >= 0, h, 0.0)  # a constant's product makes no edge
+    scale = plan.scales.get(step.target, _compiled.NO_SCALE)
+    forest = step_forest(step.rule.forest_passes(h, scale), h.size + plan.layers[step.target].size,
+                         step.rule.candidate_count)
+    if forest is None:
+        return None
+    return ForestBlock(step.input_vertices[forest.src], forest.dst - h.size + plan.layers[step.target].offset,
+                       forest.phi, forest.index, forest.n_edges)
 
 
 def _flat(activations, name: str, sample: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +34,23 @@ FILTER_EDGES_PER_VERTEX = 1
 FILTER_HEAVY_SHARE = 20
 #: φ values sampled to choose a Filter-Kruskal pivot.
 PIVOT_SAMPLE = 1024
+#: A step reduced on its own (``step_forest``) writes out about STEP_HEAVY_PER_VERTEX edges per
+#: vertex it touches in its first pass, from a pivot drawn from STEP_PIVOT_SAMPLE candidate edges
+#: (a large sample: the share kept is often below 1 %).
+STEP_HEAVY_PER_VERTEX = 2
+STEP_PIVOT_SAMPLE = 1 << 16
+_SMALLEST = np.nextafter(0.0, 1.0)  # a pivot that keeps every edge (φ > 0)
+
+
+class ForestBlock(NamedTuple):
+    """The maximum spanning forest of ``n_edges`` consecutive edges of the stream, in place of
+    those edges: its edges' src, dst, φ, and ``index``, each one's position among the n_edges."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    phi: np.ndarray
+    index: np.ndarray
+    n_edges: int
 
 
 @dataclass(frozen=True)
@@ -179,13 +197,18 @@ def _stream_forest(blocks, n_vertices: int, chunk_edges: int):
                np.zeros(n_vertices))
     pending, pending_edges, n_edges, running = [], 0, 0, None
     with ThreadPoolExecutor(max_workers=1) as reducer:  # its thread starts with a second chunk
-        for src, dst, phi in blocks:
+        for block in blocks:
+            src = block[0]
             if pending and pending_edges + src.size > chunk_edges:
                 reduced = running.result() if running else reduced
                 running = reducer.submit(_reduce, reduced[0], pending, n_vertices, batch, False)
                 pending, pending_edges = [], 0
-            pending.append((src, dst, phi, _compiled.NO_INDEX, n_edges))
-            n_edges += src.size
+            if isinstance(block, ForestBlock):
+                pending.append((src, block.dst, block.phi, block.index + n_edges, 0))
+                n_edges += block.n_edges
+            else:
+                pending.append((*block, _compiled.NO_INDEX, n_edges))
+                n_edges += src.size
             pending_edges += src.size
         reduced = running.result() if running else reduced
     if pending:
@@ -195,12 +218,75 @@ def _stream_forest(blocks, n_vertices: int, chunk_edges: int):
     return (*reduced, n_edges)
 
 
+def step_forest(passes, n_local: int, candidates: int) -> ForestBlock | None:
+    """The maximum spanning forest of one edge step's edges, in the step's local vertex ids,
+    computed by the step's own compiled ``passes`` without writing out every edge; None when
+    too many edges tie at the pivot (then the step's edges are to be streamed).
+
+    ``passes`` reads the step's edges in stream order (``candidates`` of them before φ = 0 ones
+    are dropped): ``sample(n)`` the φ of n candidates drawn at random (0 for a dropped one),
+    ``heavy(pivot, capacity, strongest, first_edge)`` each local vertex's first edge in entry
+    order and the edges with φ ≥ pivot (at most ``capacity``) as ``_compiled.conv_heavy_edges``
+    returns them, ``light(low, high, label, capacity)`` the edges with low ≤ φ < high between
+    components by root label, likewise. Borůvka's first edges and Kruskal over the heavy edges
+    connect most vertices, so the light pass usually writes few edges; where it would write
+    more than ``capacity``, lighter bands come in later passes (``_light_forest``). The forest
+    is exact, ties broken by position as everywhere.
+    """
+    from . import _compiled
+
+    wanted = max(1, int(STEP_HEAVY_PER_VERTEX * n_local))
+    sample = passes.sample(STEP_PIVOT_SAMPLE)
+    sample = sample[sample > 0]
+    estimate = candidates * sample.size // STEP_PIVOT_SAMPLE  # edges with φ > 0
+    every = not (estimate > 2 * wanted and sample.size)  # few edges: all of them are heavy
+    pivot = _SMALLEST if every else _pivot(sample, estimate, wanted)
+    capacity = 3 * wanted + FILTER_BATCH_MIN
+    strongest, first_edge = np.zeros(n_local), np.zeros((3, n_local), np.int64)
+    heavy, n_heavy, n_edges = passes.heavy(pivot, capacity, strongest, first_edge)
+    if n_heavy > capacity:
+        return None
+    parent = np.arange(n_local)
+    batch = max(FILTER_BATCH_MIN, n_local)
+    found = [_compiled.join_first_edges(strongest, first_edge, parent),
+             *_join_in_entry_order(heavy, parent, batch)]
+    if not every:
+        found += _light_forest(passes, pivot, parent, batch, batch)  # bands of about a forest's size
+    return ForestBlock(*_joined(found), n_edges)
+
+
+def _light_forest(passes, pivot, parent, capacity, batch: int) -> list:
+    """The forest edges among a step's edges lighter than ``pivot``, continuing ``parent`` (which
+    holds every heavier edge's joins), from ``passes.light`` in bands of φ: a band [low, high)
+    is written once it holds at most ``capacity`` edges between components, its low end raised
+    from the φ of the edges written when it would hold more (a few small components touching
+    most edges: the first conv of a CNN on an image). Kruskal over each band in entry order
+    continues the forest exactly, the lighter bands coming after."""
+    from . import _compiled
+
+    found, high = [], pivot
+    while high > _SMALLEST:
+        label, low = _compiled.labels(parent), _SMALLEST
+        edges, n_light = passes.light(low, high, label, capacity)
+        while n_light > capacity:
+            raised = _pivot(edges[2], n_light, capacity // 2)
+            if raised <= low:  # ties all the way down: write them all
+                edges, n_light = passes.light(low, high, label, n_light)
+                break
+            low = raised
+            edges, n_light = passes.light(low, high, label, capacity)
+        found += _join_in_entry_order(edges, parent, batch)
+        high = low
+    return found
+
+
 def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = False,
                        chunk_edges: int = DEFAULT_CHUNK_EDGES) -> Persistence:
     """Exact persistence of a graph filtration, streaming its edges through a spanning forest.
 
     ``blocks`` yields (src, dst, phi) arrays of edges (φ > 0) in graph order; an edge's index is
-    its position in that stream. For a 1-dimensional complex, the edges that kill H0 classes are
+    its position in that stream. A ``ForestBlock`` may stand for a run of consecutive edges (its
+    forest, each edge with its position in the run; not with ``h1`` or given vertex values). For a 1-dimensional complex, the edges that kill H0 classes are
     the maximum spanning forest Kruskal builds in entry order, and the forest of a union of edge
     sets is the forest of the union of their forests: edges are gathered into chunks of about
     ``chunk_edges``, each reduced with the forest so far, so memory stays bounded. Only the
@@ -214,7 +300,14 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     all_phi = []
 
     def checked(blocks):
-        for src, dst, phi in blocks:
+        for block in blocks:
+            if isinstance(block, ForestBlock):
+                if given is not None or h1:
+                    raise ValueError("a ForestBlock holds a forest, not every edge: given vertex values cannot be "
+                                     "checked against it, nor H1 computed; pass the edges themselves")
+                yield block
+                continue
+            src, dst, phi = block
             # One array type per argument, so that the compiled code has one version to load.
             src, dst = np.ascontiguousarray(src, np.int64), np.ascontiguousarray(dst, np.int64)
             phi = np.ascontiguousarray(phi, np.float64)

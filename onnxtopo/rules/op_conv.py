@@ -15,6 +15,8 @@ ConvTranspose also output_padding and output_shape.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from . import EdgePattern, EdgeRule, attribute, edge_rule, refuse
@@ -71,14 +73,20 @@ class ConvRule(EdgeRule):
 
         return self.global_nonzero_edges(h, max_edges, _compiled.NO_INDEX, 0, _compiled.NO_SCALE)
 
+    @cached_property
+    def _windows(self):
+        """The windows as the compiled loops read them: (window_start, window_src, kernel offset,
+        output position) per valid (output position, kernel offset) pair, in row-major order."""
+        positions, offsets = np.nonzero(self.valid)
+        return np.searchsorted(positions, np.arange(len(self.valid) + 1)), self.windows[positions, offsets], \
+            offsets, positions
+
     def global_nonzero_edges(self, h, max_edges, input_vertices, offset, scale):
         """``nonzero_edges`` in global vertex ids, as ``_compiled.global_edges`` maps them (with
         ``input_vertices`` not empty), in the same loop."""
         from .. import _compiled
 
-        positions, offsets = np.nonzero(self.valid)  # row-major: position, then kernel offset
-        window_start = np.searchsorted(positions, np.arange(len(self.valid) + 1))
-        window_src = self.windows[positions, offsets]
+        window_start, window_src, offsets, _ = self._windows
         kernel = self.kernel.reshape(*self.kernel.shape[:2], -1)
         out_channels = self.outer_size
         step = out_channels if max_edges is None else max(1, max_edges // max(1, self.edges_per_outer))
@@ -87,6 +95,11 @@ class ConvRule(EdgeRule):
                                        min(start + step, out_channels), out_channels // self.group,
                                        int(np.prod(self.in_shape[1:])), len(self.valid),
                                        input_vertices, offset, scale)
+
+    def forest_passes(self, h, scale) -> ConvPasses:
+        """The passes ``homology.step_forest`` reduces this step's edges with, for activations ``h``
+        (0 where the input is a constant) and the folded ``scale`` of the targets (or empty)."""
+        return ConvPasses(self, h, scale)
 
     def build_pattern(self, part: slice) -> EdgePattern:
         out_channels, group_channels = self.kernel.shape[:2]
@@ -105,6 +118,49 @@ class ConvRule(EdgeRule):
             dst=np.broadcast_to(dst, shape)[keep].astype(np.int64),
             weight=np.broadcast_to(weight, shape)[keep],
         )
+
+
+class ConvPasses:
+    """A convolution's edges read in place by compiled passes (see ``homology.step_forest``).
+
+    Local vertex ids: the flat input positions, then h.size + each flat output position.
+    """
+
+    def __init__(self, rule: ConvRule, h: np.ndarray, scale: np.ndarray):
+        from .. import _compiled
+
+        window_start, window_src, offsets, _ = rule._windows
+        kernel = rule.kernel.reshape(*rule.kernel.shape[:2], -1)
+        self.rule, self.h, self.scale = rule, h, scale
+        per_group = rule.outer_size // rule.group
+        windows = _compiled.conv_windows(h, window_start, window_src, offsets, rule.group, kernel.shape[1],
+                                         int(np.prod(rule.in_shape[1:])), kernel.shape[2])
+        self.loops = (kernel.reshape(kernel.shape[0], -1), windows, h.size, per_group, scale)
+
+    def sample(self, n: int) -> np.ndarray:
+        """φ of ``n`` candidate edges drawn uniformly (with a fixed seed: runs repeat exactly)."""
+        rule = self.rule
+        _, window_src, offsets, positions = rule._windows
+        kernel = rule.kernel.reshape(*rule.kernel.shape[:2], -1)
+        if not rule.candidate_count:
+            return np.zeros(0)
+        m, rest = np.divmod(np.random.default_rng(0).integers(0, rule.candidate_count, n), rule.edges_per_outer)
+        c, pair = np.divmod(rest, window_src.size)
+        channel = (m // (rule.outer_size // rule.group)) * kernel.shape[1] + c
+        values = kernel[m, c, offsets[pair]] * self.h[channel * int(np.prod(rule.in_shape[1:])) + window_src[pair]]
+        if self.scale.size:
+            values *= self.scale[m * len(rule.valid) + positions[pair]]
+        return np.abs(values)
+
+    def heavy(self, pivot, capacity, strongest, first_edge):
+        from .. import _compiled
+
+        return _compiled.conv_heavy_edges(*self.loops, pivot, capacity, strongest, first_edge)
+
+    def light(self, low, high, label, capacity):
+        from .. import _compiled
+
+        return _compiled.conv_light_edges(*self.loops, low, high, label, capacity)
 
 
 @edge_rule("ConvTranspose")

@@ -54,6 +54,11 @@ class DenseRule(EdgeRule):
     # The compiled loop beats even a kept pattern: it never reads the rows of zero inputs.
     prefer_global_edges = True
 
+    def forest_passes(self, h, scale) -> DensePasses:
+        """The passes ``homology.step_forest`` reduces this step's edges with, for activations ``h``
+        (0 where the input is a constant) and the folded ``scale`` of the targets (or empty)."""
+        return DensePasses(self, h, scale)
+
     def build_pattern(self, part: slice) -> EdgePattern:
         k_all, n = self.matrix.shape
         k = np.arange(k_all)[part]
@@ -67,6 +72,39 @@ class DenseRule(EdgeRule):
             dst=np.broadcast_to(dst, shape).ravel().astype(np.int64),
             weight=np.broadcast_to(self.matrix[k][None], shape).ravel(),
         )
+
+
+class DensePasses:
+    """A dense layer's edges read in place by compiled passes (see ``homology.step_forest``).
+
+    Local vertex ids: the flat input positions, then h.size + each flat output position.
+    """
+
+    def __init__(self, rule: DenseRule, h: np.ndarray, scale: np.ndarray):
+        self.rule, self.h, self.scale, self.rows = rule, h, scale, np.flatnonzero(h)
+
+    def sample(self, n: int) -> np.ndarray:
+        """φ of ``n`` candidate edges drawn uniformly (with a fixed seed: runs repeat exactly)."""
+        matrix = self.rule.matrix
+        if not self.rule.candidate_count:
+            return np.zeros(0)
+        r, j = np.divmod(np.random.default_rng(0).integers(0, self.rule.candidate_count, n), matrix.shape[1])
+        values = matrix[r % matrix.shape[0], j] * self.h[r]
+        if self.scale.size:
+            values *= self.scale[(r // matrix.shape[0]) * matrix.shape[1] + j]
+        return np.abs(values)
+
+    def heavy(self, pivot, capacity, strongest, first_edge):
+        from .. import _compiled
+
+        return _compiled.dense_heavy_edges(self.rule.matrix, self.h, self.rows, self.scale, pivot, capacity,
+                                           strongest, first_edge)
+
+    def light(self, low, high, label, capacity):
+        from .. import _compiled
+
+        return _compiled.dense_light_edges(self.rule.matrix, self.h, self.rows, self.scale, low, high, label,
+                                           capacity)
 
 
 class GemmRule(DenseRule):
