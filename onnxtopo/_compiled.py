@@ -208,6 +208,43 @@ def filter_block(src, dst, phi, index, first, pivot, label):
 
 
 @njit(cache=True, nogil=True)
+def component_ids(label, strongest, limit):
+    """Ids 0 .. C-1 of the components (by root ``label``) of the vertices with an edge
+    (``strongest`` > 0), -1 for the others, and C; counting stops past ``limit``."""
+    n = label.size
+    component = np.full(n, -1, np.int64)
+    root_component = np.full(n, -1, np.int64)
+    count = 0
+    for v in range(n):
+        if strongest[v] > 0:
+            root = label[v]
+            if root_component[root] < 0:
+                if count == limit:
+                    return component, count + 1
+                root_component[root] = count
+                count += 1
+            component[v] = root_component[root]
+    return component, count
+
+
+@njit(cache=True, nogil=True)
+def first_crossing_edges(src, dst, phi, index, first, component, n_components, best_phi, best_edge):
+    """One pass over edges: each pair (a, b), a < b, of components' first crossing edge in entry
+    order (largest φ, then smallest index), updated at a · n_components + b in ``best_phi`` (0:
+    none yet) and ``best_edge`` (its index, src and dst, by row)."""
+    for i in range(src.size):
+        a, b = component[src[i]], component[dst[i]]
+        if a != b:
+            k = min(a, b) * n_components + max(a, b)
+            w = phi[i]
+            if w >= best_phi[k]:  # rarely, once each pair has seen a few edges
+                e = _index(index, first, i)
+                if w > best_phi[k] or e < best_edge[0, k]:
+                    best_phi[k] = w
+                    best_edge[0, k], best_edge[1, k], best_edge[2, k] = e, src[i], dst[i]
+
+
+@njit(cache=True, nogil=True)
 def join_first_edges(strongest, first_edge, parent):
     """Borůvka's step: joins in ``parent`` each vertex's first edge in entry order (it is in the
     forest: the heaviest edge across the cut between the vertex and the rest); returns them."""
