@@ -112,13 +112,29 @@ def dense_edges(matrix, h, rows, input_vertices, offset, scale):
         if u < 0:
             continue
         hr, weights, first = h[r], matrix[r % k_all], (r // k_all) * n
+        # A row's products are written whole, in loops the compiler vectorizes; a row with a
+        # zero product (a zero weight, an underflow) is then compacted in place.
+        values = out_values[k:k + n]
+        if scale.size:
+            row_scale = scale[first:first + n]
+            for j in range(n):
+                values[j] = weights[j] * hr * row_scale[j]
+        else:
+            for j in range(n):
+                values[j] = weights[j] * hr
+        zeros = 0
         for j in range(n):
-            value = weights[j] * hr
-            if scale.size:
-                value *= scale[first + j]
-            # Written always, kept by moving on, as in global_edges.
-            out_src[k], out_dst[k], out_values[k] = u, first + j + offset, value
-            k += value != 0
+            zeros += values[j] == 0
+        if zeros == 0:
+            out_src[k:k + n] = u
+            targets = out_dst[k:k + n]
+            for j in range(n):
+                targets[j] = first + j + offset
+            k += n
+            continue
+        for j in range(n):  # writes never pass the value read next
+            out_src[k], out_dst[k], out_values[k] = u, first + j + offset, values[j]
+            k += values[j] != 0
     return out_src[:k], out_dst[:k], out_values[:k]
 
 
