@@ -166,7 +166,8 @@ class Analyzer:
         "auto": 80% of the memory available, or None) refuses, before any work, an analysis
         estimated to need more (ResourceLimitError). The inputs are validated before this
         returns; the work happens as results are consumed. With ``workers`` > 1, batches are
-        spread over that many processes, each with its own single-threaded onnxruntime session.
+        spread over that many processes, each with its own single-threaded onnxruntime session (on
+        Linux forked, after this process has analyzed the first input, so that they start warm).
         The forest engine never holds a whole induced graph: its edges stream through it in
         chunks of about ``chunk_edges``.
         """
