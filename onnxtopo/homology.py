@@ -31,13 +31,13 @@ DEFAULT_CHUNK_EDGES = 1 << 24
 FILTER_BATCH_MIN = 1024
 FILTER_EDGES_PER_VERTEX = 1
 FILTER_HEAVY_SHARE = 20
-#: φ values sampled to choose a Filter-Kruskal pivot.
-PIVOT_SAMPLE = 1024
 #: Components left after a reduction's heavy edges are joined, up to which its lighter edges are
 #: read once into a table of each pair of components' first crossing edge (CCFF leaves 2 to 20)
 #: instead of being filtered and joined in Filter-Kruskal rounds (which, on the graphs where
 #: tens of thousands of light edges cross, took several passes).
 PAIR_TABLE_COMPONENTS = 64
+#: φ values sampled to choose a Filter-Kruskal pivot.
+PIVOT_SAMPLE = 1024
 
 
 @dataclass(frozen=True)
