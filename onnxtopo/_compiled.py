@@ -275,13 +275,29 @@ def dense_edges(matrix, h, rows, input_vertices, offset, scale):
         if u < 0:
             continue
         hr, weights, first = h[r], matrix[r % k_all], (r // k_all) * n
+        # A row's products are written whole, in loops the compiler vectorizes; a row with a
+        # zero product (a zero weight, an underflow) is then compacted in place.
+        values = out_values[k:k + n]
+        if scale.size:
+            row_scale = scale[first:first + n]
+            for j in range(n):
+                values[j] = weights[j] * hr * row_scale[j]
+        else:
+            for j in range(n):
+                values[j] = weights[j] * hr
+        zeros = 0
         for j in range(n):
-            value = weights[j] * hr
-            if scale.size:
-                value *= scale[first + j]
-            # Written always, kept by moving on, as in global_edges.
-            out_src[k], out_dst[k], out_values[k] = u, first + j + offset, value
-            k += value != 0
+            zeros += values[j] == 0
+        if zeros == 0:
+            out_src[k:k + n] = u
+            targets = out_dst[k:k + n]
+            for j in range(n):
+                targets[j] = first + j + offset
+            k += n
+            continue
+        for j in range(n):  # writes never pass the value read next
+            out_src[k], out_dst[k], out_values[k] = u, first + j + offset, values[j]
+            k += values[j] != 0
     return out_src[:k], out_dst[:k], out_values[:k]
 
 
@@ -368,6 +384,43 @@ def filter_block(src, dst, phi, index, first, pivot, label):
             keep[n_keep] = i
             n_keep += 1
     return _gather(src, dst, phi, index, first, keep[:n_keep])
+
+
+@njit(cache=True, nogil=True)
+def component_ids(label, strongest, limit):
+    """Ids 0 .. C-1 of the components (by root ``label``) of the vertices with an edge
+    (``strongest`` > 0), -1 for the others, and C; counting stops past ``limit``."""
+    n = label.size
+    component = np.full(n, -1, np.int64)
+    root_component = np.full(n, -1, np.int64)
+    count = 0
+    for v in range(n):
+        if strongest[v] > 0:
+            root = label[v]
+            if root_component[root] < 0:
+                if count == limit:
+                    return component, count + 1
+                root_component[root] = count
+                count += 1
+            component[v] = root_component[root]
+    return component, count
+
+
+@njit(cache=True, nogil=True)
+def first_crossing_edges(src, dst, phi, index, first, component, n_components, best_phi, best_edge):
+    """One pass over edges: each pair (a, b), a < b, of components' first crossing edge in entry
+    order (largest φ, then smallest index), updated at a · n_components + b in ``best_phi`` (0:
+    none yet) and ``best_edge`` (its index, src and dst, by row)."""
+    for i in range(src.size):
+        a, b = component[src[i]], component[dst[i]]
+        if a != b:
+            k = min(a, b) * n_components + max(a, b)
+            w = phi[i]
+            if w >= best_phi[k]:  # rarely, once each pair has seen a few edges
+                e = _index(index, first, i)
+                if w > best_phi[k] or e < best_edge[0, k]:
+                    best_phi[k] = w
+                    best_edge[0, k], best_edge[1, k], best_edge[2, k] = e, src[i], dst[i]
 
 
 @njit(cache=True, nogil=True)

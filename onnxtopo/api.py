@@ -166,7 +166,8 @@ class Analyzer:
         "auto": 80% of the memory available, or None) refuses, before any work, an analysis
         estimated to need more (ResourceLimitError). The inputs are validated before this
         returns; the work happens as results are consumed. With ``workers`` > 1, batches are
-        spread over that many processes, each with its own single-threaded onnxruntime session.
+        spread over that many processes, each with its own single-threaded onnxruntime session (on
+        Linux forked, after this process has analyzed the first input, so that they start warm).
         The forest engine never holds a whole induced graph: its edges stream through it in
         chunks of about ``chunk_edges``.
         """
@@ -228,13 +229,20 @@ class Analyzer:
         return AnalysisResult(index, n_vertices, result.n_edges, result)
 
     def _parallel(self, batches, starts, opts, skip, workers):
-        # Workers get the normalized model, once each: they only plan it.
         model_bytes = self.plan.model.SerializeToString()
         digest = hashlib.sha256(model_bytes).hexdigest()
-        with ProcessExecutor(workers) as executor:
-            model = executor.share(model_bytes)
+        first = []
+        if ProcessExecutor.FORK:
+            # The first input, analyzed here, loads the compiled loops and fills the plan's pattern
+            # caches once; the workers, forked after it, inherit them and the plan itself.
+            first = self.analyze_batch(batches[0][:1], starts[0], opts, skip)
+            batches, starts = [batches[0][1:], *batches[1:]], [starts[0] + 1, *starts[1:]]
+        with ProcessExecutor(workers, fork=True) as executor:
+            # Spawned workers get the normalized model, once each: they only plan it.
+            model = executor.share(self.plan if executor.fork else model_bytes)
             futures = [executor.submit(analyze_batch_task, model, digest, self.plan.options, batch, start, opts, skip)
-                       for start, batch in zip(starts, batches, strict=True)]
+                       for start, batch in zip(starts, batches, strict=True) if len(batch)]
+            yield from first
             for future in futures:
                 yield from future.result()
 

@@ -14,7 +14,9 @@ a model once for all the batches it is given.
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
+import warnings
 from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future
 from dataclasses import dataclass
@@ -65,16 +67,21 @@ def normalized_analyzer(model, digest: str, plan_options, threads: int | None = 
     """The Analyzer of a model ``load_model`` already checked and normalized, sent as bytes.
 
     ``model`` is the bytes, or what an executor's ``share`` gave for them; ``digest`` names them
-    (their SHA-256). Only planning is left to do, once per process and plan options.
+    (their SHA-256). Only planning is left to do, once per process and plan options. A forked
+    worker may be given the parent's Plan itself (``plan_options``'s, never pickled): it then only
+    opens its own onnxruntime session.
     """
     from .api import Analyzer
+    from .plan import Plan
 
     def build():
         import onnx
 
         from .plan import build_plan
 
-        return Analyzer(build_plan(onnx.load_from_string(shared(model)), plan_options), threads=threads)
+        value = shared(model)
+        plan = value if isinstance(value, Plan) else build_plan(onnx.load_from_string(value), plan_options)
+        return Analyzer(plan, threads=threads)
 
     return cached_analyzer(("normalized", digest, plan_options, threads), build)
 
@@ -103,6 +110,18 @@ def shared(arg):
 
 def _receive(values: dict) -> None:
     _SHARED.update(values)
+
+
+_INHERITED: list = []  # a forked worker's copies of its parent's cached analyzers, never freed
+
+
+def _receive_forked(values: dict) -> None:
+    # An onnxruntime session copied by fork must not be destroyed in the child (its destructor
+    # joins threads that stayed in the parent): the cache's copies are kept, out of the cache.
+    with _ANALYZERS_LOCK:
+        _INHERITED.extend(_ANALYZERS.values())
+        _ANALYZERS.clear()
+    _receive(values)
 
 
 # -- executors ----------------------------------------------------------------------------------
@@ -146,17 +165,24 @@ class SerialExecutor(_Executor):
 
 
 class ProcessExecutor(_Executor):
-    """``workers`` local processes (spawned: onnxruntime's thread pools do not survive a fork).
+    """``workers`` local processes, spawned, or forked with ``fork=True`` where ``FORK`` is.
 
+    A spawned process imports onnxtopo afresh and loads the compiled loops (about a second). A
+    forked one starts in milliseconds with what this process has loaded, and receives shared
+    values without pickling (a Plan, say); tasks must then open their own onnxruntime sessions,
+    never use one made before the fork (its thread pool stays in this process).
     The processes start at the first ``submit``: values shared before it reach each of them once.
     """
 
     threads = 1
+    #: Whether ``fork=True`` is honoured: on Linux only (macOS's system libraries are not fork-safe).
+    FORK = sys.platform.startswith("linux")
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, *, fork: bool = False):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
+        self.fork = fork and self.FORK
         self.slots = workers + 1  # one model ahead, so no worker waits for the next inspection
         self._pool = None
         self._values: dict[int, object] = {}
@@ -174,8 +200,15 @@ class ProcessExecutor(_Executor):
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_receive, initargs=(self._values,))
+            context = multiprocessing.get_context("fork" if self.fork else "spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context,
+                                             initializer=_receive_forked if self.fork else _receive,
+                                             initargs=(self._values,))
+            with warnings.catch_warnings():
+                # Python ≥ 3.12 warns when forking with threads alive: here idle BLAS and onnxruntime
+                # pools, which the children never use (see the class docstring).
+                warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+                return self._pool.submit(fn, *args)  # a fork context starts every worker here
         return self._pool.submit(fn, *args)
 
     def wait_first(self, pending) -> set:

@@ -32,6 +32,11 @@ DEFAULT_CHUNK_EDGES = 1 << 24
 FILTER_BATCH_MIN = 1024
 FILTER_EDGES_PER_VERTEX = 1
 FILTER_HEAVY_SHARE = 20
+#: Components left after a reduction's heavy edges are joined, up to which its lighter edges are
+#: read once into a table of each pair of components' first crossing edge (CCFF leaves 2 to 20)
+#: instead of being filtered and joined in Filter-Kruskal rounds (which, on the graphs where
+#: tens of thousands of light edges cross, took several passes).
+PAIR_TABLE_COMPONENTS = 64
 #: φ values sampled to choose a Filter-Kruskal pivot.
 PIVOT_SAMPLE = 1024
 #: A step reduced on its own (``step_forest``) writes out about STEP_HEAVY_PER_VERTEX edges per
@@ -132,11 +137,35 @@ def _reduce(forest: tuple, pending: list, n_vertices: int, batch: int, ordered: 
     found = [_compiled.join_first_edges(strongest, first_edge, parent),
              *_join_in_entry_order(_joined(heavy), parent, batch)]
     if pivot > -np.inf:
-        label = _compiled.labels(parent)
-        light = _joined([_compiled.filter_block(*part, pivot, label) for part in parts])
-        found += _join_in_entry_order(light, parent, batch)
+        found += _join_light(parts, pivot, parent, strongest, batch)
     forest = _joined(found)
     return (_compiled.take(forest, _entry_order(forest[2], forest[3])) if ordered else forest), strongest
+
+
+def _join_light(parts: list, pivot: float, parent: np.ndarray, strongest: np.ndarray, batch: int) -> list:
+    """The edges of ``parts`` lighter than ``pivot`` that join the forest in ``parent``, which
+    already holds every heavier edge (so those join no two components).
+
+    Few components left (up to PAIR_TABLE_COMPONENTS among the vertices with an edge, as on a
+    small network): one pass finds each pair's first crossing edge in entry order, the only one
+    of the pair that can join, and Kruskal joins those; none when one component is left. Many:
+    the crossing edges are filtered out and joined in Filter-Kruskal rounds.
+    """
+    from . import _compiled
+
+    label = _compiled.labels(parent)
+    component, n_components = _compiled.component_ids(label, strongest, PAIR_TABLE_COMPONENTS)
+    if n_components > PAIR_TABLE_COMPONENTS:
+        light = _joined([_compiled.filter_block(*part, pivot, label) for part in parts])
+        return _join_in_entry_order(light, parent, batch)
+    if n_components < 2:
+        return []
+    best_phi, best_edge = np.zeros(n_components * n_components), np.zeros((3, n_components * n_components), np.int64)
+    for part in parts:
+        _compiled.first_crossing_edges(*part, component, n_components, best_phi, best_edge)
+    held = np.flatnonzero(best_phi)
+    first = (best_edge[1, held], best_edge[2, held], best_phi[held], best_edge[0, held])
+    return [_compiled.kruskal(first, _entry_order(first[2], first[3]), parent)]
 
 
 def _join_in_entry_order(edges: tuple, parent: np.ndarray, batch: int) -> list:

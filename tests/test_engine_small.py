@@ -17,6 +17,8 @@ import onnxtopo
 from onnxtopo import InducedGraph
 from onnxtopo.rules.op_gemm import DenseRule, GemmRule, RightDenseRule
 
+from conftest import assert_same_persistence
+
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ("src", "dst", "phi", "birth", "edge")
 
@@ -202,3 +204,90 @@ def test_h1_of_a_graph_with_ties_and_isolated_vertices(seed):
     components = np.unique(label[present]).size
     assert len(fast.h1) == graph.n_edges - present.sum() + components
     assert np.isinf(fast.h1[:, 1]).all() and (np.diff(fast.h1[:, 0]) <= 0).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Light edges between few components: each pair's first crossing edge, from one pass
+
+
+def components_seen(monkeypatch):
+    """Records how many components each reduction had left after its heavy edges."""
+    from onnxtopo import _compiled
+
+    seen = []
+    original = _compiled.component_ids
+
+    def spy(label, strongest, limit):
+        component, count = original(label, strongest, limit)
+        seen.append(count)
+        return component, count
+
+    monkeypatch.setattr(_compiled, "component_ids", spy)
+    return seen
+
+
+#: (fan-in, FILTER_BATCH_MIN, φ levels, chunk_edges): graphs leaving one component after the
+#: heavy edges, a few (the table) and more than PAIR_TABLE_COMPONENTS (the filter rounds).
+PAIR_SWEEP = [(fan_in, batch_min, levels, chunk_edges) for fan_in in (10, 4) for batch_min in (8, 400)
+              for levels in (3, 500) for chunk_edges in (1 << 24, 2_000)]
+
+
+def pair_sweep_graph(monkeypatch, fan_in, batch_min, levels, chunk_edges):
+    from onnxtopo import homology
+
+    from test_engine_large import layered_graph
+
+    monkeypatch.setattr(homology, "FILTER_BATCH_MIN", batch_min)
+    rng = np.random.default_rng([fan_in, batch_min, levels, chunk_edges])
+    levels = np.array([1.0, 2.0, 3.0]) if levels == 3 else np.geomspace(1e-3, 1e3, levels)
+    src, dst, phi, n_vertices = layered_graph(rng, layers=4, width=150, fan_in=fan_in, levels=levels)
+    blocks = [(src[i:i + 700], dst[i:i + 700], phi[i:i + 700]) for i in range(0, len(src), 700)]
+    return (src, dst, phi, n_vertices), blocks
+
+
+@pytest.mark.parametrize("fan_in, batch_min, levels, chunk_edges", PAIR_SWEEP)
+def test_pair_table_gives_plain_kruskal_and_the_filter_rounds_bytes(monkeypatch, fan_in, batch_min, levels,
+                                                                   chunk_edges):
+    """Whatever the number of components left after the heavy edges, ties included and over
+    several chunks: the forest a plain Kruskal builds, and the same bytes as the filter rounds
+    give (PAIR_TABLE_COMPONENTS = 0) for every reduction."""
+    from onnxtopo import homology
+
+    from test_engine_speedpaths import kruskal_in_entry_order
+
+    (src, dst, phi, n_vertices), blocks = pair_sweep_graph(monkeypatch, fan_in, batch_min, levels, chunk_edges)
+    expected = kruskal_in_entry_order(src.tolist(), dst.tolist(), phi.tolist(), n_vertices)
+    results = {}
+    for limit in (0, 1, 3, homology.PAIR_TABLE_COMPONENTS):
+        monkeypatch.setattr(homology, "PAIR_TABLE_COMPONENTS", limit)
+        results[limit] = homology.forest_persistence(blocks, n_vertices, h1=True, chunk_edges=chunk_edges)
+        assert results[limit].subgraph.edge.tolist() == expected
+        assert_same_persistence(results[limit], results[0], f"pair table up to {limit} components vs filter rounds")
+
+
+def test_the_pair_sweep_takes_every_path(monkeypatch):
+    """The sweep above reaches the one-component shortcut, the table and the filter rounds (so
+    its equalities cannot hold by never reaching a path)."""
+    from onnxtopo import homology
+
+    seen = components_seen(monkeypatch)
+    for case in PAIR_SWEEP:
+        (*_, n_vertices), blocks = pair_sweep_graph(monkeypatch, *case)
+        homology.forest_persistence(blocks, n_vertices, chunk_edges=case[-1])
+    limit = homology.PAIR_TABLE_COMPONENTS
+    assert 1 in seen and any(2 <= c <= limit for c in seen) and any(c > limit for c in seen), seen
+
+
+def test_ccff_light_edges_go_through_the_pair_table(monkeypatch):
+    """On CCFF the heavy edges leave a few components: the table path runs, with the filter
+    rounds' results byte for byte (dionysus agrees with those in the test above)."""
+    from onnxtopo import homology
+
+    x = np.load(REPO / "models" / "mnist-heldout.npz")["x"][:6]
+    analyzer = onnxtopo.Analyzer(REPO / "models" / "ccff-relu.onnx", threads=1)
+    seen = components_seen(monkeypatch)
+    table = analyses(analyzer, x, h1=True)
+    assert any(2 <= c <= homology.PAIR_TABLE_COMPONENTS for c in seen), seen
+    monkeypatch.setattr(homology, "PAIR_TABLE_COMPONENTS", 0)
+    for a, b in zip(table, analyses(analyzer, x, h1=True), strict=True):
+        assert_same(a, b)

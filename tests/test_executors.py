@@ -14,7 +14,7 @@ from onnxtopo import executors
 from onnxtopo.api import AnalysisOptions
 from onnxtopo.executors import ProcessExecutor, SerialExecutor, Shared
 
-from conftest import make_model
+from conftest import assert_same_persistence, make_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -117,3 +117,53 @@ def test_worker_processes_skip_failing_inputs_in_place():
             np.testing.assert_array_equal(a.h0, b.h0)
     with pytest.raises(onnxtopo.BadInputError, match="'the_op'"):
         list(analyzer.analyze(x, batch_size=2, workers=2))
+
+
+@pytest.mark.skipif(not ProcessExecutor.FORK, reason="forked workers on Linux only")
+def test_forked_processes_inherit_shared_values_without_pickling_them():
+    def made_here():  # a local function: pickle refuses it
+        return "made in the parent"
+
+    with ProcessExecutor(2, fork=True) as executor:
+        handle = executor.share(made_here)
+        futures = [executor.submit(_call_shared, handle) for _ in range(3)]
+        assert [f.result() for f in futures] == ["made in the parent"] * 3
+
+
+def _call_shared(handle):
+    return executors.shared(handle)()
+
+
+def test_a_forked_worker_keeps_its_parents_cached_analyzers_out_of_its_cache():
+    parent_analyzer = executors.cached_analyzer(("parent",), object)
+    executors._receive_forked({})
+    try:
+        assert executors._INHERITED == [parent_analyzer]  # referenced: never destroyed in the child
+        assert executors.cached_analyzer(("parent",), lambda: "built anew") == "built anew"
+    finally:
+        executors._INHERITED.clear()
+
+
+def test_a_batch_task_given_the_plan_itself_opens_its_own_session():
+    x = np.load(MODELS / "mnist-sample.npy")[:2]
+    analyzer = onnxtopo.Analyzer(MODELS / "ccff-relu.onnx")
+    opts = AnalysisOptions(h1=True)
+    task = executors.analyze_batch_task(analyzer.plan, "digest", analyzer.plan.options, x, 0, opts, False)
+    worker = executors.normalized_analyzer(b"not read on a hit", "digest", analyzer.plan.options)
+    assert worker.plan is analyzer.plan and worker.runner.session is not analyzer.runner.session
+    for a, b in zip(analyzer.analyze_batch(x, 0, opts), task, strict=True):
+        assert a.summary() == b.summary()
+        np.testing.assert_array_equal(a.h1, b.h1)
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_parallel_analysis_with_spawned_or_forked_workers_gives_the_serial_results(monkeypatch, fork):
+    monkeypatch.setattr(ProcessExecutor, "FORK", fork and ProcessExecutor.FORK)
+    x = np.load(MODELS / "mnist-sample.npy")[:7]
+    analyzer = onnxtopo.Analyzer(MODELS / "ccff-relu.onnx")
+    serial = list(analyzer.analyze(x, batch_size=3, h1=True))
+    for batch_size in (1, 3):
+        parallel = list(analyzer.analyze(x, batch_size=batch_size, workers=2, h1=True))
+        assert [r.index for r in parallel] == list(range(7))
+        for a, b in zip(serial, parallel, strict=True):
+            assert_same_persistence(a.persistence, b.persistence)
