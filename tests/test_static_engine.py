@@ -89,6 +89,8 @@ def test_steps_reduced_in_place_give_the_streamed_static_view_and_dionysus(make,
     # conv_stack's Mul is folded into its conv's targets (plan.scales); bn_stack's
     # BatchNormalization is fused into its conv's kernel when the model is loaded.
     assert bool(plan.scales) == (make == "conv_stack")
+    # conv_stack's second conv reads a constant (Concat with one): its products make no edge.
+    assert any(step.reads_constants for step in plan.steps) == (make == "conv_stack")
     in_place = [step for step in plan.steps if static._learned(step) and step.rule.rule_name in ("conv", "dense")]
     assert len(in_place) == 4
     with mock.patch.object(homology, "STEP_HEAVY_PER_VERTEX", 0.3 if seed % 2 else 2):  # light passes too
