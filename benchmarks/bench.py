@@ -517,8 +517,8 @@ def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = Fa
     """The static view (``static_persistence``, forest engine, layers and whole network) of a
     model file, ``repeats`` times after a first call that loads the compiled loops, alternating
     with the same computation with every step's edges streamed (``graph.STEP_FOREST_MIN_CANDIDATES``
-    raised: the path before the in-place step forests), whose results must be the same bytes;
-    peak RSS of each path apart (the peak is reset between them). With ``dionysus``, the
+    raised: the path before the in-place step forests), whose results must be the same bytes.
+    The peak RSS is read before any streamed run: the in-place path's. With ``dionysus``, the
     dionysus engine once too; with ``direct``, the whole-network graph's persistence straight
     from one stream of all its edges, against the steps' forests the package uses."""
     import onnxtopo
@@ -531,10 +531,6 @@ def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = Fa
         finally:
             graph.STEP_FOREST_MIN_CANDIDATES = saved
 
-    def reset_peak():
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-
     plan = onnxtopo.inspect(path)
     t_first, result = clock(static.static_persistence, plan)
     timer, before = StageClock(), StageClock()
@@ -544,11 +540,9 @@ def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = Fa
     layers_only = StageClock()
     for _ in range(repeats):
         layers_only(static.static_persistence, plan, whole=False)
-    reset_peak()
     for _ in range(repeats):  # a second round of both, alternating: the load changes over minutes
         old = before(streamed, plan)
         result = timer(static.static_persistence, plan)
-    peak_streamed = vm_status("VmHWM")
     arrays, old_arrays = result.arrays(), old.arrays()
     same_bytes = result.summary() == old.summary() and arrays.keys() == old_arrays.keys() and all(
         arrays[k].dtype == old_arrays[k].dtype and arrays[k].tobytes() == old_arrays[k].tobytes() for k in arrays)
@@ -556,7 +550,7 @@ def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = Fa
            "vertices": result.whole.n_vertices, "first": t_first, "static": timer.stats(),
            "streamed": before.stats(), "streamed_equal": same_bytes, "layers_only": layers_only.stats(),
            "mean_normalized": result.mean_normalized, "estimate": static.static_estimate(plan).bytes,
-           "peak_rss": peak, "peak_rss_streamed": peak_streamed}
+           "peak_rss": peak}
     if direct:
         timed, chunk = StageClock(), onnxtopo.homology.DEFAULT_CHUNK_EDGES
         for _ in range(repeats):  # the whole graph streamed at once, as analyze streams an input's
@@ -881,11 +875,11 @@ def report_static(runs: list) -> str:
                      f"{r['whole_direct']['median']:.3g} s" + ("" if r["whole_equal"] else " (DIFFERENT)")
                      if "whole_direct" in r else "-",
                      f"{r['dionysus']:.3g} s" + ("" if r["dionysus_equal"] else " (DIFFERENT)")
-                     if "dionysus" in r else "-", gib(r["peak_rss"]), gib(r["peak_rss_streamed"]),
+                     if "dionysus" in r else "-", gib(r["peak_rss"]),
                      gib(r["estimate"]), f"{r['mean_normalized']:.4f}", f"{r['static']['n']}"])
     return ("### Static view (onnxtopo.static_persistence, forest engine, no input)\n\n" + table(
         ["model", "layers", "static edges", "layers + whole (wall)", "(CPU, all threads)", "every step streamed (wall)",
-         "(CPU)", "layers only", "whole graph in one stream", "dionysus engine", "peak RSS", "peak RSS, streamed",
+         "(CPU)", "layers only", "whole graph in one stream", "dionysus engine", "peak RSS",
          "estimate", "mean normalized NP", "runs"],
         rows))
 
