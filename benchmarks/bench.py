@@ -513,32 +513,51 @@ def scenario_first_call() -> dict:
     return {"import_seconds": t_import, "first_seconds": t_first, "second_seconds": t_second}
 
 
-def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = False) -> dict:
+def scenario_static(model: str, path: str, repeats: int = 1, dionysus: bool = False, direct: bool = False) -> dict:
     """The static view (``static_persistence``, forest engine, layers and whole network) of a
-    model file, ``repeats`` times after a first call that loads the compiled loops; with
-    ``dionysus``, the dionysus engine once too. Also the whole-network graph's persistence
-    straight from one stream of all its edges, against the steps' forests the package uses."""
+    model file, ``repeats`` times after a first call that loads the compiled loops, alternating
+    with the same computation with every step's edges streamed (``graph.STEP_FOREST_MIN_CANDIDATES``
+    raised: the path before the in-place step forests), whose results must be the same bytes.
+    The peak RSS is read before any streamed run: the in-place path's. With ``dionysus``, the
+    dionysus engine once too; with ``direct``, the whole-network graph's persistence straight
+    from one stream of all its edges, against the steps' forests the package uses."""
     import onnxtopo
-    from onnxtopo import static
+    from onnxtopo import graph, static
+
+    def streamed(plan_, **options):
+        saved, graph.STEP_FOREST_MIN_CANDIDATES = graph.STEP_FOREST_MIN_CANDIDATES, 1 << 62
+        try:
+            return static.static_persistence(plan_, **options)
+        finally:
+            graph.STEP_FOREST_MIN_CANDIDATES = saved
 
     plan = onnxtopo.inspect(path)
     t_first, result = clock(static.static_persistence, plan)
-    timer = StageClock()
+    timer, before = StageClock(), StageClock()
     for _ in range(repeats):
         result = timer(static.static_persistence, plan)
+    peak = vm_status("VmHWM")
     layers_only = StageClock()
     for _ in range(repeats):
         layers_only(static.static_persistence, plan, whole=False)
-    direct, chunk = StageClock(), onnxtopo.homology.DEFAULT_CHUNK_EDGES
-    for _ in range(repeats):  # the whole graph streamed at once, as analyze streams an input's
-        raw = direct(onnxtopo.homology.forest_persistence, (b[1:] for b in static._all_blocks(plan, chunk)),
-                     plan.n_vertices, vertices="inf", chunk_edges=chunk)
-    same = bool(np.array_equal(static._whole(raw, result.p).h0, result.whole.h0))
+    for _ in range(repeats):  # a second round of both, alternating: the load changes over minutes
+        old = before(streamed, plan)
+        result = timer(static.static_persistence, plan)
+    arrays, old_arrays = result.arrays(), old.arrays()
+    same_bytes = result.summary() == old.summary() and arrays.keys() == old_arrays.keys() and all(
+        arrays[k].dtype == old_arrays[k].dtype and arrays[k].tobytes() == old_arrays[k].tobytes() for k in arrays)
     out = {"model": model, "layers": len(result.layers), "edges": result.whole.n_edges,
            "vertices": result.whole.n_vertices, "first": t_first, "static": timer.stats(),
-           "layers_only": layers_only.stats(), "whole_direct": direct.stats(), "whole_equal": same,
+           "streamed": before.stats(), "streamed_equal": same_bytes, "layers_only": layers_only.stats(),
            "mean_normalized": result.mean_normalized, "estimate": static.static_estimate(plan).bytes,
-           "peak_rss": vm_status("VmHWM")}
+           "peak_rss": peak}
+    if direct:
+        timed, chunk = StageClock(), onnxtopo.homology.DEFAULT_CHUNK_EDGES
+        for _ in range(repeats):  # the whole graph streamed at once, as analyze streams an input's
+            raw = timed(onnxtopo.homology.forest_persistence, (b[1:] for b in static._all_blocks(plan, chunk)),
+                        plan.n_vertices, vertices="inf", chunk_edges=chunk)
+        out["whole_direct"] = timed.stats()
+        out["whole_equal"] = bool(np.array_equal(static._whole(raw, result.p).h0, result.whole.h0))
     if dionysus:
         out["dionysus"], oracle = clock(static.static_persistence, plan, engine="dionysus")
         out["dionysus_equal"] = bool(np.array_equal(oracle.whole.h0, result.whole.h0) and all(
@@ -844,19 +863,24 @@ def report_large(title: str, build, runs: list, profile_note: str, failure: str 
 
 
 def report_static(runs: list) -> str:
-    """The static view's costs: the whole computation, the layers alone, and the whole-network
-    graph straight from all its edges (what the steps' forests save)."""
+    """The static view's costs: the whole computation with the in-place step forests and with
+    every step's edges streamed (same process, alternating), the layers alone, and, where run,
+    the whole-network graph straight from all its edges (what the steps' forests save)."""
     rows = []
     for r in (r for r in runs if r):
         rows.append([r["model"], f"{r['layers']}", f"{r['edges']:,}", f"{r['static']['median']:.3g} s",
-                     f"{r['static']['cpu']:.3g} s", f"{r['layers_only']['median']:.3g} s",
-                     f"{r['whole_direct']['median']:.3g} s" + ("" if r["whole_equal"] else " (DIFFERENT)"),
+                     f"{r['static']['cpu']:.3g} s", f"{r['streamed']['median']:.3g} s",
+                     f"{r['streamed']['cpu']:.3g} s" + ("" if r["streamed_equal"] else " (DIFFERENT)"),
+                     f"{r['layers_only']['median']:.3g} s",
+                     f"{r['whole_direct']['median']:.3g} s" + ("" if r["whole_equal"] else " (DIFFERENT)")
+                     if "whole_direct" in r else "-",
                      f"{r['dionysus']:.3g} s" + ("" if r["dionysus_equal"] else " (DIFFERENT)")
-                     if "dionysus" in r else "-", gib(r["peak_rss"]), gib(r["estimate"]),
-                     f"{r['mean_normalized']:.4f}", f"{r['static']['n']}"])
+                     if "dionysus" in r else "-", gib(r["peak_rss"]),
+                     gib(r["estimate"]), f"{r['mean_normalized']:.4f}", f"{r['static']['n']}"])
     return ("### Static view (onnxtopo.static_persistence, forest engine, no input)\n\n" + table(
-        ["model", "layers", "static edges", "layers + whole (wall)", "(CPU, both threads)", "layers only",
-         "whole graph in one stream", "dionysus engine", "peak RSS", "estimate", "mean normalized NP", "runs"],
+        ["model", "layers", "static edges", "layers + whole (wall)", "(CPU, all threads)", "every step streamed (wall)",
+         "(CPU)", "layers only", "whole graph in one stream", "dionysus engine", "peak RSS",
+         "estimate", "mean normalized NP", "runs"],
         rows))
 
 
@@ -953,7 +977,7 @@ def main(argv=None) -> int:
                 notes.append(profile_summary(path, f"CCFF, Analyzer.analyze on {size['stages']} single inputs"))
 
     if "static" in models:
-        runs = [run_child("static", model="CCFF", path=str(CCFF), repeats=10, dionysus=True)]
+        runs = [run_child("static", model="CCFF", path=str(CCFF), repeats=10, dionysus=True, direct=True)]
         for model in STATIC_LARGE:
             with tempfile.TemporaryDirectory(prefix="onnxtopo-bench-") as tmp:
                 path = os.path.join(tmp, model + ".onnx")

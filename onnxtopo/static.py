@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,7 +51,7 @@ from .diagrams import sort_diagram
 from .errors import BadInputError, ResourceLimitError, UnsupportedOpError
 from .files import atomic_write, write_json, write_npz
 from .filtration import superlevel_filtration
-from .graph import InducedGraph, _step_edges
+from .graph import REDUCING_THREADS, InducedGraph, _reducible, _step_edges, _step_forest
 from .homology import (
     DEFAULT_CHUNK_EDGES,
     ENGINES,
@@ -265,8 +266,9 @@ def static_persistence(model, *, p: float = 2.0, graph: str = "unrolled", channe
     # which pairs exactly as Rieck et al.'s 1 once weights are divided by the scale).
     by_channel = {i for i in learned if graph == "channel" and _has_channels(plan.steps[i])}
     # The forest engine builds the whole-network graph from every step's forest (_whole_from_forests).
-    unrolled = {i: _step_persistence(plan, step, engine, chunk_edges) for i, step in enumerate(plan.steps)
-                if (i in learned and i not in by_channel) or (whole and engine == "forest")}
+    wanted = [i for i in range(len(plan.steps))
+              if (i in learned and i not in by_channel) or (whole and engine == "forest")]
+    unrolled = _steps_persistence(plan, wanted, engine, chunk_edges)
     layer_raw = {i: _channel_persistence(plan, plan.steps[i], channel_norm, engine) if i in by_channel else unrolled[i]
                  for i in learned}
     scale = max(_largest(r) for r in layer_raw.values())
@@ -376,19 +378,53 @@ def _all_blocks(plan: Plan, max_edges: int):
             yield i, src, dst, weight
 
 
+def _steps_persistence(plan: Plan, indices: list, engine: str, chunk_edges: int) -> dict:
+    """``_step_persistence`` of the steps at ``indices``, by index. With the forest engine, the
+    steps reduced in place run in REDUCING_THREADS threads (their compiled passes release the
+    GIL) while this thread streams the others' edges one step at a time, as before: the memory
+    of streamed chunks is never doubled."""
+    if engine != "forest":
+        return {i: _step_persistence(plan, plan.steps[i], engine, chunk_edges) for i in indices}
+    in_place = [i for i in indices if _in_place(plan.steps[i])]
+    with ThreadPoolExecutor(max_workers=REDUCING_THREADS) as pool:
+        running = {i: pool.submit(_step_persistence, plan, plan.steps[i], engine, chunk_edges) for i in in_place}
+        streamed = {i: _step_persistence(plan, plan.steps[i], engine, chunk_edges)
+                    for i in indices if i not in running}
+        reduced = {i: future.result() for i, future in running.items()}
+    return {i: streamed[i] if i in streamed else reduced[i] for i in indices}
+
+
+def _in_place(step) -> bool:
+    """Whether the forest engine reduces a step's static graph in place (``graph._step_forest``
+    at h = 1) rather than streaming its edges: a step the induced view reduces so (a large
+    Conv, Gemm or MatMul), whose static edges are its induced edges at h = 1."""
+    return _reducible(step) and not _input_dependent(step.rule)
+
+
 def _step_persistence(plan: Plan, step, engine: str, chunk_edges: int) -> Persistence:
     """One step's persistence (see ``_persistence``). The forest engine sees only the ids from
     the step's lowest input vertex to its last target vertex, shifted to start at 0: its
     per-vertex arrays, made for every chunk it reduces, then span a layer or two, not the whole
     network (ResNet-50 has 10.9 million vertices). Shifting keeps the vertices' order, hence
-    the entry order and the pairing; the subgraph's ids are shifted back."""
+    the entry order and the pairing; the subgraph's ids are shifted back.
+
+    A step reduced in place gives the forest engine one ForestBlock: the maximum spanning forest
+    of exactly the edges ``_static_blocks`` would stream (the same |k · 1 · s| per edge, none
+    from a constant input or of weight 0, the same positions), so the results are the same,
+    byte for byte; ``_step_forest`` returns None where too many weights tie, and the edges
+    are streamed then."""
     if engine != "forest":
         return _dionysus(plan, ((0, *block) for block in _static_blocks(plan, step, chunk_edges)))
     target = plan.layers[step.target]
     inputs = step.input_vertices[step.input_vertices >= 0]
     first = int(inputs.min()) if inputs.size else target.offset
 
-    blocks = ((src - first, dst - first, weight) for src, dst, weight in _static_blocks(plan, step, chunk_edges))
+    forest = _step_forest(plan, step, np.ones(step.input_vertices.size)) if _in_place(step) else None
+    if forest is not None:
+        blocks = [forest._replace(src=forest.src - first, dst=forest.dst - first)]
+    else:
+        blocks = ((src - first, dst - first, weight)
+                  for src, dst, weight in _static_blocks(plan, step, chunk_edges))
     raw = forest_persistence(blocks, target.offset + target.size - first, vertices="inf", chunk_edges=chunk_edges)
     sub = raw.subgraph
     return replace(raw, subgraph=replace(sub, src=sub.src + first, dst=sub.dst + first))
