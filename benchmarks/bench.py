@@ -418,7 +418,7 @@ def scenario_large_run(path: str, chunk_edges: int | None = None, max_blocks: in
     # thread of graph.reduced_blocks, timed there (wall and that thread's CPU time).
     per_step = [{"node": step.node, "blocks": 0, "edges": 0, "seconds": 0.0, "forest": None, "cpu": None}
                 for step in plan.steps]
-    step_forest = graph._step_forest
+    step_forest = graph.step_forest_block
     index = {id(step): i for i, step in enumerate(plan.steps)}
 
     def timed_step_forest(plan_, step, h):
@@ -427,7 +427,7 @@ def scenario_large_run(path: str, chunk_edges: int | None = None, max_blocks: in
         per_step[index[id(step)]].update(seconds=time.perf_counter() - wall, cpu=time.thread_time() - cpu)
         return out
 
-    graph._step_forest = timed_step_forest
+    graph.step_forest_block = timed_step_forest
 
     def blocks(acts):
         stream = graph.reduced_blocks(plan, acts, 0, max_edges=chunk)  # as Analyzer.analyze runs them

@@ -309,7 +309,7 @@ def fingerprint(model, probe_inputs, *, h1: bool = False, grid=None, n_grid: int
 # Comparison
 
 
-def _relative(value: float, scale: float) -> float:
+def relative_change(value: float, scale: float) -> float:
     """value / scale, with 0/0 = 0 and x/0 = inf (a diagram that appears where there was none)."""
     if scale > 0:
         return value / scale
@@ -354,11 +354,11 @@ def compare_diagrams(baseline, current, *, q: int = 1, engine: str = "exact") ->
             wasserstein = wasserstein_distance(a, b, q, engine=engine)
             diff = np.abs(cur_betti[i] - base_betti[i])
             row.update({
-                f"{name}_bottleneck": _relative(bottleneck, float(births.max(initial=0.0))),
+                f"{name}_bottleneck": relative_change(bottleneck, float(births.max(initial=0.0))),
                 f"{name}_bottleneck_abs": bottleneck,
-                f"{name}_wasserstein": _relative(wasserstein, float((births ** q).sum() ** (1 / q))),
+                f"{name}_wasserstein": relative_change(wasserstein, float((births ** q).sum() ** (1 / q))),
                 f"{name}_wasserstein_abs": wasserstein,
-                f"{name}_betti": _relative(float(diff.sum()), float(base_betti[i].sum())),
+                f"{name}_betti": relative_change(float(diff.sum()), float(base_betti[i].sum())),
                 f"{name}_betti_l1": int(diff.sum()),
                 f"{name}_betti_linf": int(diff.max(initial=0)),
                 f"{name}_points_delta": len(b) - len(a),
@@ -366,7 +366,7 @@ def compare_diagrams(baseline, current, *, q: int = 1, engine: str = "exact") ->
             })
             if name == "h0":
                 tp_a, tp_b = total_persistence(a), total_persistence(b)
-                row.update(h0_total_persistence=_relative(abs(tp_b - tp_a), tp_a),
+                row.update(h0_total_persistence=relative_change(abs(tp_b - tp_a), tp_a),
                            h0_total_persistence_abs=abs(tp_b - tp_a))
         rows.append(row)
     return rows
@@ -421,7 +421,7 @@ def check(baseline: Fingerprint, model, probe_inputs, *, tolerances: dict | None
 # Reports
 
 
-def _json_number(value):
+def json_number(value):
     """JSON has no infinity: +inf is written as the string "inf" (documented)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
@@ -450,8 +450,8 @@ def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fing
     out.update(
         verdict="pass" if verdict.passed else "drift",
         tolerances=verdict.tolerances,
-        metrics=[{k: _json_number(v) for k, v in m.items()} for m in verdict.metrics],
-        **{rows_key: [{k: _json_number(v) for k, v in row.items()} for row in verdict.rows]},
+        metrics=[{k: json_number(v) for k, v in m.items()} for m in verdict.metrics],
+        **{rows_key: [{k: json_number(v) for k, v in row.items()} for row in verdict.rows]},
     )
     return out
 

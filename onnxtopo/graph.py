@@ -111,17 +111,17 @@ def edge_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,
         context = {name: _flat(activations, name, sample) for name in step.rule.reads}
         cut = None
         if percentile is not None:
-            products = [np.abs(v) for _, _, v in _step_edges(plan, step, h, context, max_edges, n_vertices,
+            products = [np.abs(v) for _, _, v in step_edges(plan, step, h, context, max_edges, n_vertices,
                                                             keep_zeros=True)]
             cut = np.percentile(np.concatenate(products), percentile)
-        for src, dst, phi in _kept_edges(_step_edges(plan, step, h, context, max_edges, n_vertices), threshold, cut):
+        for src, dst, phi in _kept_edges(step_edges(plan, step, h, context, max_edges, n_vertices), threshold, cut):
             yield i, src, dst, phi
 
 
-def _kept_edges(step_edges, threshold: float | None = None, cut: float | None = None):
-    """(src, dst, φ) of the edges of ``_step_edges`` blocks that are in the graph (see ``edge_blocks``)."""
-    for src, dst, values in step_edges:
-        phi = np.abs(values, out=values)  # _step_edges makes fresh arrays: no copy needed
+def _kept_edges(blocks, threshold: float | None = None, cut: float | None = None):
+    """(src, dst, φ) of the edges of ``step_edges`` blocks that are in the graph (see ``edge_blocks``)."""
+    for src, dst, values in blocks:
+        phi = np.abs(values, out=values)  # step_edges makes fresh arrays: no copy needed
         if threshold is None and cut is None and (not phi.size or phi.min() > 0):
             yield src, dst, phi  # the rules drop zero products already: usually nothing to check
             continue
@@ -146,7 +146,7 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
     """
     last = plan.layers[-1]
     n_vertices = last.offset + last.size
-    reducible = [i for i, step in enumerate(plan.steps) if _reducible(step)]
+    reducible = [i for i, step in enumerate(plan.steps) if reduces_in_place(step)]
     if not reducible:
         for i, src, dst, phi in edge_blocks(plan, activations, sample, max_edges=max_edges):
             yield i, (src, dst, phi)
@@ -156,7 +156,7 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
         for i, step in enumerate(plan.steps):
             while reducible and len(running) < REDUCING_LOOKAHEAD:
                 ahead = plan.steps[reducible[0]]
-                running[reducible.pop(0)] = pool.submit(_step_forest, plan, ahead,
+                running[reducible.pop(0)] = pool.submit(step_forest_block, plan, ahead,
                                                         _flat(activations, ahead.input_tensor, sample))
             block = running.pop(i).result() if i in running else None
             if block is not None:
@@ -164,7 +164,7 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
                 continue
             h = _flat(activations, step.input_tensor, sample)
             context = {name: _flat(activations, name, sample) for name in step.rule.reads}
-            for edges in _kept_edges(_step_edges(plan, step, h, context, max_edges, n_vertices)):
+            for edges in _kept_edges(step_edges(plan, step, h, context, max_edges, n_vertices)):
                 yield i, edges
 
 
@@ -178,14 +178,14 @@ REDUCING_LOOKAHEAD = 8
 STEP_FOREST_MIN_CANDIDATES = 1 << 22
 
 
-def _reducible(step) -> bool:
+def reduces_in_place(step) -> bool:
     """Whether a step's rule can reduce its edges in place (Conv, Gemm, MatMul: ``forest_passes``)
     and should: many edges, and each input neuron once (local ids are input positions)."""
     return getattr(step.rule, "forest_passes", None) is not None and \
         step.rule.candidate_count >= STEP_FOREST_MIN_CANDIDATES and not step.repeats
 
 
-def _step_forest(plan: Plan, step, h: np.ndarray):
+def step_forest_block(plan: Plan, step, h: np.ndarray):
     """A large step's ForestBlock in global vertex ids (None: stream its edges instead)."""
     from . import _compiled
     from .homology import ForestBlock, step_forest
@@ -205,7 +205,7 @@ def _flat(activations, name: str, sample: int) -> np.ndarray:
     return activations[name][sample].reshape(-1).astype(np.float64)
 
 
-def _step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int | None, n_vertices: int,
+def step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int | None, n_vertices: int,
                 keep_zeros: bool = False):
     """(src, dst, signed ∂v/∂u·h_u) of a step's candidate edges, in global vertex ids, chunk by chunk.
 

@@ -51,7 +51,7 @@ from .diagrams import sort_diagram
 from .errors import BadInputError, ResourceLimitError, UnsupportedOpError
 from .files import atomic_write, write_json, write_npz
 from .filtration import superlevel_filtration
-from .graph import REDUCING_THREADS, InducedGraph, _reducible, _step_edges, _step_forest
+from .graph import REDUCING_THREADS, InducedGraph, reduces_in_place, step_edges, step_forest_block
 from .homology import (
     DEFAULT_CHUNK_EDGES,
     ENGINES,
@@ -355,7 +355,7 @@ def _static_blocks(plan: Plan, step, max_edges: int):
     rule = step.rule
     if not _input_dependent(rule):
         ones = np.ones(step.input_vertices.size)
-        for src, dst, values in _step_edges(plan, step, ones, {}, max_edges, plan.n_vertices):
+        for src, dst, values in step_edges(plan, step, ones, {}, max_edges, plan.n_vertices):
             yield src, dst, np.abs(values, out=values)
         return
     offset = plan.layers[step.target].offset
@@ -395,10 +395,10 @@ def _steps_persistence(plan: Plan, indices: list, engine: str, chunk_edges: int)
 
 
 def _in_place(step) -> bool:
-    """Whether the forest engine reduces a step's static graph in place (``graph._step_forest``
+    """Whether the forest engine reduces a step's static graph in place (``graph.step_forest_block``
     at h = 1) rather than streaming its edges: a step the induced view reduces so (a large
     Conv, Gemm or MatMul), whose static edges are its induced edges at h = 1."""
-    return _reducible(step) and not _input_dependent(step.rule)
+    return reduces_in_place(step) and not _input_dependent(step.rule)
 
 
 def _step_persistence(plan: Plan, step, engine: str, chunk_edges: int) -> Persistence:
@@ -411,7 +411,7 @@ def _step_persistence(plan: Plan, step, engine: str, chunk_edges: int) -> Persis
     A step reduced in place gives the forest engine one ForestBlock: the maximum spanning forest
     of exactly the edges ``_static_blocks`` would stream (the same |k · 1 · s| per edge, none
     from a constant input or of weight 0, the same positions), so the results are the same,
-    byte for byte; ``_step_forest`` returns None where too many weights tie, and the edges
+    byte for byte; ``step_forest_block`` returns None where too many weights tie, and the edges
     are streamed then."""
     if engine != "forest":
         return _dionysus(plan, ((0, *block) for block in _static_blocks(plan, step, chunk_edges)))
@@ -419,7 +419,7 @@ def _step_persistence(plan: Plan, step, engine: str, chunk_edges: int) -> Persis
     inputs = step.input_vertices[step.input_vertices >= 0]
     first = int(inputs.min()) if inputs.size else target.offset
 
-    forest = _step_forest(plan, step, np.ones(step.input_vertices.size)) if _in_place(step) else None
+    forest = step_forest_block(plan, step, np.ones(step.input_vertices.size)) if _in_place(step) else None
     if forest is not None:
         blocks = [forest._replace(src=forest.src - first, dst=forest.dst - first)]
     else:

@@ -49,12 +49,12 @@ from .fingerprint import (
     STATIC_FORMAT,
     Fingerprint,
     Verdict,
-    _json_number,
-    _relative,
     compare_diagrams,
     gated_metrics,
+    json_number,
     model_identity,
     read_meta,
+    relative_change,
 )
 
 FORMAT_VERSION = 1
@@ -128,7 +128,7 @@ def static_fingerprint(model, *, p: float = 2.0, graph: str = "unrolled", channe
         grid = np.arange(1, n_grid + 1) / n_grid  # normalized weights lie in (0, 1]
     grid = np.asarray(grid, dtype=np.float64)
     meta = {"format": STATIC_FORMAT, "format_version": FORMAT_VERSION, "onnxtopo_version": __version__,
-            "model": identity, "options": {"p": _json_number(float(p)), "graph": graph, "channel_norm": channel_norm},
+            "model": identity, "options": {"p": json_number(float(p)), "graph": graph, "channel_norm": channel_norm},
             "scale": result.scale, "mean_normalized_neural_persistence": result.mean_normalized,
             "diagrams": summaries}
     return StaticFingerprint(meta, grid, diagrams, np.stack([betti_curve(d, grid) for d in diagrams]))
@@ -150,10 +150,10 @@ def static_check(baseline: StaticFingerprint, model, *, tolerances: dict | None 
     rows = compare_diagrams(baseline, current, q=q)
     for row, old, new in zip(rows, baseline.diagrams, current.diagrams, strict=True):
         a, b = float(old["normalized_neural_persistence"]), float(new["normalized_neural_persistence"])
-        row.update(name=old["name"], current_name=new["name"], normalized_neural_persistence=_relative(abs(b - a), a),
+        row.update(name=old["name"], current_name=new["name"], normalized_neural_persistence=relative_change(abs(b - a), a),
                    normalized_neural_persistence_abs=abs(b - a), baseline_normalized_neural_persistence=a,
                    current_normalized_neural_persistence=b,
-                   edges=_relative(abs(new["edges"] - old["edges"]), old["edges"]), edges_delta=new["edges"] - old["edges"])
+                   edges=relative_change(abs(new["edges"] - old["edges"]), old["edges"]), edges_delta=new["edges"] - old["edges"])
     return current, Verdict(rows, tolerances, gated=STATIC_GATED)
 
 
@@ -161,7 +161,7 @@ def mean_change(baseline: StaticFingerprint, current: StaticFingerprint) -> str:
     """One line: the network's mean normalized neural persistence, baseline and now."""
     a, b = baseline.mean_normalized, current.mean_normalized
     return (f"mean normalized neural persistence: {a:.6g} in the baseline, {b:.6g} now "
-            f"(relative change {_relative(abs(b - a), a):.3g})")
+            f"(relative change {relative_change(abs(b - a), a):.3g})")
 
 
 __all__ = ["STATIC_TOLERANCES", "StaticFingerprint", "mean_change", "static_check", "static_fingerprint"]

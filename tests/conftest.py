@@ -17,7 +17,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxtopo
-from onnxtopo.graph import _step_edges
+from onnxtopo import graph as graph_module
 
 OPSET = 17
 NET_BATCH = 2  # the samples of a Net case
@@ -307,7 +307,7 @@ def assert_consecutive_layers(plan, expected: dict):
 
 def merged_signed(plan, step, h):
     """The package's merged edges of one step: (src, dst, signed w·h), chunk by chunk concatenated."""
-    parts = list(_step_edges(plan, step, np.asarray(h, dtype=np.float64).reshape(-1), {}, None, plan.n_vertices,
+    parts = list(graph_module.step_edges(plan, step, np.asarray(h, dtype=np.float64).reshape(-1), {}, None, plan.n_vertices,
                                  keep_zeros=True))
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 

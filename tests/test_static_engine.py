@@ -1,5 +1,5 @@
 """The static view through the in-place step forests: a large Conv, Gemm or MatMul step reduced
-to its maximum spanning forest at h = 1 (``graph._step_forest``) gives the same layers, whole
+to its maximum spanning forest at h = 1 (``graph.step_forest_block``) gives the same layers, whole
 network and files, byte for byte, as its edges streamed one by one, and dionysus's pairing.
 
 The models are small; lowering ``graph.STEP_FOREST_MIN_CANDIDATES`` makes their steps take the
@@ -54,14 +54,14 @@ def both_ways(model, **options):
     built = []
 
     def spied(plan, step, h):
-        forest = graph._step_forest(plan, step, h)
+        forest = graph.step_forest_block(plan, step, h)
         built.append(forest is not None)
         return forest
 
-    with mock.patch.object(graph, "STEP_FOREST_MIN_CANDIDATES", 0), mock.patch.object(static, "_step_forest", spied):
+    with mock.patch.object(graph, "STEP_FOREST_MIN_CANDIDATES", 0), mock.patch.object(static, "step_forest_block", spied):
         reduced = static_persistence(model, **options)
     with mock.patch.object(graph, "STEP_FOREST_MIN_CANDIDATES", 1 << 62), \
-            mock.patch.object(static, "_step_forest", side_effect=AssertionError("streamed steps make no forest")):
+            mock.patch.object(static, "step_forest_block", side_effect=AssertionError("streamed steps make no forest")):
         streamed = static_persistence(model, **options)
     return reduced, streamed, sum(built)
 
@@ -133,10 +133,10 @@ def test_chunks_and_the_channel_graph_do_not_change_the_in_place_results():
 
 
 def test_a_step_whose_forest_gives_up_is_streamed():
-    # _step_forest returns None where too many weights tie at the pivot: the edges stream instead.
+    # step_forest_block returns None where too many weights tie at the pivot: the edges stream instead.
     model = bn_stack(np.random.default_rng(5), np.ones(1))
     with mock.patch.object(graph, "STEP_FOREST_MIN_CANDIDATES", 0), \
-            mock.patch.object(static, "_step_forest", return_value=None) as gave_up:
+            mock.patch.object(static, "step_forest_block", return_value=None) as gave_up:
         fallen_back = static_persistence(model)
     assert gave_up.call_count == 4
     with mock.patch.object(graph, "STEP_FOREST_MIN_CANDIDATES", 1 << 62):
