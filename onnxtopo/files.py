@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -95,6 +96,14 @@ def _plain(value):
     if isinstance(value, (tuple, np.ndarray)):
         return list(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def json_number(value):
+    """``value`` as strict JSON takes it: JSON has no infinity, so +inf is written as the string "inf"
+    (documented where a file holds one), -inf and NaN likewise."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    return value
 
 
 def write_result(out_dir: Path, result, name: str) -> None:

@@ -87,6 +87,7 @@ from .diagrams import (
     wasserstein_distance,
 )
 from .errors import BadInputError, OnnxtopoError
+from .files import json_number
 
 FORMAT = "onnxtopo-fingerprint"
 FORMAT_VERSION = 1
@@ -419,13 +420,6 @@ def check(baseline: Fingerprint, model, probe_inputs, *, tolerances: dict | None
 
 # ---------------------------------------------------------------------------------------------
 # Reports
-
-
-def json_number(value):
-    """JSON has no infinity: +inf is written as the string "inf" (documented)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    return value
 
 
 def report_dict(verdict: Verdict | None, *, model, baseline_path, baseline: Fingerprint | None,

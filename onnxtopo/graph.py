@@ -242,14 +242,20 @@ def step_edges(plan: Plan, step, h: np.ndarray, context: dict, max_edges: int | 
         src, dst, values = _compiled.global_edges(src, dst, values, weighted, step.input_vertices, offset, scale,
                                                   not keep_zeros)
         if step.repeats:
-            pairs, where = np.unique(src * n_vertices + dst, return_inverse=True)
-            if step.rule.repeats_combine == "max":
-                merged = np.zeros(pairs.size)
-                np.maximum.at(merged, where, np.abs(values))
-            else:
-                merged = np.bincount(where, weights=values, minlength=pairs.size)
-            src, dst, values = pairs // n_vertices, pairs % n_vertices, merged
+            src, dst, values = merge_repeats(src, dst, values, n_vertices, step.rule.repeats_combine)
         yield src, dst, values
+
+
+def merge_repeats(src, dst, values, n_vertices: int, combine: str):
+    """One edge per (src, dst) pair of a block where a neuron reaches an output through several
+    elements: their values summed, or with ``combine="max"`` the largest |value|."""
+    pairs, where = np.unique(src * n_vertices + dst, return_inverse=True)
+    if combine == "max":
+        merged = np.zeros(pairs.size)
+        np.maximum.at(merged, where, np.abs(values))
+    else:
+        merged = np.bincount(where, weights=values, minlength=pairs.size)
+    return pairs // n_vertices, pairs % n_vertices, merged
 
 
 def build_graph(plan: Plan, activations: dict[str, np.ndarray], sample: int, *,

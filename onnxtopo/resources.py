@@ -30,9 +30,6 @@ class Estimate:
     edges: int  # candidate edges per input: an upper bound
     bytes: int  # peak memory of analyzing one input (one worker), roughly
 
-    def describe(self) -> str:
-        return f"{self.edges:,} candidate edges, about {format_bytes(self.bytes)} per input"
-
 
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -79,13 +76,19 @@ def default_limit() -> int | None:
     return None if available is None else int(0.8 * available)
 
 
-def require_memory(need: Estimate, limit: int | None, *, workers: int = 1) -> None:
-    """Refuse, with the estimate and the ways out, a run that would need more than ``limit``."""
+#: What ``require_memory`` suggests to an analysis that would not fit.
+ANALYSIS_REMEDIES = ("Use the forest engine with smaller chunks (--chunk-edges), drop --h1, use fewer workers, "
+                     "keep only strong edges (--threshold), or raise the limit (--memory-limit)")
+
+
+def require_memory(need: Estimate, limit: int | None, *, workers: int = 1, subject: str = "this analysis needs",
+                   remedies: str = ANALYSIS_REMEDIES) -> None:
+    """Refuse, with the estimate and the ways out (``remedies``), a run that would need more than
+    ``limit`` bytes; ``subject`` names what needs the memory, verb included."""
     if limit is None or need.bytes * workers <= limit:
         return
+    each = f", {workers} workers of about {format_bytes(need.bytes)} each" if workers > 1 else ""
     raise ResourceLimitError(
-        f"this analysis needs about {format_bytes(need.bytes * workers)} ({need.describe()}"
-        f"{f', {workers} workers' if workers > 1 else ''}) but the memory limit is {format_bytes(limit)}. "
-        "Use the forest engine with smaller chunks (--chunk-edges), drop --h1, use fewer workers, "
-        "keep only strong edges (--threshold), or raise the limit (--memory-limit)"
+        f"{subject} about {format_bytes(need.bytes * workers)} ({need.edges:,} candidate edges, "
+        f"{need.vertices:,} vertices{each}) but the memory limit is {format_bytes(limit)}. {remedies}"
     )

@@ -40,7 +40,6 @@ a product of activations ±1 → 1, attention's MatMul 1, a softmax 1, a normali
 from __future__ import annotations
 
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,10 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from .diagrams import sort_diagram
-from .errors import BadInputError, ResourceLimitError, UnsupportedOpError
-from .files import atomic_write, write_json, write_npz
+from .errors import BadInputError, UnsupportedOpError
+from .files import atomic_write, json_number, write_json, write_npz
 from .filtration import superlevel_filtration
-from .graph import REDUCING_THREADS, InducedGraph, reduces_in_place, step_edges, step_forest_block
+from .graph import REDUCING_THREADS, InducedGraph, merge_repeats, reduces_in_place, step_edges, step_forest_block
 from .homology import (
     DEFAULT_CHUNK_EDGES,
     ENGINES,
@@ -61,7 +60,7 @@ from .homology import (
     forest_persistence,
 )
 from .plan import Plan, PlanOptions, build_plan
-from .resources import Estimate, default_limit, estimate, format_bytes
+from .resources import Estimate, default_limit, estimate, require_memory
 from .rules.op_normalization import GroupRule, LRNRule
 
 #: Rules whose edges weigh the layer's learned weights: the layers neural persistence is computed for.
@@ -165,7 +164,7 @@ class StaticPersistence:
 
     def summary(self) -> dict:
         """Everything but the diagrams, as plain JSON types (``static.json``)."""
-        return {"model": self.model, "p": self.p if math.isfinite(self.p) else "inf", "graph": self.graph,
+        return {"model": self.model, "p": json_number(self.p), "graph": self.graph,
                 "channel_norm": self.channel_norm, "engine": self.engine, "start": self.start, "stop": self.stop,
                 "scale": self.scale,
                 "mean_normalized_neural_persistence": self.mean_normalized,
@@ -259,8 +258,12 @@ def static_persistence(model, *, p: float = 2.0, graph: str = "unrolled", channe
         raise UnsupportedOpError("the model has no layer with learned weights (Conv, ConvTranspose, Gemm, or MatMul "
                                  "or Einsum with a constant operand) between its start and stop: neural "
                                  "persistence needs one")
-    _require_memory(static_estimate(plan, engine=engine, chunk_edges=chunk_edges, whole=whole),
-                    default_limit() if memory_limit == "auto" else memory_limit)
+    # No activation is zero here, so every candidate edge is made: refused before any is.
+    require_memory(static_estimate(plan, engine=engine, chunk_edges=chunk_edges, whole=whole),
+                   default_limit() if memory_limit == "auto" else memory_limit,
+                   subject="the static graphs of this model need",
+                   remedies="Use smaller chunks (--chunk-edges), the forest engine, skip the whole-network graph "
+                            "(--no-whole), analyze a sub-network (--start/--stop), or raise the limit (--memory-limit)")
 
     # Every step's persistence in raw |w| units with all vertices present from the start (+inf,
     # which pairs exactly as Rieck et al.'s 1 once weights are divided by the scale).
@@ -318,18 +321,6 @@ def static_estimate(plan: Plan, *, engine: str = "forest", chunk_edges: int = DE
     return replace(need, bytes=need.bytes + FOREST_BYTES_PER_VERTEX * forests)
 
 
-def _require_memory(need: Estimate, limit: int | None) -> None:
-    """Refuse, before any edge is made, a static graph estimated not to fit in ``limit`` bytes:
-    no activation is zero here, so every candidate edge is made."""
-    if limit is None or need.bytes <= limit:
-        return
-    raise ResourceLimitError(
-        f"the static graphs of this model need about {format_bytes(need.bytes)} ({need.edges:,} edges, "
-        f"{need.vertices:,} vertices) but the memory limit is {format_bytes(limit)}. Use smaller chunks "
-        "(--chunk-edges), the forest engine, skip the whole-network graph (--no-whole), analyze a sub-network "
-        "(--start/--stop), or raise the limit (--memory-limit)")
-
-
 def _learned(step) -> bool:
     return step.rule.rule_name in LEARNED_RULES or (step.rule.rule_name == "einsum" and bool(step.rule.others))
 
@@ -363,13 +354,10 @@ def _static_blocks(plan: Plan, step, max_edges: int):
     for pattern in rule.chunks(None if step.repeats else max_edges):
         src, dst, values = _compiled.global_edges(pattern.src, pattern.dst, np.ascontiguousarray(pattern.weight, float),
                                                   _compiled.NO_H, step.input_vertices, offset, scale, True)
-        values = np.abs(values)
         if step.repeats:  # a neuron entering one output through several elements: its largest factor
-            pairs, where = np.unique(src * plan.n_vertices + dst, return_inverse=True)
-            merged = np.zeros(pairs.size)
-            np.maximum.at(merged, where, values)
-            src, dst, values = pairs // plan.n_vertices, pairs % plan.n_vertices, merged
-        yield src, dst, values
+            yield merge_repeats(src, dst, values, plan.n_vertices, "max")
+        else:
+            yield src, dst, np.abs(values)
 
 
 def _all_blocks(plan: Plan, max_edges: int):

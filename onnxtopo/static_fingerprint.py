@@ -42,6 +42,7 @@ import numpy as np
 
 from .diagrams import as_diagram, betti_curve
 from .errors import BadInputError
+from .files import json_number
 from .fingerprint import (
     DEFAULT_N_GRID,
     DEFAULT_TOLERANCES,
@@ -51,7 +52,6 @@ from .fingerprint import (
     Verdict,
     compare_diagrams,
     gated_metrics,
-    json_number,
     model_identity,
     read_meta,
     relative_change,
@@ -150,10 +150,12 @@ def static_check(baseline: StaticFingerprint, model, *, tolerances: dict | None 
     rows = compare_diagrams(baseline, current, q=q)
     for row, old, new in zip(rows, baseline.diagrams, current.diagrams, strict=True):
         a, b = float(old["normalized_neural_persistence"]), float(new["normalized_neural_persistence"])
-        row.update(name=old["name"], current_name=new["name"], normalized_neural_persistence=relative_change(abs(b - a), a),
+        row.update(name=old["name"], current_name=new["name"],
+                   normalized_neural_persistence=relative_change(abs(b - a), a),
                    normalized_neural_persistence_abs=abs(b - a), baseline_normalized_neural_persistence=a,
                    current_normalized_neural_persistence=b,
-                   edges=relative_change(abs(new["edges"] - old["edges"]), old["edges"]), edges_delta=new["edges"] - old["edges"])
+                   edges=relative_change(abs(new["edges"] - old["edges"]), old["edges"]),
+                   edges_delta=new["edges"] - old["edges"])
     return current, Verdict(rows, tolerances, gated=STATIC_GATED)
 
 
