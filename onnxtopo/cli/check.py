@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 from ..errors import BadInputError, ExitCode, OnnxtopoError
+from ..files import json_number
 from ..filtration import VERTEX_MODES
 from ..fingerprint import (
     DEFAULT_N_GRID,
@@ -88,7 +88,7 @@ def _induced_options(args) -> dict:
 
 def _static_options(args) -> dict:
     """The static view's fingerprint options given on the command line (None: left at its default)."""
-    p = None if args.p == 2.0 else "inf" if math.isinf(args.p) else args.p  # a baseline's JSON holds "inf"
+    p = None if args.p == 2.0 else json_number(args.p)  # as the baseline's JSON holds it
     return {"p": p, "graph": None if args.graph == "unrolled" else args.graph,
             "channel_norm": None if args.channel_norm == "l2" else args.channel_norm}
 
@@ -156,7 +156,7 @@ def run(args) -> int:
             write_json(Path(args.report), report_dict(verdict, model=args.model, baseline_path=args.baseline,
                                                       baseline=baseline, current=current, q=args.wasserstein_q,
                                                       seconds=seconds, error=error,
-                                                      rows_key="diagrams" if args.static else "inputs"))
+                                                      rows_key=rows_are))
         if args.junit:
             xml = junit_xml(verdict, model=args.model, seconds=seconds, error=error,
                             rows_are="diagrams" if args.static else "probe inputs")
