@@ -495,24 +495,6 @@ def settle_ties(keys, values, tiebreak):
 
 
 @njit(cache=True, nogil=True)
-def h1_points(values, removed):
-    """The H1 diagram of a graph: a point (value, +inf) for each of the sorted ``values`` less
-    one occurrence of each of ``removed`` (a sub-multiset of them, sorted too), by decreasing
-    value; written in one pass, straight into the (n, 2) result."""
-    out = np.empty((values.size - removed.size, 2))
-    j = removed.size - 1
-    k = 0
-    for i in range(values.size - 1, -1, -1):
-        if j >= 0 and values[i] == removed[j]:
-            j -= 1
-        else:
-            out[k, 0] = values[i]
-            out[k, 1] = np.inf
-            k += 1
-    return out
-
-
-@njit(cache=True, nogil=True)
 def elder_pairing(src, dst, entry, n_vertices):
     """Kruskal's union-find over the forest's edges in entry order, with the elder rule.
 

@@ -98,7 +98,7 @@ def _assemble(value: np.ndarray, born: np.ndarray, killers: tuple, essential: np
 
     ``killers`` = (src, dst, phi, edge index) of the edges that kill an H0 class, in entry order,
     ``born`` the vertex whose class each kills, ``essential`` the vertices whose classes never
-    die, ``h1`` the H1 diagram (from ``_compiled.h1_points``), or None when H1 was not asked for.
+    die, ``h1`` the H1 diagram (from ``_h1_diagram``), or None when H1 was not asked for.
     Every edge outside the forest starts an H1 class that never dies (a graph has no
     2-simplices); every H1 point dying at +inf, births in decreasing order are sort_diagram's order.
     """
@@ -353,13 +353,25 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     entry = np.empty(n_vertices, dtype=np.int64)
     entry[in_complex] = np.arange(in_complex.size)
     born, eldest = _compiled.elder_pairing(forest[0], forest[1], entry, n_vertices)
-    h1_diagram = None
-    if h1:
-        every = np.concatenate(all_phi) if all_phi else np.empty(0)
-        every.sort()
-        h1_diagram = _compiled.h1_points(every, np.sort(forest[2]))
+    h1_diagram = _h1_diagram(all_phi, forest[3], n_edges) if h1 else None
     essential = in_complex[eldest[in_complex] == in_complex]  # each component's eldest vertex
     return _assemble(value, born, forest, essential, h1_diagram, in_complex.size + n_edges, n_edges)
+
+
+def _h1_diagram(phi_blocks: list, forest_edges: np.ndarray, n_edges: int) -> np.ndarray:
+    """The H1 diagram: (φ, +inf) for each edge outside the forest (at positions ``forest_edges``
+    of the stream whose φ ``phi_blocks`` hold), by decreasing φ. The points are the transposed,
+    reversed view of a (2, n) array whose first row is sorted in place and second filled with
+    +inf: no pass writes rows of two values, and the forest's edges, set below every φ, are
+    sorted to the front and cut off."""
+    points = np.empty((2, n_edges))
+    births = points[0]
+    if phi_blocks:
+        np.concatenate(phi_blocks, out=births)
+    births[forest_edges] = -1.0
+    births.sort()
+    points[1] = np.inf
+    return points[:, forest_edges.size:][:, ::-1].T
 
 
 def dionysus_persistence(filtration: Filtration, *, h1: bool = False) -> Persistence:

@@ -163,23 +163,20 @@ def test_tied_mlp_equals_dionysus_and_the_pattern_path(h1, vertices):
         assert_same(a, c)
 
 
-def h1_points_by_hand(values, removed):
-    rest = list(values)
-    for r in removed:
-        rest.remove(r)
-    return [[v, np.inf] for v in sorted(rest, reverse=True)]
-
-
 @pytest.mark.parametrize("seed", range(20))
-def test_h1_points_remove_one_occurrence_of_each(seed):
-    from onnxtopo import _compiled
+def test_h1_diagram_drops_the_forest_edges_by_position(seed):
+    """The H1 points are the φ of the stream's edges outside the forest (given by position),
+    largest first, each dying at +inf, whatever the blocks' sizes and the ties among φ."""
+    from onnxtopo.homology import _h1_diagram
 
     rng = np.random.default_rng(seed)
-    values = rng.choice([0.25, 1.0, np.nextafter(1.0, 2), 3.0, 1e-300], size=int(rng.integers(0, 40)))
-    removed = rng.choice(values, size=int(rng.integers(0, values.size + 1)), replace=False) if values.size else values
-    got = _compiled.h1_points(np.sort(values), np.sort(removed))
-    assert got.shape == (values.size - removed.size, 2) and got.dtype == np.float64
-    assert got.tolist() == h1_points_by_hand(values.tolist(), removed.tolist())
+    phi = rng.choice([0.25, 1.0, np.nextafter(1.0, 2), 3.0, 1e-300], size=int(rng.integers(0, 40)))
+    forest = rng.choice(phi.size, size=int(rng.integers(0, phi.size + 1)), replace=False)
+    cuts = np.sort(rng.integers(0, phi.size + 1, size=3))
+    got = _h1_diagram(np.split(phi, cuts), forest, phi.size)
+    outside = [v for i, v in enumerate(phi.tolist()) if i not in set(forest.tolist())]
+    assert got.shape == (phi.size - forest.size, 2) and got.dtype == np.float64
+    assert got.tolist() == [[v, np.inf] for v in sorted(outside, reverse=True)]
 
 
 @pytest.mark.parametrize("seed", range(10))
