@@ -202,61 +202,158 @@ def conv_light_edges(kernel, windows, n_src, per_group, scale, low, high, label,
 
 
 @njit(cache=True, nogil=True)
-def dense_heavy_edges(matrix, h, rows, scale, pivot, capacity, strongest, first_edge):
-    """``conv_heavy_edges`` for a dense layer: its edges from the flat input positions ``rows``
-    (h ≠ 0, ascending) in ``dense_edges``' order and with its values, read without being written
-    but for those with φ ≥ ``pivot`` (> 0); local ids: source = input position, target =
-    h.size + output position."""
-    k_all, n = matrix.shape
-    n_src = h.size
-    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
-    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
-    k = 0
-    n_heavy = 0
-    for r in rows:
-        hr, weights, first = h[r], matrix[r % k_all], n_src + (r // k_all) * n
-        best = strongest[r]
+def _dense_row(weights, hr, scale, lead, row_phi, position):
+    """φ of one input row's n products into ``row_phi`` (in loops the compiler vectorizes) and
+    each product's position among the row's nonzero ones into ``position`` (j itself unless a
+    product is 0: a zero weight, a zero scale, an underflow); returns how many are nonzero."""
+    n = weights.size
+    if scale.size:
         for j in range(n):
-            t = first + j
-            phi = abs(weights[j] * hr * (scale[t - n_src] if scale.size else 1.0))
-            if phi > best:  # entry order is index order: the first of equal φ stays
-                best = phi
-                first_edge[0, r], first_edge[1, r], first_edge[2, r] = k, r, t
-            if phi > strongest[t]:
-                strongest[t] = phi
-                first_edge[0, t], first_edge[1, t], first_edge[2, t] = k, r, t
-            if phi >= pivot:
-                if n_heavy < capacity:
-                    out_src[n_heavy], out_dst[n_heavy], out_phi[n_heavy], out_index[n_heavy] = r, t, phi, k
-                n_heavy += 1
-            k += phi != 0
-        strongest[r] = best
-    n_kept = min(n_heavy, capacity)
-    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_heavy, k
+            row_phi[j] = abs(weights[j] * hr * scale[lead + j])
+    else:
+        for j in range(n):
+            row_phi[j] = abs(weights[j] * hr)
+    zeros = 0
+    for j in range(n):
+        zeros += row_phi[j] == 0
+    if zeros:
+        count = 0
+        for j in range(n):
+            position[j] = count
+            count += row_phi[j] != 0
+    elif position[n - 1] != n - 1 or position[0] != 0:  # restore j after a row with zeros
+        for j in range(n):
+            position[j] = j
+    return n - zeros
 
 
 @njit(cache=True, nogil=True)
-def dense_light_edges(matrix, h, rows, scale, low, high, label, capacity):
-    """``conv_light_edges`` for a dense layer (see ``dense_heavy_edges``)."""
+def dense_edge_count(matrix, h, rows, scale):
+    """How many of a dense layer's products from the input positions ``rows`` are nonzero."""
     k_all, n = matrix.shape
-    n_src = h.size
+    row_phi, position = np.empty(n), np.arange(n)
+    count = 0
+    for r in rows:
+        count += _dense_row(matrix[r % k_all], h[r], scale, (r // k_all) * n, row_phi, position)
+    return count
+
+
+@njit(cache=True, nogil=True)
+def dense_heavy_edges(matrix, h, rows, scale, source_ids, target_offset, first, pivot, capacity, strongest,
+                      first_edge, phi_out):
+    """``conv_heavy_edges`` for a dense layer: one read-only pass over its edges from the input
+    positions ``rows`` (h ≠ 0, ascending), in ``dense_edges``' order and with its values, which
+    writes only the edges with φ ≥ ``pivot`` and, if ``phi_out`` is not empty, every edge's φ.
+
+    Vertex ids: source ``source_ids[r]`` for input position r, target ``target_offset`` + flat
+    output position; indices count the edges (φ > 0) from ``first``. The targets of a row are
+    distinct, so their first edges are updated in vectorized loops (a max and a select of the
+    index; their sources are looked up from the index at the end); a source's is its row's
+    largest φ, found as the largest bit pattern (an integer reduction vectorizes, a float one
+    does not), the first in index order.
+    """
+    k_all, n = matrix.shape
     out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
     out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
-    k = 0
+    row_phi, position = np.empty(n), np.arange(n)
+    row_bits, strongest_bits = row_phi.view(np.int64), strongest.view(np.int64)  # φ ≥ 0: bits order as values
+    row_first = np.empty(rows.size, np.int64)
+    pivot = max(pivot, np.nextafter(0.0, 1.0))  # a zero product is no edge, so never heavy
+    k = first
+    n_heavy = 0
+    for i in range(rows.size):
+        r = rows[i]
+        u, lead = source_ids[r], (r // k_all) * n
+        t0 = target_offset + lead
+        row_first[i] = k
+        kept = _dense_row(matrix[r % k_all], h[r], scale, lead, row_phi, position)
+        best, index = strongest[t0:t0 + n], first_edge[0, t0:t0 + n]
+        for j in range(n):  # in index order: the first of equal φ stays
+            better = row_phi[j] > best[j]
+            best[j] = row_phi[j] if better else best[j]
+            index[j] = k + position[j] if better else index[j]
+        largest = np.int64(0)
+        for j in range(n):
+            largest = max(largest, row_bits[j])
+        if largest > strongest_bits[u]:
+            j = 0
+            while row_bits[j] != largest:
+                j += 1
+            strongest[u] = row_phi[j]
+            first_edge[0, u], first_edge[1, u], first_edge[2, u] = k + position[j], u, t0 + j
+        for j in range(n):
+            if row_phi[j] >= pivot:
+                if n_heavy < capacity:
+                    out_src[n_heavy], out_dst[n_heavy], out_phi[n_heavy], out_index[n_heavy] = \
+                        u, t0 + j, row_phi[j], k + position[j]
+                n_heavy += 1
+        if phi_out.size:
+            written = phi_out[k - first:k - first + kept]
+            if kept == n:
+                written[:] = row_phi
+            else:
+                for j in range(n):
+                    if row_phi[j] != 0:
+                        written[position[j]] = row_phi[j]
+        k += kept
+    if rows.size:
+        for t in range(target_offset + (rows[0] // k_all) * n, target_offset + (rows[-1] // k_all + 1) * n):
+            e = first_edge[0, t]
+            if strongest[t] > 0 and first <= e < k:  # its first edge is one of these
+                first_edge[1, t] = source_ids[rows[np.searchsorted(row_first, e, side="right") - 1]]
+                first_edge[2, t] = t
+    n_kept = min(n_heavy, capacity)
+    return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_heavy, k - first
+
+
+@njit(cache=True, nogil=True)
+def dense_light_edges(matrix, h, rows, scale, source_ids, target_offset, first, low, high, label, capacity):
+    """``conv_light_edges`` for a dense layer (ids and indices as in ``dense_heavy_edges``)."""
+    k_all, n = matrix.shape
+    out_src, out_dst = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    out_phi, out_index = np.empty(capacity), np.empty(capacity, np.int64)
+    row_phi, position = np.empty(n), np.arange(n)
+    k = first
     n_light = 0
     for r in rows:
-        hr, weights, first = h[r], matrix[r % k_all], n_src + (r // k_all) * n
-        source_label = label[r]
+        u, lead = source_ids[r], (r // k_all) * n
+        t0 = target_offset + lead
+        kept = _dense_row(matrix[r % k_all], h[r], scale, lead, row_phi, position)
+        source_label = label[u]
         for j in range(n):
-            t = first + j
-            phi = abs(weights[j] * hr * (scale[t - n_src] if scale.size else 1.0))
-            if (phi >= low) & (phi < high) & (label[t] != source_label):  # one rarely taken branch
+            phi = row_phi[j]
+            if (phi >= low) & (phi < high) & (label[t0 + j] != source_label):  # one rarely taken branch
                 if n_light < capacity:
-                    out_src[n_light], out_dst[n_light], out_phi[n_light], out_index[n_light] = r, t, phi, k
+                    out_src[n_light], out_dst[n_light], out_phi[n_light], out_index[n_light] = \
+                        u, t0 + j, phi, k + position[j]
                 n_light += 1
-            k += phi != 0
+        k += kept
     n_kept = min(n_light, capacity)
     return (out_src[:n_kept], out_dst[:n_kept], out_phi[:n_kept], out_index[:n_kept]), n_light
+
+
+@njit(cache=True, nogil=True)
+def dense_crossing_edges(matrix, h, rows, scale, source_ids, target_offset, first, component, n_components,
+                         best_phi, best_edge):
+    """``first_crossing_edges`` over a dense layer's edges, read in place (ids and indices as in
+    ``dense_heavy_edges``)."""
+    k_all, n = matrix.shape
+    row_phi, position = np.empty(n), np.arange(n)
+    k = first
+    for r in rows:
+        u, lead = source_ids[r], (r // k_all) * n
+        t0 = target_offset + lead
+        kept = _dense_row(matrix[r % k_all], h[r], scale, lead, row_phi, position)
+        a = component[u]
+        for j in range(n):
+            b = component[t0 + j]
+            if a != b and row_phi[j] != 0:  # rarely: most vertices share one component
+                pair = min(a, b) * n_components + max(a, b)
+                w, e = row_phi[j], k + position[j]
+                if w > best_phi[pair] or (w == best_phi[pair] and e < best_edge[0, pair]):
+                    best_phi[pair] = w
+                    best_edge[0, pair], best_edge[1, pair], best_edge[2, pair] = e, u, t0 + j
+        k += kept
 
 
 @njit(cache=True, nogil=True)

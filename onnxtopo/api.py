@@ -217,9 +217,9 @@ class Analyzer:
             graph = build_graph(self.plan, activations, sample, threshold=opts.threshold, percentile=opts.percentile)
             result = persistence(graph, h1=opts.h1, vertices=opts.vertices, engine=opts.engine)
         else:
-            if opts.threshold is None and opts.percentile is None and not opts.h1 and isinstance(opts.vertices, str):
+            if opts.threshold is None and opts.percentile is None and isinstance(opts.vertices, str):
                 blocks = (block for _, block in reduced_blocks(self.plan, activations, sample,
-                                                                max_edges=opts.chunk_edges))
+                                                                max_edges=opts.chunk_edges, forests=not opts.h1))
             else:
                 blocks = ((src, dst, phi) for _, src, dst, phi in
                           edge_blocks(self.plan, activations, sample, threshold=opts.threshold,

@@ -8,6 +8,7 @@ in the graph.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,22 +137,23 @@ def _kept_edges(blocks, threshold: float | None = None, cut: float | None = None
             yield src[keep], dst[keep], phi[keep]
 
 
-def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *, max_edges: int | None = None):
+def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, *, max_edges: int | None = None,
+                   forests: bool = True):
     """``edge_blocks`` (no threshold, no percentile) for the forest engine: (step index, block),
     where a large Conv's or dense layer's block is the ``homology.ForestBlock`` of all its edges,
     reduced without writing them out, two steps at a time in threads (the compiled passes release
-    the GIL); every other step's blocks are (src, dst, φ) as from ``edge_blocks``. The engine's
-    results are the same, byte for byte: the forest of a union is the forest of the union of
-    the forests, and each ForestBlock keeps its edges' positions in the stream.
+    the GIL), if ``forests``; a smaller dense layer's blocks are read in place by the engine
+    (``DenseEdges``: never written out either); every other step's blocks are (src, dst, φ) as
+    from ``edge_blocks``. The engine's results are the same, byte for byte: the forest of a
+    union is the forest of the union of the forests, and each block keeps its edges' positions
+    in the stream. Without ``forests`` (for H1), the engine sees every edge.
     """
+    from . import _compiled
+
     last = plan.layers[-1]
     n_vertices = last.offset + last.size
-    reducible = [i for i, step in enumerate(plan.steps) if reduces_in_place(step)]
-    if not reducible:
-        for i, src, dst, phi in edge_blocks(plan, activations, sample, max_edges=max_edges):
-            yield i, (src, dst, phi)
-        return
-    with ThreadPoolExecutor(max_workers=REDUCING_THREADS) as pool:
+    reducible = [i for i, step in enumerate(plan.steps) if forests and reduces_in_place(step)]
+    with ThreadPoolExecutor(max_workers=REDUCING_THREADS) if reducible else nullcontext() as pool:
         running = {}
         for i, step in enumerate(plan.steps):
             while reducible and len(running) < REDUCING_LOOKAHEAD:
@@ -163,6 +165,12 @@ def reduced_blocks(plan: Plan, activations: dict[str, np.ndarray], sample: int, 
                 yield i, block
                 continue
             h = _flat(activations, step.input_tensor, sample)
+            if step.rule.in_place_blocks is not None and not step.repeats:
+                scale = plan.scales.get(step.target, _compiled.NO_SCALE)
+                for edges in step.rule.in_place_blocks(h, max_edges, step.input_vertices,
+                                                       plan.layers[step.target].offset, scale):
+                    yield i, edges
+                continue
             context = {name: _flat(activations, name, sample) for name in step.rule.reads}
             for edges in _kept_edges(step_edges(plan, step, h, context, max_edges, n_vertices)):
                 yield i, edges

@@ -37,6 +37,9 @@ FILTER_HEAVY_SHARE = 20
 #: instead of being filtered and joined in Filter-Kruskal rounds (which, on the graphs where
 #: tens of thousands of light edges cross, took several passes).
 PAIR_TABLE_COMPONENTS = 64
+#: A block read in place first makes room for 1/IN_PLACE_WRITTEN_SHARE of its edges (plus
+#: FILTER_BATCH_MIN) in the passes that write edges out (see ``_InPlace``).
+IN_PLACE_WRITTEN_SHARE = 16
 #: φ values sampled to choose a Filter-Kruskal pivot.
 PIVOT_SAMPLE = 1024
 #: A step reduced on its own (``step_forest``) writes out about STEP_HEAVY_PER_VERTEX edges per
@@ -56,6 +59,82 @@ class ForestBlock(NamedTuple):
     phi: np.ndarray
     index: np.ndarray
     n_edges: int
+
+
+class _Stored(NamedTuple):
+    """Edges held in arrays, as the compiled passes take them: (src, dst, phi, index, first),
+    index empty for a block of the stream whose edges' indices run from ``first``."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    phi: np.ndarray
+    index: np.ndarray
+    first: int
+
+    @property
+    def size(self) -> int:
+        return self.src.size
+
+    def sample(self, stride: int) -> np.ndarray:
+        return self.phi[::stride]
+
+    def heavy(self, pivot, strongest, first_edge) -> tuple:
+        from . import _compiled
+
+        return _compiled.scan_block(*self, pivot, strongest, first_edge)
+
+    def light(self, pivot, label) -> tuple:
+        from . import _compiled
+
+        return _compiled.filter_block(*self, pivot, label)
+
+    def crossing(self, component, n_components, best_phi, best_edge) -> None:
+        from . import _compiled
+
+        _compiled.first_crossing_edges(*self, component, n_components, best_phi, best_edge)
+
+
+def _read_in_place(block) -> bool:
+    """Whether a block of the stream is read in place (has the passes ``_InPlace`` calls)."""
+    return hasattr(block, "crossing")
+
+
+class _InPlace(NamedTuple):
+    """A block read in place (see ``forest_persistence``) whose edges' indices run from ``first``:
+    the ``_Stored`` passes, computed by its own compiled loops from the step's weights and
+    activations."""
+
+    block: object
+    first: int
+
+    @property
+    def size(self) -> int:
+        return self.block.n_edges
+
+    def sample(self, stride: int) -> np.ndarray:
+        return self.block.sample_edges(-(-self.size // stride))
+
+    def heavy(self, pivot, strongest, first_edge) -> tuple:
+        capacity = self._capacity()
+        edges, found, _ = self.block.heavy(pivot, capacity, strongest, first_edge, self.first)
+        if found > capacity:  # again, with room for all: a repeated pass finds the same first edges
+            edges, _, _ = self.block.heavy(pivot, found, strongest, first_edge, self.first)
+        return edges
+
+    def light(self, pivot, label) -> tuple:
+        capacity = self._capacity()
+        edges, found = self.block.light(_SMALLEST, pivot, label, capacity, self.first)
+        if found > capacity:
+            edges, _ = self.block.light(_SMALLEST, pivot, label, found, self.first)
+        return edges
+
+    def crossing(self, component, n_components, best_phi, best_edge) -> None:
+        self.block.crossing(self.first, component, n_components, best_phi, best_edge)
+
+    def _capacity(self) -> int:
+        """Room for the edges a pass writes: a small share of the block's (the heavy ones are
+        about FILTER_EDGES_PER_VERTEX per vertex in all), all of them in the rare second run."""
+        return min(self.size, FILTER_BATCH_MIN + self.size // IN_PLACE_WRITTEN_SHARE)
 
 
 @dataclass(frozen=True)
@@ -123,16 +202,16 @@ def _reduce(forest: tuple, pending: list, n_vertices: int, batch: int, ordered: 
     """
     from . import _compiled
 
-    parts = [(*forest, 0), *pending] if forest[0].size else pending
-    n_edges = sum(part[0].size for part in parts)
+    parts = [_Stored(*forest, 0), *pending] if forest[0].size else pending
+    n_edges = sum(part.size for part in parts)
     batch = max(FILTER_BATCH_MIN, min(batch, n_edges // FILTER_HEAVY_SHARE))
     pivot = -np.inf
     if n_edges > 2 * batch:
         stride = n_edges // PIVOT_SAMPLE + 1
-        pivot = _pivot(np.concatenate([part[2][::stride] for part in parts]), n_edges, batch)
+        pivot = _pivot(np.concatenate([part.sample(stride) for part in parts]), n_edges, batch)
     strongest = np.zeros(n_vertices)
     first_edge = np.zeros((3, n_vertices), np.int64)
-    heavy = [_compiled.scan_block(*part, pivot, strongest, first_edge) for part in parts]
+    heavy = [part.heavy(pivot, strongest, first_edge) for part in parts]
     parent = np.arange(n_vertices)
     found = [_compiled.join_first_edges(strongest, first_edge, parent),
              *_join_in_entry_order(_joined(heavy), parent, batch)]
@@ -156,13 +235,12 @@ def _join_light(parts: list, pivot: float, parent: np.ndarray, strongest: np.nda
     label = _compiled.labels(parent)
     component, n_components = _compiled.component_ids(label, strongest, PAIR_TABLE_COMPONENTS)
     if n_components > PAIR_TABLE_COMPONENTS:
-        light = _joined([_compiled.filter_block(*part, pivot, label) for part in parts])
-        return _join_in_entry_order(light, parent, batch)
+        return _join_in_entry_order(_joined([part.light(pivot, label) for part in parts]), parent, batch)
     if n_components < 2:
         return []
     best_phi, best_edge = np.zeros(n_components * n_components), np.zeros((3, n_components * n_components), np.int64)
     for part in parts:
-        _compiled.first_crossing_edges(*part, component, n_components, best_phi, best_edge)
+        part.crossing(component, n_components, best_phi, best_edge)
     held = np.flatnonzero(best_phi)
     first = (best_edge[1, held], best_edge[2, held], best_phi[held], best_edge[0, held])
     return [_compiled.kruskal(first, _entry_order(first[2], first[3]), parent)]
@@ -227,18 +305,22 @@ def _stream_forest(blocks, n_vertices: int, chunk_edges: int):
     pending, pending_edges, n_edges, running = [], 0, 0, None
     with ThreadPoolExecutor(max_workers=1) as reducer:  # its thread starts with a second chunk
         for block in blocks:
-            src = block[0]
-            if pending and pending_edges + src.size > chunk_edges:
+            if isinstance(block, ForestBlock):
+                part = _Stored(block.src, block.dst, block.phi, block.index + n_edges, 0)
+                block_edges = block.n_edges
+            elif _read_in_place(block):
+                part = _InPlace(block, n_edges)
+                block_edges = part.size
+            else:
+                part = _Stored(*block, _compiled.NO_INDEX, n_edges)
+                block_edges = part.size
+            if pending and pending_edges + part.size > chunk_edges:
                 reduced = running.result() if running else reduced
                 running = reducer.submit(_reduce, reduced[0], pending, n_vertices, batch, False)
                 pending, pending_edges = [], 0
-            if isinstance(block, ForestBlock):
-                pending.append((src, block.dst, block.phi, block.index + n_edges, 0))
-                n_edges += block.n_edges
-            else:
-                pending.append((*block, _compiled.NO_INDEX, n_edges))
-                n_edges += src.size
-            pending_edges += src.size
+            pending.append(part)
+            n_edges += block_edges
+            pending_edges += part.size
         reduced = running.result() if running else reduced
     if pending:
         # A vertex's strongest edge is in the forest (it is the heaviest edge across the cut
@@ -315,8 +397,13 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
 
     ``blocks`` yields (src, dst, phi) arrays of edges (φ > 0) in graph order; an edge's index is
     its position in that stream. A ``ForestBlock`` may stand for a run of consecutive edges (its
-    forest, each edge with its position in the run; not with ``h1`` or given vertex values). For a 1-dimensional complex, the edges that kill H0 classes are
-    the maximum spanning forest Kruskal builds in entry order, and the forest of a union of edge
+    forest, each edge with its position in the run; not with ``h1`` or given vertex values), and
+    a block read in place (as ``rules.op_gemm.DenseEdges``; not with given vertex values) for
+    edges computed by its own compiled passes whenever they are read: ``n_edges``,
+    ``sample_edges(n)``, ``heavy``/``light`` as ``step_forest``'s passes (with the index of its
+    first edge), ``crossing`` as ``_compiled.first_crossing_edges`` and ``kept_phi()``, the array
+    its next heavy pass fills with every φ (for H1). For a 1-dimensional complex, the edges that
+    kill H0 classes are the maximum spanning forest Kruskal builds in entry order, and the forest of a union of edge
     sets is the forest of the union of their forests: edges are gathered into chunks of about
     ``chunk_edges``, each reduced with the forest so far, so memory stays bounded. Only the
     forest's edges (fewer than the vertices) then go through a union-find, which applies the
@@ -334,6 +421,14 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
                 if given is not None or h1:
                     raise ValueError("a ForestBlock holds a forest, not every edge: given vertex values cannot be "
                                      "checked against it, nor H1 computed; pass the edges themselves")
+                yield block
+                continue
+            if _read_in_place(block):
+                if given is not None:
+                    raise ValueError("a block read in place cannot be checked against given vertex values; pass "
+                                     "the edges themselves")
+                if h1:
+                    all_phi.append(block.kept_phi())
                 yield block
                 continue
             src, dst, phi = block

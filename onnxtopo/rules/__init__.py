@@ -221,6 +221,10 @@ class EdgeRule:
     global_nonzero_edges = None
     #: Whether ``global_nonzero_edges`` is used even where the pattern is small enough to keep.
     prefer_global_edges = False
+    #: Optional: ``in_place_blocks(h, max_edges, input_vertices, offset, scale)`` yielding the
+    #: same edges as ``global_nonzero_edges`` as blocks the forest engine reads in place, never
+    #: written out (see ``homology.forest_persistence``; DenseRule does).
+    in_place_blocks = None
 
     def output_layout(self, layout):
         """Where the output holds the samples, given where the data input holds them (see

@@ -9,6 +9,8 @@ with transA = 1, the op would sum over the batch or move it off the first axis, 
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from . import EdgePattern, EdgeRule, attribute, edge_rule, refuse
@@ -54,10 +56,24 @@ class DenseRule(EdgeRule):
     # The compiled loop beats even a kept pattern: it never reads the rows of zero inputs.
     prefer_global_edges = True
 
-    def forest_passes(self, h, scale) -> DensePasses:
+    @cached_property
+    def smallest_weight(self) -> float:
+        """The smallest |w| (0 if a weight is 0): whether a product can be 0 (``DenseEdges``)."""
+        return float(np.abs(self.matrix).min()) if self.matrix.size else 0.0
+
+    def forest_passes(self, h, scale) -> DenseEdges:
         """The passes ``homology.step_forest`` reduces this step's edges with, for activations ``h``
         (0 where the input is a constant) and the folded ``scale`` of the targets (or empty)."""
-        return DensePasses(self, h, scale)
+        return DenseEdges(self, h, scale)
+
+    def in_place_blocks(self, h, max_edges, input_vertices, offset, scale):
+        """``global_nonzero_edges``' blocks as ``DenseEdges`` in global ids, read in place by the
+        forest engine instead of written out (one per chunk of input rows)."""
+        n = self.matrix.shape[1]
+        active = np.flatnonzero((h != 0) & (input_vertices >= 0))
+        rows_per_chunk = max(1, len(active) if max_edges is None else max_edges // max(n, 1))
+        for start in range(0, len(active), rows_per_chunk):
+            yield DenseEdges(self, h, scale, active[start:start + rows_per_chunk], input_vertices, offset)
 
     def build_pattern(self, part: slice) -> EdgePattern:
         k_all, n = self.matrix.shape
@@ -74,37 +90,87 @@ class DenseRule(EdgeRule):
         )
 
 
-class DensePasses:
-    """A dense layer's edges read in place by compiled passes (see ``homology.step_forest``).
+#: A product of magnitudes above this is far from float64's underflow: it is never rounded to 0.
+NO_UNDERFLOW = 1e-300
 
-    Local vertex ids: the flat input positions, then h.size + each flat output position.
+
+class DenseEdges:
+    """A dense layer's edges from some of its input positions, read in place by compiled passes,
+    never written out: ``homology.step_forest`` reduces a large step with them, the forest engine
+    reads a small step's as a block (``homology.forest_persistence``).
+
+    Vertex ids: ``source_ids[r]`` for input position r and ``target_offset`` + each flat output
+    position; by default (step forests) local ones: the flat input positions, then h.size + the
+    output positions. ``rows``: the input positions read (by default those with h ≠ 0).
     """
 
-    def __init__(self, rule: DenseRule, h: np.ndarray, scale: np.ndarray):
-        self.rule, self.h, self.scale, self.rows = rule, h, scale, np.flatnonzero(h)
+    def __init__(self, rule: DenseRule, h: np.ndarray, scale: np.ndarray, rows: np.ndarray | None = None,
+                 source_ids: np.ndarray | None = None, target_offset: int | None = None):
+        from .. import _compiled
+
+        self.rule, self.h, self.scale = rule, h, scale
+        self.rows = np.flatnonzero(h) if rows is None else rows
+        self.source_ids = np.arange(h.size) if source_ids is None else source_ids
+        self.target_offset = h.size if target_offset is None else target_offset
+        self.phi = _compiled.NO_SCALE  # every edge's φ, once kept_phi() asks for it
+        self._loops = (rule.matrix, h, self.rows, scale, self.source_ids, self.target_offset)
+
+    @cached_property
+    def n_edges(self) -> int:
+        """The number of edges (products ≠ 0) of the rows read: every product, unless a weight or
+        scale is 0 or the smallest magnitudes could underflow, when they are counted."""
+        from .. import _compiled
+
+        smallest = self.rule.smallest_weight * (np.abs(self.h[self.rows]).min() if self.rows.size else 1.0)
+        if self.scale.size:
+            smallest *= np.abs(self.scale).min()
+        if smallest > NO_UNDERFLOW:
+            return self.rows.size * self.rule.matrix.shape[1]
+        return _compiled.dense_edge_count(self.rule.matrix, self.h, self.rows, self.scale)
+
+    def kept_phi(self) -> np.ndarray:
+        """The array the next ``heavy`` pass fills with every edge's φ, in index order."""
+        self.phi = np.empty(self.n_edges)
+        return self.phi
 
     def sample(self, n: int) -> np.ndarray:
-        """φ of ``n`` candidate edges drawn uniformly (with a fixed seed: runs repeat exactly)."""
+        """φ of ``n`` candidate edges of the whole step drawn uniformly (with a fixed seed: runs
+        repeat exactly), 0 for a dropped one."""
         matrix = self.rule.matrix
         if not self.rule.candidate_count:
             return np.zeros(0)
         r, j = np.divmod(np.random.default_rng(0).integers(0, self.rule.candidate_count, n), matrix.shape[1])
+        return self._values(r, j)
+
+    def sample_edges(self, n: int) -> np.ndarray:
+        """φ of about ``n`` of the edges read, drawn uniformly (fixed seed)."""
+        if not self.rows.size:
+            return np.zeros(0)
+        rng = np.random.default_rng(0)
+        values = self._values(self.rows[rng.integers(0, self.rows.size, n)], rng.integers(0, self.rule.matrix.shape[1], n))
+        return values[values > 0]
+
+    def _values(self, r, j):
+        matrix = self.rule.matrix
         values = matrix[r % matrix.shape[0], j] * self.h[r]
         if self.scale.size:
             values *= self.scale[(r // matrix.shape[0]) * matrix.shape[1] + j]
         return np.abs(values)
 
-    def heavy(self, pivot, capacity, strongest, first_edge):
+    def heavy(self, pivot, capacity, strongest, first_edge, first=0):
         from .. import _compiled
 
-        return _compiled.dense_heavy_edges(self.rule.matrix, self.h, self.rows, self.scale, pivot, capacity,
-                                           strongest, first_edge)
+        return _compiled.dense_heavy_edges(*self._loops, first, pivot, capacity, strongest, first_edge, self.phi)
 
-    def light(self, low, high, label, capacity):
+    def light(self, low, high, label, capacity, first=0):
         from .. import _compiled
 
-        return _compiled.dense_light_edges(self.rule.matrix, self.h, self.rows, self.scale, low, high, label,
-                                           capacity)
+        return _compiled.dense_light_edges(*self._loops, first, low, high, label, capacity)
+
+    def crossing(self, first, component, n_components, best_phi, best_edge):
+        from .. import _compiled
+
+        _compiled.dense_crossing_edges(*self._loops, first, component, n_components, best_phi, best_edge)
 
 
 class GemmRule(DenseRule):
