@@ -334,26 +334,51 @@ def dense_light_edges(matrix, h, rows, scale, source_ids, target_offset, first, 
 
 @njit(cache=True, nogil=True)
 def dense_crossing_edges(matrix, h, rows, scale, source_ids, target_offset, first, component, n_components,
-                         best_phi, best_edge):
+                         best_phi, best_edge, every_product):
     """``first_crossing_edges`` over a dense layer's edges, read in place (ids and indices as in
-    ``dense_heavy_edges``)."""
+    ``dense_heavy_edges``). Most sources lie in one component: when ``every_product`` is nonzero
+    (so an edge's index is known without computing its row), their rows visit only the targets
+    outside it."""
     k_all, n = matrix.shape
     row_phi, position = np.empty(n), np.arange(n)
+    sources = np.zeros(n_components + 1, np.int64)
+    for r in rows:
+        sources[component[source_ids[r]] + 1] += 1
+    common = np.argmax(sources) - 1
+    outside, n_outside, outside_lead = np.empty(n, np.int64), 0, -1
     k = first
     for r in rows:
         u, lead = source_ids[r], (r // k_all) * n
         t0 = target_offset + lead
-        kept = _dense_row(matrix[r % k_all], h[r], scale, lead, row_phi, position)
         a = component[u]
+        if every_product and a == common:
+            if lead != outside_lead:
+                n_outside, outside_lead = 0, lead
+                for j in range(n):
+                    outside[n_outside] = j
+                    n_outside += component[t0 + j] != common
+            weights, hr = matrix[r % k_all], h[r]
+            for i in range(n_outside):
+                j = outside[i]
+                w = abs(weights[j] * hr * scale[lead + j]) if scale.size else abs(weights[j] * hr)  # as _dense_row
+                _cross(a, component[t0 + j], w, k + j, u, t0 + j, n_components, best_phi, best_edge)
+            k += n
+            continue
+        kept = _dense_row(matrix[r % k_all], h[r], scale, lead, row_phi, position)
         for j in range(n):
             b = component[t0 + j]
             if a != b and row_phi[j] != 0:  # rarely: most vertices share one component
-                pair = min(a, b) * n_components + max(a, b)
-                w, e = row_phi[j], k + position[j]
-                if w > best_phi[pair] or (w == best_phi[pair] and e < best_edge[0, pair]):
-                    best_phi[pair] = w
-                    best_edge[0, pair], best_edge[1, pair], best_edge[2, pair] = e, u, t0 + j
+                _cross(a, b, row_phi[j], k + position[j], u, t0 + j, n_components, best_phi, best_edge)
         k += kept
+
+
+@njit(cache=True, nogil=True)
+def _cross(a, b, w, e, s, d, n_components, best_phi, best_edge):
+    """An edge (index e, s → d, φ = w) between components a ≠ b, for the pair table."""
+    pair = min(a, b) * n_components + max(a, b)
+    if w > best_phi[pair] or (w == best_phi[pair] and e < best_edge[0, pair]):
+        best_phi[pair] = w
+        best_edge[0, pair], best_edge[1, pair], best_edge[2, pair] = e, s, d
 
 
 @njit(cache=True, nogil=True)
@@ -511,13 +536,7 @@ def first_crossing_edges(src, dst, phi, index, first, component, n_components, b
     for i in range(src.size):
         a, b = component[src[i]], component[dst[i]]
         if a != b:
-            k = min(a, b) * n_components + max(a, b)
-            w = phi[i]
-            if w >= best_phi[k]:  # rarely, once each pair has seen a few edges
-                e = _index(index, first, i)
-                if w > best_phi[k] or e < best_edge[0, k]:
-                    best_phi[k] = w
-                    best_edge[0, k], best_edge[1, k], best_edge[2, k] = e, src[i], dst[i]
+            _cross(a, b, phi[i], _index(index, first, i), src[i], dst[i], n_components, best_phi, best_edge)
 
 
 @njit(cache=True, nogil=True)

@@ -170,7 +170,9 @@ class DenseEdges:
     def crossing(self, first, component, n_components, best_phi, best_edge):
         from .. import _compiled
 
-        _compiled.dense_crossing_edges(*self._loops, first, component, n_components, best_phi, best_edge)
+        every_product = self.n_edges == self.rows.size * self.rule.matrix.shape[1]
+        _compiled.dense_crossing_edges(*self._loops, first, component, n_components, best_phi, best_edge,
+                                       every_product)
 
 
 class GemmRule(DenseRule):
