@@ -8,6 +8,7 @@ exist to refuse a run that would exhaust the machine, not to predict it to the m
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from .errors import ResourceLimitError
@@ -71,9 +72,17 @@ def available_memory() -> int | None:
 
 
 def default_limit() -> int | None:
-    """Default memory limit: 80% of what is available now."""
-    available = available_memory()
-    return None if available is None else int(0.8 * available)
+    """Default memory limit: 80% of what is available now (read at most every
+    AVAILABLE_MEMORY_TTL seconds: a loop analyzing one input per call would read it per input)."""
+    now = time.monotonic()
+    if now - _available[0] > AVAILABLE_MEMORY_TTL:
+        _available[:] = [now, available_memory()]
+    return None if _available[1] is None else int(0.8 * _available[1])
+
+
+#: Seconds a reading of the available memory serves ``default_limit``.
+AVAILABLE_MEMORY_TTL = 1.0
+_available = [float("-inf"), None]  # when read, and what
 
 
 #: What ``require_memory`` suggests to an analysis that would not fit.
