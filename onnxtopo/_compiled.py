@@ -36,6 +36,8 @@ if not config.CACHE_DIR and not _writable(os.path.dirname(__file__)) and not _wr
 NO_INDEX = np.empty(0, np.int64)
 #: The scale of a step without a folded affine map; the activations of a rule's own values.
 NO_SCALE = NO_H = np.empty(0)
+#: ``conv_windows``' input_vertices for sources in the step's own ids, as int32.
+LOCAL_IDS = np.empty(0, np.int32)
 #: Runs of keys tied in their packed bits longer than this are sorted by merge sort.
 _SHORT_RUN = 16
 _TOP = np.int64(0x7FFFFFFFFFFFFFFF)
@@ -71,15 +73,16 @@ def conv_windows(h, window_start, window_src, window_offset, first_group, stop_g
     (valid ones only). For the i-th group of the range and output position p, entries
     ``start[i·P + p] .. start[i·P + p + 1]-1`` come in pattern order (input channel in group,
     kernel offset), each with its source (the flat input position, or its global id through
-    ``input_vertices``), its column in the kernel viewed as (M, C/group · offsets), and h there.
-    The loops below then never visit a zero activation (ReLU makes about half of them, MNIST's
-    background most) nor map an id twice."""
+    ``input_vertices``; of ``input_vertices``' dtype: ``LOCAL_IDS`` gives int32 positions, less
+    for the passes to stream), its column in the kernel viewed as (M, C/group · offsets), and h
+    there. The loops below then never visit a zero activation (ReLU makes about half of them,
+    MNIST's background most) nor map an id twice."""
     n_out = window_start.size - 1
     mapped = input_vertices.size > 0
     # Room for every pair, filled in one pass: counting them first cost as much as filling.
     size = (stop_group - first_group) * group_channels * window_src.size
     start = np.empty((stop_group - first_group) * n_out + 1, np.int64)
-    src, column, value = np.empty(size, np.int64), np.empty(size, np.int32), np.empty(size)
+    src, column, value = np.empty(size, input_vertices.dtype), np.empty(size, np.int32), np.empty(size)
     e = row = 0
     for g in range(first_group, stop_group):
         for p in range(n_out):

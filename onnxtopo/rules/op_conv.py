@@ -158,7 +158,7 @@ class ConvPasses:
         from .. import _compiled
 
         self.rule, self.h, self.scale = rule, h, scale
-        windows = rule.nonzero_windows(h, 0, rule.group, _compiled.NO_INDEX)
+        windows = rule.nonzero_windows(h, 0, rule.group, _compiled.LOCAL_IDS)
         self.loops = (rule.kernel.reshape(rule.kernel.shape[0], -1), windows, h.size, rule.outer_size // rule.group,
                       scale)
 
