@@ -219,7 +219,8 @@ def test_conv_streamed_edges_match_brute_force(index):
     mapped = [(int(input_vertices[u]), v + 7, w * h[u] * scale[v]) for v, u, w in ordered
               if input_vertices[u] >= 0 and w * h[u] * scale[v] != 0]
     per_outer = rule.edges_per_outer
-    for max_edges in (None, 1, per_outer + 1, 2 * per_outer + 1, rule.candidate_count):
+    # 2 or 3 channels a chunk: chunks that straddle groups (2 or 3 output channels per group) too.
+    for max_edges in (None, 1, per_outer + 1, 2 * per_outer + 1, 3 * per_outer, rule.candidate_count):
         channels = cfg["M"] if max_edges is None else max(1, max_edges // per_outer)
         for blocks, edges, shift in ((rule.nonzero_edges(h, max_edges), local, 0),
                                      (rule.global_nonzero_edges(h, max_edges, input_vertices, 7, scale), mapped, 7)):
