@@ -36,6 +36,8 @@ if not config.CACHE_DIR and not _writable(os.path.dirname(__file__)) and not _wr
 NO_INDEX = np.empty(0, np.int64)
 #: The scale of a step without a folded affine map; the activations of a rule's own values.
 NO_SCALE = NO_H = np.empty(0)
+#: ``conv_windows``' input_vertices for sources in the step's own ids, as int32.
+LOCAL_IDS = np.empty(0, np.int32)
 #: Runs of keys tied in their packed bits longer than this are sorted by merge sort.
 _SHORT_RUN = 16
 _TOP = np.int64(0x7FFFFFFFFFFFFFFF)
@@ -62,75 +64,83 @@ def global_edges(src, dst, values, h, input_vertices, offset, scale, drop_zeros)
 
 
 @njit(cache=True, nogil=True)
-def conv_edges(kernel, h, window_start, window_src, window_offset, first, stop, per_group, n_in, n_out,
-               input_vertices, offset, scale):
-    """(src, dst, w·h) of a convolution's output channels ``first .. stop-1``, in pattern order
-    (output channel, output position, input channel in group, kernel offset), products = 0
-    dropped, without building the pattern. ``kernel`` is (M, C/group, kernel offsets); output
-    position p reads, at kernel offset ``window_offset[j]``, the spatial input position
-    ``window_src[j]`` for j in ``window_start[p] .. window_start[p+1]-1`` (valid ones only).
-    With ``input_vertices`` (not empty), edges come in global ids as from ``global_edges``."""
-    group_channels = kernel.shape[1]
-    n = (stop - first) * group_channels * window_src.size
-    out_src, out_dst, out_values = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
-    k = 0
-    for m in range(first, stop):
-        first_channel = (m // per_group) * group_channels
-        for p in range(n_out):
-            target = m * n_out + p
-            for c in range(group_channels):
-                base = (first_channel + c) * n_in
-                for j in range(window_start[p], window_start[p + 1]):
-                    s = base + window_src[j]
-                    value = kernel[m, c, window_offset[j]] * h[s]
-                    if not input_vertices.size:
-                        out_src[k], out_dst[k], out_values[k] = s, target, value
-                        k += value != 0
-                        continue
-                    u = input_vertices[s]
-                    if scale.size:
-                        value *= scale[target]
-                    # Written always, kept by moving on, as in global_edges.
-                    out_src[k], out_dst[k], out_values[k] = u, target + offset, value
-                    k += (u >= 0) & (value != 0)
-    return out_src[:k], out_dst[:k], out_values[:k]
-
-
-@njit(cache=True, nogil=True)
-def conv_windows(h, window_start, window_src, window_offset, n_groups, group_channels, n_in, n_offsets):
-    """The nonzero inputs of each window of a convolution, read once for all its output
-    channels: for group g and output position p, entries ``start[g·P + p] .. start[g·P + p + 1]-1``
-    in ``conv_edges``' order (input channel, kernel offset), each with its flat input position,
-    its column in the kernel viewed as (M, C/group · offsets), and h there. The passes below
-    then never visit a zero activation (ReLU makes about half of them)."""
+def conv_windows(h, window_start, window_src, window_offset, first_group, stop_group, group_channels, n_in,
+                 n_offsets, input_vertices):
+    """The inputs of each window of a convolution's groups ``first_group .. stop_group-1`` that
+    make edges (h ≠ 0, and not a constant where ``input_vertices`` is given), read once for all
+    their output channels. Output position p reads, at kernel offset ``window_offset[j]``, the
+    spatial input position ``window_src[j]`` for j in ``window_start[p] .. window_start[p+1]-1``
+    (valid ones only). For the i-th group of the range and output position p, entries
+    ``start[i·P + p] .. start[i·P + p + 1]-1`` come in pattern order (input channel in group,
+    kernel offset), each with its source (the flat input position, or its global id through
+    ``input_vertices``; of ``input_vertices``' dtype: ``LOCAL_IDS`` gives int32 positions, less
+    for the passes to stream), its column in the kernel viewed as (M, C/group · offsets), and h
+    there. The loops below then never visit a zero activation (ReLU makes about half of them,
+    MNIST's background most) nor map an id twice."""
     n_out = window_start.size - 1
-    size = 0
-    for g in range(n_groups):
-        for c in range(group_channels):
-            base = (g * group_channels + c) * n_in
-            for j in range(window_src.size):
-                size += h[base + window_src[j]] != 0
-    start = np.empty(n_groups * n_out + 1, np.int64)
-    src, column, value = np.empty(size, np.int32), np.empty(size, np.int32), np.empty(size)
-    e = 0
-    for g in range(n_groups):
+    mapped = input_vertices.size > 0
+    # Room for every pair, filled in one pass (room never written takes no memory): a pass
+    # counting the entries first was measured slower.
+    size = (stop_group - first_group) * group_channels * window_src.size
+    start = np.empty((stop_group - first_group) * n_out + 1, np.int64)
+    src, column, value = np.empty(size, input_vertices.dtype), np.empty(size, np.int32), np.empty(size)
+    e = row = 0
+    for g in range(first_group, stop_group):
         for p in range(n_out):
-            start[g * n_out + p] = e
+            start[row] = e
+            row += 1
             for c in range(group_channels):
                 base = (g * group_channels + c) * n_in
                 for j in range(window_start[p], window_start[p + 1]):
                     s = base + window_src[j]
-                    src[e], column[e], value[e] = s, c * n_offsets + window_offset[j], h[s]
-                    e += h[s] != 0
-    start[n_groups * n_out] = e
-    return start, src, column, value
+                    x = h[s]
+                    # Branches, measured faster than writing always: zeros come in runs.
+                    if x != 0:
+                        u = input_vertices[s] if mapped else s
+                        if u >= 0:
+                            src[e] = u
+                            column[e] = c * n_offsets + window_offset[j]
+                            value[e] = x
+                            e += 1
+    start[row] = e
+    return start, src[:e], column[:e], value[:e]
+
+
+@njit(cache=True, nogil=True)
+def conv_window_edges(kernel, windows, n_out, first_group, first, stop, per_group, offset, scale):
+    """(src, dst, w·h·scale) of a convolution's output channels ``first .. stop-1`` in pattern order
+    (output channel, output position, input channel in group, kernel offset), products = 0
+    dropped, from the ``conv_windows`` of their groups (the first of them ``first_group``) and
+    the kernel viewed as (M, C/group · offsets): only the windows' entries are visited. Sources
+    are the windows' (global ids if they were mapped), targets the flat output positions
+    shifted by ``offset``; the targets' folded ``scale`` applies if not empty."""
+    start, src, column, value = windows
+    n = 0
+    for m in range(first, stop):
+        row = (m // per_group - first_group) * n_out
+        n += start[row + n_out] - start[row]
+    out_src, out_dst, out_values = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+    k = 0
+    for m in range(first, stop):
+        row = (m // per_group - first_group) * n_out
+        weights = kernel[m]
+        for p in range(n_out):
+            target = m * n_out + p
+            factor = scale[target] if scale.size else 1.0  # × 1.0 is exact: w·h unchanged
+            for e in range(start[row + p], start[row + p + 1]):
+                product = weights[column[e]] * value[e] * factor
+                # Written always, kept by moving on: k never passes the entries read.
+                out_src[k], out_dst[k], out_values[k] = src[e], target + offset, product
+                k += product != 0
+    return out_src[:k], out_dst[:k], out_values[:k]
 
 
 @njit(cache=True, nogil=True)
 def conv_heavy_edges(kernel, windows, n_src, per_group, scale, pivot, capacity, strongest, first_edge):
-    """One read-only pass over a whole convolution's edges, in ``conv_edges``' order and with its
-    values, from its ``conv_windows`` (of h: 0 where the input is a constant) and its kernel
-    viewed as (M, C/group · offsets), that writes only the edges with φ ≥ ``pivot`` (> 0).
+    """One read-only pass over a whole convolution's edges, in ``conv_window_edges``' order and
+    with its values, from the ``conv_windows`` of all its groups (in ``LOCAL_IDS``, of h: 0 where
+    the input is a constant) and its kernel viewed as (M, C/group · offsets), that writes only
+    the edges with φ ≥ ``pivot`` (> 0).
 
     Edges are in local ids: source = flat input position, target = ``n_src`` + flat output
     position; index = position among the step's edges (φ > 0). Updates, as ``scan_block``, each
@@ -148,7 +158,7 @@ def conv_heavy_edges(kernel, windows, n_src, per_group, scale, pivot, capacity, 
         for p in range(n_out):
             target = m * n_out + p
             t = n_src + target
-            factor = scale[target] if scale.size else 1.0  # × 1.0 is exact: conv_edges' values
+            factor = scale[target] if scale.size else 1.0  # × 1.0 is exact: conv_window_edges' values
             best = strongest[t]
             for e in range(start[row + p], start[row + p + 1]):
                 s = src[e]

@@ -265,22 +265,27 @@ def test_compiled_conv_edges_equal_the_pattern_path(seed):
 
 def test_conv_edges_whatever_path():
     """A conv layer's graph is the same whether its pattern is kept (the compiled pass computes
-    w·h) or too large to keep (its own compiled loop does), with a folded scale too."""
+    w·h) or too large to keep (the loop over its windows does), with a folded scale too and
+    constants of a Pad (value 0.5: their products are not 0, yet they make no edge)."""
     from onnxtopo.graph import edge_blocks
 
     from conftest import make_model
 
     rng = np.random.default_rng(3)
     W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    scale = rng.standard_normal((4, 4, 6)).astype(np.float32)  # per element: onnxruntime cannot fuse it
+    scale = rng.standard_normal((4, 5, 7)).astype(np.float32)  # per element: onnxruntime cannot fuse it
     model = make_model([onnx_node("Relu", ["x"], ["r"]),
-                        onnx_node("Conv", ["r", "W"], ["c"], strides=[2, 1], pads=[1, 0, 1, 2]),
+                        onnx_node("Pad", ["r", "pads", "value"], ["padded"]),
+                        onnx_node("Conv", ["padded", "W"], ["c"], strides=[2, 1], pads=[1, 0, 1, 2]),
                         onnx_node("Mul", ["c", "s"], ["n"]),
                         onnx_node("Relu", ["n"], ["a"]),
                         onnx_node("Conv", ["a", "W2"], ["y"])],
-                       (3, 7, 6), {"W": W, "s": scale, "W2": rng.standard_normal((2, 4, 1, 1)).astype(np.float32)})
+                       (3, 7, 6), {"W": W, "s": scale, "W2": rng.standard_normal((2, 4, 1, 1)).astype(np.float32),
+                                   "pads": np.array([0, 0, 1, 0, 0, 0, 1, 1]),
+                                   "value": np.array(0.5, np.float32)})
     analyzer = onnxtopo.Analyzer(model)
     assert analyzer.plan.scales
+    assert (analyzer.plan.steps[0].input_vertices < 0).any()
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
     activations = analyzer.runner.run(x)
     step = max(step.candidate_edges for step in analyzer.plan.steps)

@@ -196,6 +196,43 @@ def test_conv_pattern_matches_brute_force(index):
 
 
 @pytest.mark.parametrize("index", range(len(CONV_CONFIGS)), ids=CONV_IDS)
+def test_conv_streamed_edges_match_brute_force(index):
+    """The edges Conv streams (the compiled loop over its windows' nonzero inputs, no pattern
+    built) are the brute-force edges with w·h·scale ≠ 0, in pattern order (output channel,
+    output position, input channel, kernel offset: for a conv that is ascending (dst, src), as a
+    window's inputs ascend with the kernel offset), value for value, one block per chunk of
+    ``max_edges // edges per output channel`` output channels; in global ids constants (-1) make
+    no edge, even where their value is not 0, and targets shift by the layer's offset."""
+    case = conv_case(index)
+    cfg, rule = case.cfg, case.rule
+    rng = np.random.default_rng(20_000 + index)
+    weights = brute_conv_edges((cfg["C"], *cfg["spatial"]), case.W, cfg["group"], cfg["strides"],
+                               cfg["dilations"], case.begin, case.y.shape[2:])
+    ordered = sorted((v, u, w) for (u, v), w in weights.items())
+    n_in, n_out = size_of((cfg["C"], *cfg["spatial"])), size_of(case.y.shape[1:])
+    per_channel = n_out // cfg["M"]
+    h = case.x[0].reshape(-1).astype(np.float64) * (rng.random(n_in) < 0.6)  # ReLU-like zeros
+    input_vertices = rng.integers(100, 10**6, n_in)
+    input_vertices[rng.random(n_in) < 0.2] = -1  # constants (padding), h ≠ 0 at most of them
+    scale = rng.normal(size=n_out) * (rng.random(n_out) < 0.9)
+    local = [(u, v, w * h[u]) for v, u, w in ordered if w * h[u] != 0]
+    mapped = [(int(input_vertices[u]), v + 7, w * h[u] * scale[v]) for v, u, w in ordered
+              if input_vertices[u] >= 0 and w * h[u] * scale[v] != 0]
+    per_outer = rule.edges_per_outer
+    # 2 or 3 channels a chunk: chunks that straddle groups (2 or 3 output channels per group) too.
+    for max_edges in (None, 1, per_outer + 1, 2 * per_outer + 1, 3 * per_outer, rule.candidate_count):
+        channels = cfg["M"] if max_edges is None else max(1, max_edges // per_outer)
+        for blocks, edges, shift in ((rule.nonzero_edges(h, max_edges), local, 0),
+                                     (rule.global_nonzero_edges(h, max_edges, input_vertices, 7, scale), mapped, 7)):
+            blocks = list(blocks)
+            assert len(blocks) == -(-cfg["M"] // channels)
+            for i, (src, dst, values) in enumerate(blocks):
+                assert src.dtype == dst.dtype == np.int64 and values.dtype == np.float64
+                want = [e for e in edges if (e[1] - shift) // (channels * per_channel) == i]
+                assert list(zip(src.tolist(), dst.tolist(), values.tolist())) == want
+
+
+@pytest.mark.parametrize("index", range(len(CONV_CONFIGS)), ids=CONV_IDS)
 def test_conv_edge_values_reconstruct_onnxruntime_output(index):
     case = conv_case(index)
     p = case.rule.pattern
