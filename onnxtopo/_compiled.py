@@ -231,7 +231,7 @@ def _dense_row(weights, hr, scale, lead, row_phi, position):
         for j in range(n):
             position[j] = count
             count += row_phi[j] != 0
-    elif position[n - 1] != n - 1 or position[0] != 0:  # restore j after a row with zeros
+    elif n and position[n - 1] != n - 1:  # restore j after a row with zeros
         for j in range(n):
             position[j] = j
     return n - zeros

@@ -307,13 +307,11 @@ def _stream_forest(blocks, n_vertices: int, chunk_edges: int):
         for block in blocks:
             if isinstance(block, ForestBlock):
                 part = _Stored(block.src, block.dst, block.phi, block.index + n_edges, 0)
-                block_edges = block.n_edges
             elif _read_in_place(block):
                 part = _InPlace(block, n_edges)
-                block_edges = part.size
             else:
                 part = _Stored(*block, _compiled.NO_INDEX, n_edges)
-                block_edges = part.size
+            block_edges = block.n_edges if isinstance(block, ForestBlock) else part.size
             if pending and pending_edges + part.size > chunk_edges:
                 reduced = running.result() if running else reduced
                 running = reducer.submit(_reduce, reduced[0], pending, n_vertices, batch, False)
@@ -403,12 +401,12 @@ def forest_persistence(blocks, n_vertices: int, *, vertices="max", h1: bool = Fa
     ``sample_edges(n)``, ``heavy``/``light`` as ``step_forest``'s passes (with the index of its
     first edge), ``crossing`` as ``_compiled.first_crossing_edges`` and ``kept_phi()``, the array
     its next heavy pass fills with every φ (for H1). For a 1-dimensional complex, the edges that
-    kill H0 classes are the maximum spanning forest Kruskal builds in entry order, and the forest of a union of edge
-    sets is the forest of the union of their forests: edges are gathered into chunks of about
-    ``chunk_edges``, each reduced with the forest so far, so memory stays bounded. Only the
-    forest's edges (fewer than the vertices) then go through a union-find, which applies the
-    elder rule by entry position exactly as the boundary-matrix reduction does. With ``h1``,
-    the φ of every edge is kept (8 bytes per edge).
+    kill H0 classes are the maximum spanning forest Kruskal builds in entry order, and the forest
+    of a union of edge sets is the forest of the union of their forests: edges are gathered into
+    chunks of about ``chunk_edges``, each reduced with the forest so far, so memory stays
+    bounded. Only the forest's edges (fewer than the vertices) then go through a union-find,
+    which applies the elder rule by entry position exactly as the boundary-matrix reduction
+    does. With ``h1``, the φ of every edge is kept (8 bytes per edge, then 16 in the diagram).
     """
     from . import _compiled  # numba: imported (its compiled code loaded from disk) on first use
 

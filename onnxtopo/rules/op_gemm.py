@@ -106,13 +106,11 @@ class DenseEdges:
 
     def __init__(self, rule: DenseRule, h: np.ndarray, scale: np.ndarray, rows: np.ndarray | None = None,
                  source_ids: np.ndarray | None = None, target_offset: int | None = None):
-        from .. import _compiled
-
         self.rule, self.h, self.scale = rule, h, scale
         self.rows = np.flatnonzero(h) if rows is None else rows
         self.source_ids = np.arange(h.size) if source_ids is None else source_ids
         self.target_offset = h.size if target_offset is None else target_offset
-        self.phi = _compiled.NO_SCALE  # every edge's φ, once kept_phi() asks for it
+        self.phi = np.empty(0)  # every edge's φ, once kept_phi() asks for it
         self._loops = (rule.matrix, h, self.rows, scale, self.source_ids, self.target_offset)
 
     @cached_property
