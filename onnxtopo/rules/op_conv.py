@@ -119,9 +119,9 @@ class ConvRule(EdgeRule):
         groups = windows = None
         for first in range(0, out_channels, step):
             stop = min(first + step, out_channels)
-            if groups != (first // per_group, (stop - 1) // per_group + 1):
-                groups = (first // per_group, (stop - 1) // per_group + 1)
-                windows = self.nonzero_windows(h, *groups, input_vertices)
+            chunk_groups = (first // per_group, (stop - 1) // per_group + 1)
+            if chunk_groups != groups:
+                groups, windows = chunk_groups, self.nonzero_windows(h, *chunk_groups, input_vertices)
             yield _compiled.conv_window_edges(kernel, windows, len(self.valid), groups[0], first, stop, per_group,
                                               offset, scale)
 
@@ -137,7 +137,7 @@ class ConvRule(EdgeRule):
         first_channel = (m // (out_channels // self.group)) * group_channels
         channel = first_channel[:, None] + np.arange(group_channels)[None, :]  # (m, Cg)
         # Axes: (output channel, output position, input channel in group, kernel offset).
-        src = channel[:, None, :, None] * int(np.prod(self.in_shape[1:])) + self.windows[None, :, None, :]
+        src = channel[:, None, :, None] * self.in_positions + self.windows[None, :, None, :]
         dst = m[:, None, None, None] * n_out + np.arange(n_out)[None, :, None, None]
         weight = self.kernel[part].reshape(len(m), 1, group_channels, n_k)
         shape = (len(m), n_out, group_channels, n_k)
@@ -173,7 +173,7 @@ class ConvPasses:
         m, rest = np.divmod(np.random.default_rng(0).integers(0, rule.candidate_count, n), rule.edges_per_outer)
         c, pair = np.divmod(rest, window_src.size)
         channel = (m // (rule.outer_size // rule.group)) * kernel.shape[1] + c
-        values = kernel[m, c, offsets[pair]] * self.h[channel * int(np.prod(rule.in_shape[1:])) + window_src[pair]]
+        values = kernel[m, c, offsets[pair]] * self.h[channel * rule.in_positions + window_src[pair]]
         if self.scale.size:
             values *= self.scale[m * len(rule.valid) + positions[pair]]
         return np.abs(values)
